@@ -1,0 +1,3 @@
+"""Packet-level TCP/UDP/IPv4 conformance tester."""
+
+__version__ = "0.1.0"
