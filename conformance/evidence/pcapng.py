@@ -1,0 +1,89 @@
+"""A minimal pcapng writer: one Ethernet interface, comments on the section and on every packet.
+
+Block layouts follow the pcapng specification (draft-ietf-opsawg-pcapng): Section Header
+Block, Interface Description Block with nanosecond timestamps, Enhanced Packet Blocks.
+"""
+
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+LINKTYPE_ETHERNET = 1
+OPT_ENDOFOPT = 0
+OPT_COMMENT = 1
+IF_NAME = 2
+IF_TSRESOL = 9
+SHB_USERAPPL = 4
+
+
+@dataclass(frozen=True)
+class PcapFrame:
+    timestamp_ns: int  # since the Unix epoch
+    data: bytes
+    comment: str
+
+
+def _pad(data: bytes) -> bytes:
+    return data + b"\0" * (-len(data) % 4)
+
+
+def _option(code: int, value: bytes) -> bytes:
+    return struct.pack("<HH", code, len(value)) + _pad(value)
+
+
+def _options(options: Iterable[tuple[int, bytes]]) -> bytes:
+    encoded = b"".join(_option(code, value) for code, value in options if value)
+    return encoded + struct.pack("<HH", OPT_ENDOFOPT, 0) if encoded else b""
+
+
+def _block(block_type: int, body: bytes) -> bytes:
+    length = 12 + len(body)
+    return struct.pack("<II", block_type, length) + body + struct.pack("<I", length)
+
+
+def encode_pcapng(
+    frames: Iterable[PcapFrame], *, section_comment: str, interface_name: str, application: str
+) -> bytes:
+    section = _block(
+        0x0A0D0D0A,
+        struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
+        + _options([(OPT_COMMENT, section_comment.encode()), (SHB_USERAPPL, application.encode())]),
+    )
+    interface = _block(
+        0x00000001,
+        struct.pack("<HHI", LINKTYPE_ETHERNET, 0, 0)
+        + _options([(IF_NAME, interface_name.encode()), (IF_TSRESOL, bytes([9]))]),
+    )
+    packets = []
+    for frame in frames:
+        timestamp = frame.timestamp_ns
+        body = (
+            struct.pack(
+                "<IIIII", 0, timestamp >> 32, timestamp & 0xFFFFFFFF, len(frame.data),
+                len(frame.data),
+            )
+            + _pad(frame.data)
+            + _options([(OPT_COMMENT, frame.comment.encode())])
+        )
+        packets.append(_block(0x00000006, body))
+    return section + interface + b"".join(packets)
+
+
+def write_pcapng(
+    path: Path,
+    frames: Iterable[PcapFrame],
+    *,
+    section_comment: str,
+    interface_name: str,
+    application: str,
+) -> None:
+    data = encode_pcapng(
+        frames,
+        section_comment=section_comment,
+        interface_name=interface_name,
+        application=application,
+    )
+    temporary = path.with_suffix(".tmp")
+    temporary.write_bytes(data)
+    temporary.replace(path)
