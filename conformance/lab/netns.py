@@ -155,7 +155,7 @@ def run_in_namespace(name: str, work: Callable[[], None]) -> None:
 
     def enter_and_work() -> None:
         try:
-            netns.setns(name)
+            netns.setns(name, flags=0)  # never create one that is missing
             work()
         except BaseException as error:
             failure.append(error)
@@ -221,17 +221,32 @@ def cleanup_labs(*, everything: bool = False) -> list[str]:
 
 
 def remove_live_labs() -> None:
+    """Remove the labs this process created. A forked child (pyroute2 forks to create a
+    namespace) inherits the registry but owns none of it, and must not touch it."""
     for lab in list(_live_labs.values()):
-        lab.remove()
+        if lab.name.startswith(f"{LAB_PREFIX}{os.getpid()}-"):
+            lab.remove()
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
+    if os.getpid() != _handler_owner:
+        # A forked child being stopped: die as if no handler were installed.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     # Unwind like Ctrl-C so that fixtures and `finally` blocks remove their labs.
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+_handler_owner = 0
+
+
 def install_exit_handlers() -> None:
     """Remove this process's labs at exit and on SIGTERM (call from the main thread)."""
+    global _handler_owner
+    if _handler_owner == os.getpid():
+        return
+    _handler_owner = os.getpid()
     atexit.register(remove_live_labs)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)

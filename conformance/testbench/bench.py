@@ -66,6 +66,8 @@ def key_fields(packet: Packet) -> dict[str, Any]:
 
 
 class Testbench:
+    __test__ = False  # not a pytest test class, despite its name
+
     """The peer on the wire: the tester hosts, the router, and what they see."""
 
     def __init__(self, capture: Capture, record: CaseRecord, dut: Host = addressing.DUT):

@@ -1,0 +1,243 @@
+"""The tester's side of the agent protocol (docs/agent-protocol.md).
+
+`AgentClient` starts an agent process and performs calls on it. A call returns the raw
+JSON result, or an `Errno` when the DUT's call failed; every other outcome is an
+exception: `Unsupported` (not applicable) or `AgentError` (a harness fault).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import json
+import os
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from typing import IO, Any
+
+STDERR_TAIL_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Errno:
+    """An errno the DUT's call returned, by name: data, not a failure of the harness."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AgentError(Exception):
+    """A harness fault: the agent died, timed out, answered "error" or sent bad JSON."""
+
+
+class Unsupported(Exception):
+    """The agent answered "unsupported"; the message is its reason."""
+
+
+class _Waiter:
+    """Where the reader thread leaves the response to one request."""
+
+    def __init__(self, request_id: int, call: str) -> None:
+        self.request_id = request_id
+        self.call = call
+        self.event = threading.Event()
+        self.response: dict[str, Any] | None = None
+        self.failure: str | None = None
+
+    def deliver(self, response: dict[str, Any]) -> None:
+        self.response = response
+        self.event.set()
+
+    def fail(self, why: str) -> None:
+        self.failure = why
+        self.event.set()
+
+
+class Pending:
+    """A background call; its response may come while other calls run."""
+
+    def __init__(self, client: AgentClient, waiter: _Waiter) -> None:
+        self._client = client
+        self._waiter = waiter
+
+    def result(self, timeout: float) -> Any:
+        """The raw JSON result or an Errno, waiting at most `timeout` seconds."""
+        return self._client._outcome(self._waiter, timeout)
+
+    def done(self) -> bool:
+        return self._waiter.event.is_set()
+
+
+class AgentClient:
+    """One agent process, driven over its stdin and stdout."""
+
+    def __init__(self, argv: list[str], *, name: str = "agent") -> None:
+        self.name = name
+        # Kept open for the life of the client: stderr_text reads it after close().
+        self._stderr = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115
+        # O_APPEND: the agent's writes never land where our reads left the shared offset.
+        flags = fcntl.fcntl(self._stderr.fileno(), fcntl.F_GETFL)
+        fcntl.fcntl(self._stderr.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
+        try:
+            self._process = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr
+            )
+        except OSError as exc:
+            self._stderr.close()
+            raise AgentError(f"{name}: cannot start {argv!r}: {exc}") from exc
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()  # guards _waiters, _gone and the writes to stdin
+        self._waiters: dict[int, _Waiter] = {}
+        self._gone: str | None = None  # why no further response can come
+        self._closed = False
+        self._reader = threading.Thread(
+            target=self._read_responses, name=f"{name}-reader", daemon=True
+        )
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def stderr_text(self) -> str:
+        size = os.fstat(self._stderr.fileno()).st_size
+        return os.pread(self._stderr.fileno(), size, 0).decode(errors="replace")
+
+    def hello(self) -> dict[str, Any]:
+        result = self.call("hello", {})
+        if not isinstance(result, dict):
+            raise AgentError(f"{self.name}: hello answered {result!r}, not an object")
+        return result
+
+    def call(self, call: str, args: dict[str, Any], *, timeout: float = 10.0) -> Any:
+        """Performs a call in order with the other foreground calls."""
+        waiter = self._send(call, args, background=False)
+        try:
+            return self._outcome(waiter, timeout)
+        finally:
+            with self._lock:
+                self._waiters.pop(waiter.request_id, None)
+
+    def start(self, call: str, args: dict[str, Any]) -> Pending:
+        """Starts a call that may block; collect it with `Pending.result`."""
+        return Pending(self, self._send(call, args, background=True))
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Closes the agent's stdin and waits for it to exit; kills it if it does not."""
+        if self._closed:
+            return
+        self._closed = True
+        # A writer stuck on a full pipe holds the lock; then only killing frees it.
+        if self._lock.acquire(timeout=timeout):
+            try:
+                self._gone = "the client was closed"
+                if self._process.stdin is not None:
+                    self._process.stdin.close()
+            except OSError:
+                pass  # the agent is already gone: the wait below collects it
+            finally:
+                self._lock.release()
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._reader.join(timeout)
+        self._fail_all(f"agent closed (exit status {self._process.returncode})", gone=True)
+        if not self._reader.is_alive() and self._process.stdout is not None:
+            self._process.stdout.close()
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _send(self, call: str, args: dict[str, Any], *, background: bool) -> _Waiter:
+        request: dict[str, Any] = {"id": 0, "call": call, "args": args}
+        if background:
+            request["background"] = True
+        with self._lock:
+            if self._gone is not None:
+                raise AgentError(f"{self.name}: cannot send {call}: {self._gone}")
+            request_id = next(self._ids)
+            request["id"] = request_id
+            waiter = _Waiter(request_id, call)
+            self._waiters[request_id] = waiter
+            try:
+                line = json.dumps(request).encode() + b"\n"
+                stdin: IO[bytes] | None = self._process.stdin
+                assert stdin is not None
+                stdin.write(line)
+                stdin.flush()
+            except (OSError, ValueError, TypeError) as exc:
+                del self._waiters[request_id]
+                raise AgentError(
+                    f"{self.name}: cannot send {call}: {exc}{self._stderr_tail()}"
+                ) from exc
+        return waiter
+
+    def _outcome(self, waiter: _Waiter, timeout: float) -> Any:
+        """The result of a response, or the exception it stands for."""
+        if not waiter.event.wait(timeout):
+            raise AgentError(
+                f"{self.name}: {waiter.call} (id {waiter.request_id}) got no response "
+                f"within {timeout} s"
+            )
+        if waiter.failure is not None:
+            raise AgentError(
+                f"{self.name}: {waiter.call} (id {waiter.request_id}): {waiter.failure}"
+                f"{self._stderr_tail()}"
+            )
+        response = waiter.response
+        assert response is not None
+        if "result" in response:
+            return response["result"]
+        if isinstance(response.get("errno"), str):
+            return Errno(response["errno"])
+        if "unsupported" in response:
+            raise Unsupported(str(response["unsupported"]))
+        if "error" in response:
+            raise AgentError(f"{self.name}: {waiter.call} rejected: {response['error']}")
+        raise AgentError(f"{self.name}: {waiter.call}: malformed response {response!r}")
+
+    def _read_responses(self) -> None:
+        """Reader thread: hands each response to the waiter of its id."""
+        stdout = self._process.stdout
+        assert stdout is not None
+        for line in stdout:
+            try:
+                response = json.loads(line)
+            except ValueError:
+                self._fail_all(f"agent wrote a line that is not JSON: {line[:200]!r}")
+                continue
+            request_id = response.get("id") if isinstance(response, dict) else None
+            if not isinstance(request_id, int):  # cannot be paired with any request
+                self._fail_all(f"agent sent a response without an id: {response!r}")
+                continue
+            with self._lock:
+                waiter = self._waiters.pop(request_id, None)
+            if waiter is not None:  # None: a call that timed out, answered late
+                waiter.deliver(response)
+        try:
+            why = f"agent exited with status {self._process.wait(timeout=1.0)}"
+        except subprocess.TimeoutExpired:
+            why = "agent closed its output"
+        self._fail_all(why, gone=True)
+
+    def _fail_all(self, why: str, *, gone: bool = False) -> None:
+        """Fails every request still waiting; with `gone`, all later ones too."""
+        with self._lock:
+            waiters = list(self._waiters.values())
+            self._waiters.clear()
+            if gone and self._gone is None:
+                self._gone = why
+        for waiter in waiters:
+            waiter.fail(why)
+
+    def _stderr_tail(self) -> str:
+        text = self.stderr_text.strip()
+        if not text:
+            return ""
+        return f"\nagent stderr (end):\n{text[-STDERR_TAIL_CHARS:]}"

@@ -1,0 +1,566 @@
+"""The Linux agent: performs the calls of docs/agent-protocol.md with real system calls.
+
+Run as `python -m conformance.agent.linux [--netns NAME]`. Requests arrive as JSON lines
+on stdin, responses leave as JSON lines on stdout; diagnostics go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import fcntl
+import ipaddress
+import json
+import os
+import select
+import socket
+import struct
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO, Final
+
+from conformance.agent.protocol import (
+    CALLS,
+    ERROR_ORIGINS,
+    FILE_STATUS_FLAGS,
+    IOCTL_REQUESTS,
+    IP_RECVERR,
+    MESSAGE_FLAGS,
+    PMTUDISC_MODES,
+    POLL_EVENTS,
+    PROTOCOL_VERSION,
+    RETURNED_MESSAGE_FLAGS,
+    SHUTDOWN_HOW,
+    SOCKET_OPTIONS,
+    SocketOption,
+    errno_name,
+    flag_names,
+)
+
+AGENT_NAME: Final = "linux"
+
+SOCKET_TYPES: Final[Mapping[str, int]] = {"udp": socket.SOCK_DGRAM, "tcp": socket.SOCK_STREAM}
+
+# Sysctls reported by `snapshot`, read inside the agent's network namespace.
+SNAPSHOT_SETTINGS: Final = (
+    "net.ipv4.ip_no_pmtu_disc",
+    "net.ipv4.route.min_pmtu",
+    "net.ipv4.route.mtu_expires",
+    "net.ipv4.tcp_abort_on_overflow",
+    "net.ipv4.tcp_rfc1337",
+    "net.ipv4.tcp_synack_retries",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.tcp_tw_reuse",
+    "net.ipv4.tcp_timestamps",
+    "net.ipv4.tcp_sack",
+    "net.ipv4.tcp_window_scaling",
+    "net.ipv4.tcp_ecn",
+    "net.ipv4.icmp_ratelimit",
+    "net.core.somaxconn",
+    "net.ipv4.ip_local_port_range",
+)
+
+# The `st` column of /proc/net/tcp (include/net/tcp_states.h).
+TCP_STATES: Final[Mapping[int, str]] = {
+    1: "ESTABLISHED",
+    2: "SYN_SENT",
+    3: "SYN_RECV",
+    4: "FIN_WAIT1",
+    5: "FIN_WAIT2",
+    6: "TIME_WAIT",
+    7: "CLOSE",
+    8: "CLOSE_WAIT",
+    9: "LAST_ACK",
+    10: "LISTEN",
+    11: "CLOSING",
+    12: "NEW_SYN_RECV",
+}
+
+ANCILLARY_BUFFER_SIZE: Final = socket.CMSG_SPACE(512)
+
+# struct sock_extended_err, then the offender's struct sockaddr_in.
+EXTENDED_ERROR: Final = struct.Struct("=IBBBBII")
+SOCKADDR_IN_HEAD: Final = struct.Struct("=H2s4s")  # family, port (network order), address
+
+
+class BadRequest(Exception):
+    """The request is malformed; answered with "error"."""
+
+
+class NotSupported(Exception):
+    """The call, option, flag or name is unknown here; answered with "unsupported"."""
+
+
+class Args:
+    """The named arguments of one request, read with type checks."""
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.raw = raw
+
+    def value(self, key: str) -> Any:
+        if key not in self.raw:
+            raise BadRequest(f"missing argument {key!r}")
+        return self.raw[key]
+
+    def integer(self, key: str) -> int:
+        value = self.value(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise BadRequest(f"argument {key!r} must be an integer, not {value!r}")
+        return value
+
+    def text(self, key: str) -> str:
+        value = self.value(key)
+        if not isinstance(value, str):
+            raise BadRequest(f"argument {key!r} must be a string, not {value!r}")
+        return value
+
+    def endpoint(self) -> tuple[str, int]:
+        addr = self.text("addr")
+        try:
+            ipaddress.IPv4Address(addr)
+        except ValueError:
+            raise BadRequest(f"addr {addr!r} is not a dotted-quad IPv4 address") from None
+        port = self.integer("port")
+        if not 0 <= port <= 0xFFFF:
+            raise BadRequest(f"port {port} out of range")
+        return addr, port
+
+    def data(self) -> bytes:
+        try:
+            return base64.b64decode(self.text("data"), validate=True)
+        except binascii.Error as exc:
+            raise BadRequest(f"data is not base64: {exc}") from None
+
+    def choice(self, key: str, table: Mapping[str, int]) -> int:
+        name = self.text(key)
+        if name not in table:
+            raise NotSupported(f"unknown {key} {name!r}")
+        return table[name]
+
+    def names(self, key: str, table: Mapping[str, int], *, optional: bool = False) -> int:
+        """A list of names turned into the OR of their bits."""
+        if optional and key not in self.raw:
+            return 0
+        value = self.value(key)
+        if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+            raise BadRequest(f"argument {key!r} must be a list of names, not {value!r}")
+        bits = 0
+        for name in value:
+            if name not in table:
+                raise NotSupported(f"unknown {key} name {name!r}")
+            bits |= table[name]
+        return bits
+
+    def message_flags(self) -> int:
+        return self.names("flags", MESSAGE_FLAGS, optional=True)
+
+
+class SocketTable:
+    """The sockets the agent holds, by handle (the file descriptor number)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: dict[int, socket.socket] = {}
+
+    def add(self, sock: socket.socket) -> int:
+        handle = sock.fileno()
+        with self._lock:
+            self._sockets[handle] = sock
+        return handle
+
+    def get(self, handle: int) -> socket.socket:
+        with self._lock:
+            sock = self._sockets.get(handle)
+        if sock is None:
+            raise BadRequest(f"unknown socket handle {handle}")
+        return sock
+
+    def remove(self, handle: int) -> socket.socket:
+        with self._lock:
+            sock = self._sockets.pop(handle, None)
+        if sock is None:
+            raise BadRequest(f"unknown socket handle {handle}")
+        return sock
+
+    def items(self) -> list[tuple[int, socket.socket]]:
+        with self._lock:
+            return sorted(self._sockets.items())
+
+    def close_all(self) -> None:
+        with self._lock:
+            held = list(self._sockets.values())
+            self._sockets.clear()
+        for sock in held:
+            sock.close()
+
+
+class ResponseWriter:
+    """Writes one response per line; safe to call from any thread."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, response: Mapping[str, Any]) -> None:
+        line = json.dumps(response).encode() + b"\n"
+        with self._lock:
+            try:
+                self._stream.write(line)
+                self._stream.flush()
+            except BrokenPipeError:
+                pass  # the tester has gone; stdin EOF will end the agent
+
+
+def endpoint_json(address: Any) -> dict[str, Any]:
+    """{"addr", "port"} of a Python AF_INET address, both null when there is none."""
+    if isinstance(address, tuple) and len(address) == 2:
+        return {"addr": address[0], "port": address[1]}
+    return {"addr": None, "port": None}
+
+
+def extended_error_json(cmsg_data: bytes) -> dict[str, Any] | None:
+    """The IP_RECVERR control message as the `errqueue` object of recvmsg."""
+    if len(cmsg_data) < EXTENDED_ERROR.size:
+        return None
+    ee_errno, origin, icmp_type, icmp_code, _pad, info, data = EXTENDED_ERROR.unpack_from(cmsg_data)
+    offender = None
+    if len(cmsg_data) >= EXTENDED_ERROR.size + SOCKADDR_IN_HEAD.size:
+        family, port, addr = SOCKADDR_IN_HEAD.unpack_from(cmsg_data, EXTENDED_ERROR.size)
+        if family == socket.AF_INET:
+            offender = {"addr": socket.inet_ntoa(addr), "port": int.from_bytes(port, "big")}
+    return {
+        "errno": errno_name(ee_errno) if ee_errno else None,
+        "origin": ERROR_ORIGINS.get(origin, f"ORIGIN_{origin}"),
+        "type": icmp_type,
+        "code": icmp_code,
+        "info": info,
+        "data": data,
+        "offender": offender,
+    }
+
+
+def tcp_states_by_inode() -> dict[int, str]:
+    """TCP states of this network namespace's sockets, keyed by socket inode."""
+    states: dict[int, str] = {}
+    try:
+        lines = Path("/proc/self/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return states
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 10:
+            state = int(fields[3], 16)
+            states[int(fields[9])] = TCP_STATES.get(state, f"STATE_{state}")
+    return states
+
+
+def read_settings() -> dict[str, Any]:
+    """The SNAPSHOT_SETTINGS that exist, as integers, lists of integers or text."""
+    settings: dict[str, Any] = {}
+    for name in SNAPSHOT_SETTINGS:
+        try:
+            text = (Path("/proc/sys") / name.replace(".", "/")).read_text().strip()
+        except OSError:
+            continue
+        words = text.split()
+        try:
+            numbers = [int(word) for word in words]
+        except ValueError:
+            settings[name] = text
+            continue
+        settings[name] = numbers[0] if len(numbers) == 1 else numbers
+    return settings
+
+
+class LinuxAgent:
+    """Performs requests on real sockets and writes the responses."""
+
+    def __init__(self, writer: ResponseWriter) -> None:
+        self.writer = writer
+        self.sockets = SocketTable()
+        self.handlers: dict[str, Callable[[Args], Any]] = {
+            call: getattr(self, f"call_{call}") for call in CALLS
+        }
+
+    # --- requests -----------------------------------------------------------------------
+
+    def handle_line(self, line: bytes) -> None:
+        """Parses one request line; answers it now, or on a thread if it is background."""
+        try:
+            request = json.loads(line)
+        except ValueError as exc:
+            self.writer.send({"id": None, "error": f"request is not JSON: {exc}"})
+            return
+        if not isinstance(request, dict):
+            self.writer.send({"id": None, "error": "request is not a JSON object"})
+            return
+        request_id = request.get("id")
+        if not isinstance(request_id, int) or isinstance(request_id, bool):
+            self.writer.send({"id": None, "error": f"id must be an integer, not {request_id!r}"})
+            return
+        call = request.get("call")
+        args = request.get("args", {})
+        background = request.get("background", False)
+        if not isinstance(call, str):
+            self.writer.send({"id": request_id, "error": "call must be a string"})
+        elif not isinstance(args, dict):
+            self.writer.send({"id": request_id, "error": "args must be an object"})
+        elif not isinstance(background, bool):
+            self.writer.send({"id": request_id, "error": "background must be true or false"})
+        elif background:
+            threading.Thread(
+                target=lambda: self.writer.send(self.perform(request_id, call, args)),
+                name=f"{call}-{request_id}",
+                daemon=True,
+            ).start()
+        else:
+            self.writer.send(self.perform(request_id, call, args))
+
+    def perform(self, request_id: int, call: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Performs one call and builds its response."""
+        handler = self.handlers.get(call)
+        if handler is None:
+            return {"id": request_id, "unsupported": f"unknown call {call!r}"}
+        try:
+            return {"id": request_id, "result": handler(Args(args))}
+        except NotSupported as exc:
+            return {"id": request_id, "unsupported": str(exc)}
+        except BadRequest as exc:
+            return {"id": request_id, "error": str(exc)}
+        except (socket.gaierror, socket.herror) as exc:
+            return {"id": request_id, "error": f"address lookup failed: {exc}"}
+        except OSError as exc:
+            if exc.errno is None:
+                return {"id": request_id, "error": f"{call}: {exc}"}
+            return {"id": request_id, "errno": errno_name(exc.errno)}
+        except Exception as exc:  # a bug or a bad value this agent did not foresee
+            traceback.print_exc(file=sys.stderr)
+            return {"id": request_id, "error": f"{call}: {type(exc).__name__}: {exc}"}
+
+    def close_all(self) -> None:
+        self.sockets.close_all()
+
+    def sock(self, args: Args) -> socket.socket:
+        return self.sockets.get(args.integer("sock"))
+
+    # --- calls --------------------------------------------------------------------------
+
+    def call_hello(self, args: Args) -> dict[str, Any]:
+        return {"agent": AGENT_NAME, "protocol": PROTOCOL_VERSION, "calls": list(CALLS)}
+
+    def call_socket(self, args: Args) -> int:
+        kind = args.choice("type", SOCKET_TYPES)
+        return self.sockets.add(socket.socket(socket.AF_INET, kind))
+
+    def call_bind(self, args: Args) -> None:
+        self.sock(args).bind(args.endpoint())
+
+    def call_connect(self, args: Args) -> None:
+        self.sock(args).connect(args.endpoint())
+
+    def call_listen(self, args: Args) -> None:
+        self.sock(args).listen(args.integer("backlog"))
+
+    def call_accept(self, args: Args) -> dict[str, Any]:
+        connection, peer = self.sock(args).accept()
+        return {"sock": self.sockets.add(connection), **endpoint_json(peer)}
+
+    def call_send(self, args: Args) -> int:
+        flags = args.message_flags() | socket.MSG_NOSIGNAL
+        return self.sock(args).send(args.data(), flags)
+
+    def call_sendto(self, args: Args) -> int:
+        flags = args.message_flags() | socket.MSG_NOSIGNAL
+        return self.sock(args).sendto(args.data(), flags, args.endpoint())
+
+    # The recv calls read into a buffer of `size` bytes: with MSG_TRUNC the kernel returns
+    # the full datagram length, which may exceed what was copied.
+
+    def call_recv(self, args: Args) -> dict[str, Any]:
+        sock, size, flags = self.sock(args), args.integer("size"), args.message_flags()
+        buffer = bytearray(size)
+        length = sock.recv_into(buffer, size, flags)
+        return {"data": base64.b64encode(buffer[: min(length, size)]).decode()}
+
+    def call_recvfrom(self, args: Args) -> dict[str, Any]:
+        sock, size, flags = self.sock(args), args.integer("size"), args.message_flags()
+        buffer = bytearray(size)
+        length, peer = sock.recvfrom_into(buffer, size, flags)
+        data = base64.b64encode(buffer[: min(length, size)]).decode()
+        return {"data": data, **endpoint_json(peer)}
+
+    def call_recvmsg(self, args: Args) -> dict[str, Any]:
+        sock, size, flags = self.sock(args), args.integer("size"), args.message_flags()
+        buffer = bytearray(size)
+        length, ancillary, msg_flags, peer = sock.recvmsg_into(
+            [buffer], ANCILLARY_BUFFER_SIZE, flags
+        )
+        errqueue = None
+        if flags & socket.MSG_ERRQUEUE:
+            for level, kind, cmsg_data in ancillary:
+                if level == socket.IPPROTO_IP and kind == IP_RECVERR:
+                    errqueue = extended_error_json(cmsg_data)
+        return {
+            "data": base64.b64encode(buffer[: min(length, size)]).decode(),
+            "flags": flag_names(msg_flags, RETURNED_MESSAGE_FLAGS),
+            **endpoint_json(peer),
+            "errqueue": errqueue,
+        }
+
+    def call_setsockopt(self, args: Args) -> None:
+        sock, option = self.sock(args), self.socket_option(args)
+        if not option.settable:
+            raise BadRequest(f"{args.text('name')} cannot be set")
+        value = args.value("value")
+        if option.kind == "pmtudisc_mode":
+            sock.setsockopt(option.level, option.number, args.choice("value", PMTUDISC_MODES))
+        elif option.kind == "linger":
+            if not isinstance(value, dict):
+                raise BadRequest(f"SO_LINGER value must be {{onoff, linger}}, not {value!r}")
+            linger = Args(value)
+            packed = struct.pack("ii", linger.integer("onoff"), linger.integer("linger"))
+            sock.setsockopt(option.level, option.number, packed)
+        elif isinstance(value, int):  # JSON true/false count as 1/0
+            sock.setsockopt(option.level, option.number, int(value))
+        else:
+            raise BadRequest(f"{args.text('name')} value must be an integer, not {value!r}")
+
+    def call_getsockopt(self, args: Args) -> Any:
+        sock, option = self.sock(args), self.socket_option(args)
+        if option.kind == "linger":
+            onoff, linger = struct.unpack(
+                "ii", sock.getsockopt(option.level, option.number, struct.calcsize("ii"))
+            )
+            return {"onoff": onoff, "linger": linger}
+        value = sock.getsockopt(option.level, option.number)
+        if option.kind == "errno_name":
+            return errno_name(value) if value else None
+        if option.kind == "socket_type":
+            names = {number: name for name, number in SOCKET_TYPES.items()}
+            return names.get(value, f"SOCK_{value}")
+        if option.kind == "pmtudisc_mode":
+            modes = {number: name for name, number in PMTUDISC_MODES.items()}
+            return modes.get(value, f"IP_PMTUDISC_{value}")
+        return value
+
+    def socket_option(self, args: Args) -> SocketOption:
+        name = args.text("name")
+        if name not in SOCKET_OPTIONS:
+            raise NotSupported(f"unknown socket option {name!r}")
+        return SOCKET_OPTIONS[name]
+
+    def call_ioctl(self, args: Args) -> int:
+        sock, request = self.sock(args), args.choice("request", IOCTL_REQUESTS)
+        answer = fcntl.ioctl(sock.fileno(), request, bytes(4))
+        count: int = struct.unpack("i", answer)[0]
+        return count
+
+    def call_fcntl(self, args: Args) -> list[str] | None:
+        sock, command = self.sock(args), args.text("cmd")
+        current = fcntl.fcntl(sock.fileno(), fcntl.F_GETFL)
+        if command == "F_GETFL":
+            return flag_names(current, FILE_STATUS_FLAGS)
+        if command == "F_SETFL":
+            wanted = args.names("flags", FILE_STATUS_FLAGS)
+            known = 0
+            for bit in FILE_STATUS_FLAGS.values():
+                known |= bit
+            fcntl.fcntl(sock.fileno(), fcntl.F_SETFL, (current & ~known) | wanted)
+            return None
+        raise NotSupported(f"unknown fcntl cmd {command!r}")
+
+    def call_shutdown(self, args: Args) -> None:
+        self.sock(args).shutdown(args.choice("how", SHUTDOWN_HOW))
+
+    def call_close(self, args: Args) -> None:
+        self.sockets.remove(args.integer("sock")).close()
+
+    def call_poll(self, args: Args) -> list[str]:
+        sock = self.sock(args)
+        events = args.names("events", POLL_EVENTS)
+        timeout_ms = args.integer("timeout_ms")
+        poller = select.poll()
+        poller.register(sock.fileno(), events)
+        returned = 0
+        for _fd, revents in poller.poll(timeout_ms):
+            returned |= revents
+        return flag_names(returned, POLL_EVENTS)
+
+    def call_getsockname(self, args: Args) -> dict[str, Any]:
+        return endpoint_json(self.sock(args).getsockname())
+
+    def call_getpeername(self, args: Args) -> dict[str, Any]:
+        return endpoint_json(self.sock(args).getpeername())
+
+    def call_snapshot(self, args: Args) -> dict[str, Any]:
+        tcp_states = tcp_states_by_inode()
+        return {
+            "sockets": [
+                self.describe(handle, sock, tcp_states) for handle, sock in self.sockets.items()
+            ],
+            "settings": read_settings(),
+        }
+
+    def describe(
+        self, handle: int, sock: socket.socket, tcp_states: Mapping[int, str]
+    ) -> dict[str, Any]:
+        """One held socket for `snapshot`."""
+        is_tcp = sock.type == socket.SOCK_STREAM
+        description: dict[str, Any] = {"sock": handle, "type": "tcp" if is_tcp else "udp"}
+        for key, query in (("local", sock.getsockname), ("peer", sock.getpeername)):
+            try:
+                description[key] = endpoint_json(query())
+            except OSError:
+                description[key] = None
+        if is_tcp:
+            try:
+                inode = os.fstat(handle).st_ino
+            except OSError:
+                inode = -1
+            # A socket that is neither bound nor connected is not listed: it is CLOSE.
+            description["state"] = tcp_states.get(inode, "CLOSE")
+        return description
+
+
+def take_stdout() -> BinaryIO:
+    """Keeps the real stdout for responses and points fd 1 at stderr, so nothing else
+    (a library's print, a C-level write) can reach the tester's pipe."""
+    sys.stdout.flush()
+    responses_fd = os.dup(1)
+    os.dup2(2, 1)
+    return os.fdopen(responses_fd, "wb")
+
+
+def enter_netns(name: str) -> None:
+    from pyroute2 import netns  # imported only here: it is slow and needs root anyway
+
+    netns.setns(name, flags=0)  # flags=0: fail rather than create a missing namespace
+
+
+def main(argv: list[str] | None = None) -> int:
+    responses = take_stdout()
+    parser = argparse.ArgumentParser(description="Linux DUT agent (docs/agent-protocol.md)")
+    parser.add_argument("--netns", help="network namespace to enter before serving")
+    options = parser.parse_args(argv)
+    if options.netns:
+        try:
+            enter_netns(options.netns)
+        except OSError as exc:
+            print(f"cannot enter network namespace {options.netns!r}: {exc}", file=sys.stderr)
+            return 2
+    agent = LinuxAgent(ResponseWriter(responses))
+    try:
+        for line in sys.stdin.buffer:
+            if line.strip():
+                agent.handle_line(line)
+    finally:
+        agent.close_all()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""Write a case's evidence: `<case>.pcapng` (commented frames) and `<case>.json`."""
+
+import json
+import re
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from scapy.layers.l2 import Ether
+
+from conformance import __version__
+from conformance.evidence.pcapng import PcapFrame, write_pcapng
+from conformance.evidence.record import CaseRecord
+from conformance.testbench.wire import WireFrame
+
+# Keys of a case entry in results.json (the contract other tools read).
+RESULT_KEYS = (
+    "id", "doc", "requirements", "level", "verdict", "message", "expectation",
+    "observations", "evidence", "duration_s",
+)
+
+
+def case_file_stem(case_id: str) -> str:
+    """`rfc1122/test_x.py::test_y[p]` -> `rfc1122__test_x__test_y-p`."""
+    stem = case_id.replace(".py::", "__").replace("/", "__").replace("::", "__")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-")
+
+
+def frame_summary(frame: WireFrame) -> str:
+    try:
+        return str(Ether(frame.data).summary())
+    except Exception as error:  # a frame scapy cannot dissect is still evidence
+        return f"undissectable frame ({error})"
+
+
+def frame_comment(frame: WireFrame) -> str:
+    if frame.comments:
+        return "; ".join(frame.comments)
+    if frame.sender == "dut":
+        return "dut: not matched by any expectation"
+    return "tester"
+
+
+def section_comment(record: CaseRecord, entry: dict[str, Any]) -> str:
+    lines = [
+        f"case: {record.case_id}",
+        f"requirements: {', '.join(record.requirements)} ({record.level})",
+        f"target: {record.target}",
+        f"verdict: {entry['verdict']}",
+    ]
+    if entry.get("expectation"):
+        lines.append(f"expectation: {entry['expectation']}")
+    if entry.get("message"):
+        lines.append(f"reason: {entry['message']}")
+    return "\n".join(lines)
+
+
+def write_case_evidence(directory: Path, record: CaseRecord, entry: dict[str, Any]) -> Path:
+    """Write both files and return the JSON path. `entry` holds the verdict fields."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = case_file_stem(record.case_id)
+    pcap_path = directory / f"{stem}.pcapng"
+    write_pcapng(
+        pcap_path,
+        [PcapFrame(f.timestamp_ns, f.data, frame_comment(f)) for f in record.frames],
+        section_comment=section_comment(record, entry),
+        interface_name=f"{record.target} DUT wire",
+        application=f"conformance {__version__}",
+    )
+    start_ns = record.frames[0].monotonic_ns if record.frames else 0
+    document = {
+        **entry,
+        "id": record.case_id,
+        "target": record.target,
+        "requirements": record.requirements,
+        "level": record.level,
+        "observations": record.observations,
+        "evidence": pcap_path.name,
+        "calls": [asdict(call) for call in record.calls],
+        "frames": [
+            {
+                "number": f.number,
+                "sender": f.sender,
+                "time_s": round((f.monotonic_ns - start_ns) / 1e9, 6),
+                "summary": frame_summary(f),
+                "comment": frame_comment(f),
+            }
+            for f in record.frames
+        ],
+        "environment": record.environment,
+        "agent_log": record.agent_log,
+    }
+    json_path = directory / f"{stem}.json"
+    temporary = json_path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(document, indent=2, default=str))
+    temporary.replace(json_path)
+    return json_path
+
+
+def read_case_documents(directory: Path) -> list[dict[str, Any]]:
+    documents = []
+    for path in sorted(directory.glob("*.json")):
+        if path.name == "results.json":
+            continue
+        document = json.loads(path.read_text())
+        if "verdict" in document and "id" in document:
+            documents.append(document)
+    return documents

@@ -1,0 +1,339 @@
+"""The pytest plugin: fixtures `dut` and `tb`, the `requirement` marker, verdicts, evidence.
+
+Loaded through the `pytest11` entry point; it stays inert until `--target` is given.
+Each case gets its own lab. Verdicts are decided on whichever process ran the case
+(pytest-xdist workers included) and written with the evidence; the controlling process
+gathers the per-case files into `results.json` and `junit.xml` at the end.
+"""
+
+import datetime
+import json
+import os
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from conformance import __version__
+from conformance.agent.client import Unsupported
+from conformance.errors import HarnessError, UsageError
+from conformance.evidence.record import CaseRecord
+from conformance.evidence.writer import write_case_evidence
+from conformance.expectations import Deviation, judge_expectation, load_expectations
+from conformance.lab.netns import Lab, cleanup_labs, install_exit_handlers
+from conformance.report.results import gather_results, write_junit, write_results
+from conformance.requirements.catalogue import Catalogue, default_catalogue_path
+from conformance.targets import get_target
+from conformance.targets.base import StartedDut
+from conformance.targets.dut import Dut
+from conformance.testbench.bench import Testbench
+from conformance.testbench.wire import Capture
+from conformance.verdicts import Verdict, exit_status, verdict_for_level
+
+SUITES_ROOT = Path(__file__).resolve().parents[1] / "suites"
+# The sysctls recorded in every case's environment snapshot (Linux target).
+SNAPSHOT_SYSCTLS = (
+    "net.ipv4.ip_no_pmtu_disc", "net.ipv4.route.min_pmtu", "net.ipv4.tcp_abort_on_overflow",
+    "net.ipv4.tcp_rfc1337", "net.ipv4.tcp_synack_retries", "net.ipv4.tcp_syncookies",
+    "net.ipv4.tcp_timestamps", "net.ipv4.tcp_sack", "net.ipv4.tcp_window_scaling",
+    "net.core.somaxconn", "net.ipv4.ip_local_port_range",
+)
+
+
+@dataclass
+class CaseState:
+    """One case on its way to a verdict."""
+
+    record: CaseRecord
+    started: float = field(default_factory=time.perf_counter)
+    verdict: Verdict | None = None
+    message: str = ""
+
+
+CASE_KEY = pytest.StashKey[CaseState]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("conformance")
+    group.addoption("--target", help="the DUT: linux")
+    group.addoption("--out", help="run directory (default pcaps/runs/<run-id>)")
+    group.addoption("--sysctl", action="append", default=[], metavar="NAME=VALUE",
+                    help="set a net.* sysctl inside the DUT namespace (never on the host)")
+    group.addoption("--expectations", help="expectations file (default: "
+                    "suites/expectations/<target>.toml)")
+    group.addoption("--catalogue", help="requirement catalogue (default suites/requirements.toml)")
+    group.addoption("--slow", action="store_true", help="also run cases marked slow")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "requirement(*ids): the requirement IDs a case checks")
+    config.addinivalue_line("markers", "slow: a case that takes minutes; run with --slow")
+    if not config.getoption("target"):
+        return
+    config.stash[CONFIG_KEY] = RunConfig.from_pytest(config)
+    install_exit_handlers()
+
+
+@dataclass
+class RunConfig:
+    target: str
+    directory: Path  # <run dir>/<target>
+    sysctls: dict[str, str]
+    catalogue: Catalogue
+    deviations: dict[str, Deviation]
+    run_slow: bool
+
+    @classmethod
+    def from_pytest(cls, config: pytest.Config) -> "RunConfig":
+        target = str(config.getoption("target"))
+        get_target(target)  # unknown target: usage error now, not in every case
+        out = config.getoption("out")
+        if out is None:
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            out = str(Path("pcaps/runs") / stamp)
+        sysctls = {}
+        for assignment in config.getoption("sysctl"):
+            name, equals, value = assignment.partition("=")
+            if not equals or not name.startswith("net."):
+                raise pytest.UsageError(f"--sysctl {assignment}: want net.NAME=VALUE")
+            sysctls[name] = value
+        catalogue_path = config.getoption("catalogue")
+        expectations = config.getoption("expectations")
+        try:
+            catalogue = Catalogue.load(
+                Path(catalogue_path) if catalogue_path else default_catalogue_path()
+            )
+            deviations = load_expectations(
+                Path(expectations) if expectations
+                else SUITES_ROOT / "expectations" / f"{target}.toml"
+            )
+        except UsageError as error:
+            raise pytest.UsageError(str(error)) from error
+        return cls(target, Path(out).resolve() / target, sysctls, catalogue, deviations,
+                   bool(config.getoption("slow")))
+
+
+CONFIG_KEY = pytest.StashKey[RunConfig]()
+STARTED_KEY = pytest.StashKey[str]()
+
+
+def _run_config(config: pytest.Config) -> RunConfig | None:
+    return config.stash.get(CONFIG_KEY, None)
+
+
+def case_id(item: pytest.Item) -> str:
+    """The case's ID: its node ID relative to the suites directory."""
+    path = Path(str(item.path))
+    try:
+        relative = path.relative_to(SUITES_ROOT).as_posix()
+    except ValueError:
+        relative = path.name
+    return f"{relative}::{item.name}"
+
+
+def requirement_ids(item: pytest.Item) -> list[str]:
+    ids: list[str] = []
+    for marker in item.iter_markers("requirement"):
+        ids.extend(str(arg) for arg in marker.args)
+    return ids
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    run = _run_config(config)
+    if run is None:
+        return
+    problems = []
+    for item in items:
+        ids = requirement_ids(item)
+        if not ids:
+            problems.append(f"{case_id(item)}: no @requirement marker")
+        for requirement_id in ids:
+            if requirement_id not in run.catalogue.requirements:
+                problems.append(f"{case_id(item)}: unknown requirement {requirement_id}")
+    if problems:
+        raise pytest.UsageError("\n".join(problems))
+    if not run.run_slow:
+        kept = [item for item in items if item.get_closest_marker("slow") is None]
+        deselected = [item for item in items if item.get_closest_marker("slow") is not None]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = kept
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    run = _run_config(item.config)
+    if run is None:
+        return
+    ids = requirement_ids(item)
+    record = CaseRecord(
+        case_id=case_id(item), target=run.target, requirements=ids,
+        level=run.catalogue.level_of(ids),
+    )
+    item.stash[CASE_KEY] = CaseState(record)
+
+
+@dataclass
+class CaseContext:
+    dut: Dut
+    tb: Testbench
+    record: CaseRecord
+
+
+@pytest.fixture
+def conformance_case(request: pytest.FixtureRequest) -> Iterator[CaseContext]:
+    """A fresh lab with the target's DUT on it, for one case; removed on every path."""
+    run = _run_config(request.config)
+    if run is None:
+        raise HarnessError("conformance cases need --target (use `conformance run`)")
+    state = request.node.stash[CASE_KEY]
+    record = state.record
+    target = get_target(run.target)
+    lab = Lab.create()
+    started: StartedDut | None = None
+    capture: Capture | None = None
+    try:
+        started = target.start(lab, run.sysctls)
+        testbench_holder: list[Testbench] = []
+        capture = Capture(started.wire, lambda frame: testbench_holder[0].answer_arp(frame))
+        tb = Testbench(capture, record, dut=started.host)
+        testbench_holder.append(tb)
+        capture.start()
+        record.environment["sysctls_applied"] = run.sysctls
+        yield CaseContext(Dut(started.agent, record, started.host), tb, record)
+    finally:
+        try:
+            if started is not None:
+                record.environment["dut"] = started.snapshot()
+                record.environment["sysctls"] = lab.read_sysctls(SNAPSHOT_SYSCTLS)
+        finally:
+            if capture is not None:
+                capture.stop()
+                record.frames = list(capture.frames)
+            if started is not None:
+                started.stop()
+                record.agent_log = started.agent.stderr_text
+            lab.remove()
+
+
+@pytest.fixture
+def dut(conformance_case: CaseContext) -> Dut:
+    return conformance_case.dut
+
+
+@pytest.fixture
+def tb(conformance_case: CaseContext) -> Testbench:
+    return conformance_case.tb
+
+
+def _exception_message(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
+    text = str(excinfo.value).strip()
+    return f"{excinfo.typename}: {text}" if text else excinfo.typename
+
+
+def _judge_phase(state: CaseState, when: str, call: pytest.CallInfo[None]) -> None:
+    """Fold one phase's outcome into the case's verdict."""
+    excinfo = call.excinfo
+    if excinfo is None:
+        if when == "call":
+            state.verdict = verdict_for_level(state.record.level, held=True)
+        return
+    if isinstance(excinfo.value, Unsupported) or excinfo.errisinstance(pytest.skip.Exception):
+        state.verdict = Verdict.NOT_APPLICABLE
+        state.message = str(getattr(excinfo.value, "msg", None) or excinfo.value)
+    elif when == "call" and isinstance(excinfo.value, AssertionError):
+        state.verdict = verdict_for_level(state.record.level, held=False)
+        state.message = _exception_message(excinfo)
+    else:
+        # Anything else, and any failure to set up or tear down the lab, is the
+        # harness's fault, never the DUT's.
+        problem = _exception_message(excinfo)
+        if when != "call":
+            problem = f"{when}: {problem}"
+        state.message = "\n".join(part for part in (problem, state.message) if part)
+        state.verdict = Verdict.ERROR
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    run = _run_config(item.config)
+    state = item.stash.get(CASE_KEY, None)
+    if run is None or state is None:
+        return report
+    _judge_phase(state, call.when, call)
+    if call.when == "teardown":
+        verdict = state.verdict or Verdict.ERROR
+        expectation, note = judge_expectation(state.record.case_id, verdict, run.deviations)
+        message = "\n".join(part for part in (state.message, note) if part)
+        entry = {
+            "doc": (getattr(item, "obj", None).__doc__ or "").strip().split("\n")[0]
+            if getattr(item, "obj", None) else "",
+            "verdict": verdict.value,
+            "message": message,
+            "expectation": expectation,
+            "duration_s": round(time.perf_counter() - state.started, 3),
+        }
+        write_case_evidence(run.directory, state.record, entry)
+        report.user_properties.append(("conformance", json.dumps(
+            {"id": state.record.case_id, "verdict": verdict.value, "expectation": expectation,
+             "level": state.record.level, "message": message.split("\n")[0]}
+        )))
+    return report
+
+
+def pytest_report_teststatus(
+    report: pytest.TestReport, config: pytest.Config
+) -> tuple[str, str, str] | None:
+    for name, value in report.user_properties:
+        if name == "conformance":
+            verdict = json.loads(str(value))["verdict"]
+            return "conformance", "", verdict.upper()
+    return None
+
+
+def _is_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    run = _run_config(session.config)
+    if run is None or not _is_controller(session.config):
+        return
+    session.config.stash[STARTED_KEY] = datetime.datetime.now(datetime.UTC).isoformat()
+    cleanup_labs()  # labs left by a killed run
+    run.directory.mkdir(parents=True, exist_ok=True)
+    for stale in run.directory.glob("*.json"):
+        stale.unlink()  # a run directory holds one run
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    run = _run_config(session.config)
+    if run is None or not _is_controller(session.config):
+        return
+    cleanup_labs()  # labs of workers that died
+    run_info = {
+        "target": run.target,
+        "started": session.config.stash.get(STARTED_KEY, None),
+        "finished": datetime.datetime.now(datetime.UTC).isoformat(),
+        "tool_version": __version__,
+        "kernel_release": os.uname().release,
+        "target_facts": get_target(run.target).describe(),
+        "sysctls_applied": run.sysctls,
+        "interrupted": exitstatus == pytest.ExitCode.INTERRUPTED,
+    }
+    results = gather_results(run.directory, run_info)
+    write_results(run.directory, results)
+    write_junit(run.directory, results)
+    if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        counted = [Verdict(case["verdict"]) for case in results["cases"]
+                   if case["expectation"] != "expected"]
+        unexpected = sum(case["expectation"] == "unexpected" for case in results["cases"])
+        session.exitstatus = exit_status(counted, unexpected=unexpected)
+
+

@@ -1,0 +1,65 @@
+"""The requirement catalogue (`suites/requirements.toml`): IDs, levels and summaries."""
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from conformance.errors import UsageError
+
+LEVELS = ("MUST", "MUST NOT", "SHOULD", "SHOULD NOT", "MAY")
+# The strictest level first: a case checking several requirements is judged by the strictest.
+STRICTNESS = {"MUST": 0, "MUST NOT": 0, "SHOULD": 1, "SHOULD NOT": 1, "MAY": 2}
+
+
+@dataclass(frozen=True)
+class Requirement:
+    id: str
+    level: str
+    summary: str
+    uncovered: str | None = None
+
+    @property
+    def rfc(self) -> str:
+        return self.id.split("-", 1)[0]
+
+
+class Catalogue:
+    def __init__(self, requirements: list[Requirement]) -> None:
+        self.requirements = {requirement.id: requirement for requirement in requirements}
+
+    @classmethod
+    def load(cls, path: Path) -> "Catalogue":
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise UsageError(f"cannot read the requirement catalogue {path}: {error}") from error
+        requirements = []
+        for entry in data.get("requirement", []):
+            if entry.get("level") not in LEVELS:
+                raise UsageError(f"{path}: {entry.get('id')}: level must be one of {LEVELS}")
+            requirements.append(
+                Requirement(
+                    id=entry["id"], level=entry["level"], summary=entry["summary"],
+                    uncovered=entry.get("uncovered"),
+                )
+            )
+        ids = [requirement.id for requirement in requirements]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise UsageError(f"{path}: duplicate requirement IDs: {', '.join(duplicates)}")
+        return cls(requirements)
+
+    def get(self, requirement_id: str) -> Requirement:
+        try:
+            return self.requirements[requirement_id]
+        except KeyError:
+            raise UsageError(f"unknown requirement ID {requirement_id!r}") from None
+
+    def level_of(self, requirement_ids: list[str]) -> str:
+        """The strictest level among the requirements a case checks."""
+        levels = [self.get(requirement_id).level for requirement_id in requirement_ids]
+        return min(levels, key=lambda level: STRICTNESS[level])
+
+
+def default_catalogue_path() -> Path:
+    return Path(__file__).resolve().parents[2] / "suites" / "requirements.toml"

@@ -1,0 +1,43 @@
+"""What every target provides: a started DUT on a lab's wire, driven through an agent."""
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from conformance.agent.client import AgentClient
+from conformance.lab.addressing import Host
+from conformance.lab.netns import Lab
+from conformance.testbench.wire import Wire
+
+
+@dataclass
+class StartedDut:
+    """A running DUT: where its frames go, how to drive it, how to describe it."""
+
+    host: Host
+    wire: Wire
+    agent: AgentClient
+    lab: Lab
+
+    def snapshot(self) -> dict[str, Any]:
+        """The DUT's state for the evidence (sockets, settings); never fails the case."""
+        try:
+            result = self.agent.call("snapshot", {}, timeout=5.0)
+        except Exception as error:  # the snapshot is evidence, not a step of the case
+            return {"unavailable": str(error)}
+        return result if isinstance(result, dict) else {"unavailable": str(result)}
+
+    def stop(self) -> None:
+        self.agent.close()
+        self.wire.close()
+
+
+class Target(Protocol):
+    """A kind of DUT. `start` builds its part of the lab and returns it running."""
+
+    name: str
+
+    def start(self, lab: Lab, sysctls: dict[str, str]) -> StartedDut: ...
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for the run header (kernel release, stack version, ...)."""
+        ...

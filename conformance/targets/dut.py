@@ -1,0 +1,224 @@
+"""The DUT as a case sees it: POSIX-like socket calls that return values or errno as data.
+
+Every call goes through the agent and lands in the case record with its result, so the
+order of calls and what each returned is part of the evidence and of the observations.
+A call the target cannot perform raises `Unsupported` (verdict: not applicable).
+"""
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from conformance.agent.client import AgentClient, AgentError, Errno, Pending, Unsupported
+from conformance.errors import HarnessError
+from conformance.evidence.record import CallRecord, CaseRecord
+from conformance.lab.addressing import Host
+
+__all__ = ["Dut", "ErrQueueEntry", "Errno", "Message", "PendingCall", "Unsupported"]
+
+DEFAULT_CALL_TIMEOUT_S = 10.0
+HANDLE_CALLS = ("socket", "accept")
+
+
+@dataclass(frozen=True)
+class ErrQueueEntry:
+    """An extended error from the error queue (Linux struct sock_extended_err)."""
+
+    errno: str
+    origin: str
+    type: int
+    code: int
+    info: int
+    data: int
+    offender: tuple[str, int] | None
+
+
+@dataclass(frozen=True)
+class Message:
+    data: bytes
+    flags: list[str]
+    address: tuple[str, int] | None
+    errqueue: ErrQueueEntry | None
+
+
+def _summarise(value: Any) -> Any:
+    """What goes into the call log: data as its length and first bytes, not all of it."""
+    if isinstance(value, dict):
+        return {key: _summarise(item) for key, item in value.items()}
+    if isinstance(value, Errno):
+        return value.name
+    return value
+
+
+def _data_arg(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _decode(call: str, value: Any) -> Any:
+    if isinstance(value, Errno) or value is None:
+        return value
+    if call in ("recv", "recvfrom", "recvmsg") or (call == "accept" and "sock" in value):
+        if call == "recv":
+            return base64.b64decode(value["data"])
+        if call == "recvfrom":
+            return base64.b64decode(value["data"]), (value["addr"], value["port"])
+        if call == "accept":
+            return value["sock"], (value["addr"], value["port"])
+        entry = value.get("errqueue")
+        offender = entry.get("offender") if entry else None
+        return Message(
+            data=base64.b64decode(value["data"]),
+            flags=list(value.get("flags") or []),
+            address=(value["addr"], value["port"]) if value.get("addr") else None,
+            errqueue=ErrQueueEntry(
+                errno=entry["errno"], origin=entry["origin"], type=entry["type"],
+                code=entry["code"], info=entry["info"], data=entry["data"],
+                offender=(offender["addr"], offender["port"]) if offender else None,
+            ) if entry else None,
+        )
+    if call in ("getsockname", "getpeername"):
+        return value["addr"], value["port"]
+    return value
+
+
+class PendingCall:
+    """A call started in the background (an accept waiting for a handshake, ...)."""
+
+    def __init__(self, dut: "Dut", entry: CallRecord, pending: Pending) -> None:
+        self._dut = dut
+        self._entry = entry
+        self._pending = pending
+
+    def result(self, timeout: float = DEFAULT_CALL_TIMEOUT_S) -> Any:
+        return self._dut._finish(self._entry, lambda: self._pending.result(timeout))
+
+    def done(self) -> bool:
+        return self._pending.done()
+
+
+class Dut:
+    """The device under test: its address, and its socket API through the agent."""
+
+    def __init__(self, agent: AgentClient, record: CaseRecord, host: Host) -> None:
+        self.agent = agent
+        self.record = record
+        self.host = host
+
+    @property
+    def ip(self) -> str:
+        return self.host.ip
+
+    # ---- the calls -----------------------------------------------------------------------
+
+    def socket(self, kind: str) -> Any:
+        return self.call("socket", type=kind)
+
+    def bind(self, sock: int, addr: str, port: int) -> Any:
+        return self.call("bind", sock=sock, addr=addr, port=port)
+
+    def connect(self, sock: int, addr: str, port: int) -> Any:
+        return self.call("connect", sock=sock, addr=addr, port=port)
+
+    def listen(self, sock: int, backlog: int) -> Any:
+        return self.call("listen", sock=sock, backlog=backlog)
+
+    def accept(self, sock: int) -> Any:
+        return self.call("accept", sock=sock)
+
+    def send(self, sock: int, data: bytes, flags: Sequence[str] = ()) -> Any:
+        return self.call("send", sock=sock, data=_data_arg(data), flags=list(flags))
+
+    def sendto(self, sock: int, data: bytes, addr: str, port: int,
+               flags: Sequence[str] = ()) -> Any:
+        return self.call("sendto", sock=sock, data=_data_arg(data), addr=addr, port=port,
+                         flags=list(flags))
+
+    def recv(self, sock: int, size: int, flags: Sequence[str] = ()) -> Any:
+        return self.call("recv", sock=sock, size=size, flags=list(flags))
+
+    def recvfrom(self, sock: int, size: int, flags: Sequence[str] = ()) -> Any:
+        return self.call("recvfrom", sock=sock, size=size, flags=list(flags))
+
+    def recvmsg(self, sock: int, size: int, flags: Sequence[str] = ()) -> Any:
+        return self.call("recvmsg", sock=sock, size=size, flags=list(flags))
+
+    def setsockopt(self, sock: int, name: str, value: Any) -> Any:
+        return self.call("setsockopt", sock=sock, name=name, value=value)
+
+    def getsockopt(self, sock: int, name: str) -> Any:
+        return self.call("getsockopt", sock=sock, name=name)
+
+    def ioctl(self, sock: int, request: str) -> Any:
+        return self.call("ioctl", sock=sock, request=request)
+
+    def set_nonblocking(self, sock: int, enabled: bool = True) -> Any:
+        return self.call("fcntl", sock=sock, cmd="F_SETFL",
+                         flags=["O_NONBLOCK"] if enabled else [])
+
+    def shutdown(self, sock: int, how: str) -> Any:
+        return self.call("shutdown", sock=sock, how=how)
+
+    def close(self, sock: int) -> Any:
+        return self.call("close", sock=sock)
+
+    def poll(self, sock: int, events: Sequence[str], timeout_ms: int) -> Any:
+        return self.call("poll", sock=sock, events=list(events), timeout_ms=timeout_ms)
+
+    def getsockname(self, sock: int) -> Any:
+        return self.call("getsockname", sock=sock)
+
+    def getpeername(self, sock: int) -> Any:
+        return self.call("getpeername", sock=sock)
+
+    # ---- plumbing -------------------------------------------------------------------------
+
+    def call(self, call: str, *, timeout: float = DEFAULT_CALL_TIMEOUT_S, **args: Any) -> Any:
+        """Perform one call and wait for its result (a value, or an `Errno`)."""
+        entry = self._log(call, args)
+        return self._finish(entry, lambda: self.agent.call(call, args, timeout=timeout))
+
+    def start(self, call: str, **args: Any) -> PendingCall:
+        """Start a call that may block; collect it later with `.result(timeout)`."""
+        entry = self._log(call, args)
+        return PendingCall(self, entry, self.agent.start(call, args))
+
+    def _log(self, call: str, args: dict[str, Any]) -> CallRecord:
+        for name, value in args.items():
+            if isinstance(value, Errno):
+                raise HarnessError(f"{call}: argument {name} is {value}, from an earlier call")
+        shown = {k: (f"<{len(base64.b64decode(v))} bytes>" if k == "data" else v)
+                 for k, v in args.items()}
+        entry = CallRecord(
+            sequence=len(self.record.calls) + 1, call=call, args=shown, outcome="pending",
+            value=None, started_s=self.record.seconds_since_start(), finished_s=None,
+        )
+        self.record.calls.append(entry)
+        return entry
+
+    def _finish(self, entry: CallRecord, wait: Any) -> Any:
+        try:
+            raw = wait()
+        except Unsupported as reason:
+            entry.outcome, entry.value = "unsupported", str(reason)
+            raise
+        except AgentError as error:
+            entry.outcome, entry.value = "error", str(error)
+            raise HarnessError(f"agent: {error}") from error
+        finally:
+            entry.finished_s = self.record.seconds_since_start()
+        if isinstance(raw, Errno):
+            entry.outcome, entry.value = "errno", raw.name
+        else:
+            entry.outcome = "result"
+            entry.value = _summarise(
+                {**raw, "data": f"<{len(base64.b64decode(raw['data']))} bytes>"}
+                if isinstance(raw, dict) and "data" in raw else raw
+            )
+        # Handles are the agent's own numbers and differ between targets: observe "ok".
+        observed = "ok" if entry.call in HANDLE_CALLS or entry.value is None else entry.value
+        self.record.observe(
+            f"call.{entry.sequence:02d}.{entry.call}",
+            entry.value if entry.outcome == "errno" else observed,
+        )
+        return _decode(entry.call, raw)
