@@ -8,6 +8,7 @@ commented as such.
 
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,7 @@ class Testbench:
         self.remote = addressing.REMOTE
         self._cursor = 0  # index into capture.frames where the next expectation starts
         self._expectations = 0
+        self._dissected: dict[int, Packet] = {}
 
     @property
     def ip(self) -> str:
@@ -145,32 +147,64 @@ class Testbench:
 
     # ---- expectations ----------------------------------------------------------------
 
-    def expect(self, template: Packet, *, within: float, why: str = "") -> Received:
-        """Wait up to `within` seconds for the DUT to send a frame matching `template`."""
+    def expect(
+        self,
+        template: Packet | Sequence[Packet],
+        *,
+        within: float,
+        why: str = "",
+        since: WireFrame | None = None,
+    ) -> Received:
+        """Wait up to `within` seconds for the DUT to send a frame matching `template` (or
+        any of several). The search starts after the previous match, or after `since`
+        (which leaves the cursor where it is)."""
+        templates = [template] if isinstance(template, Packet) else list(template)
         self._expectations += 1
-        label = f"expect #{self._expectations}: {describe(template)}"
+        label = f"expect #{self._expectations}: " + " or ".join(map(describe, templates))
         deadline = time.monotonic_ns() + int(within * 1e9)
+        start = self._cursor if since is None else since.number
         found: list[Received] = []
 
         def look() -> bool:
-            for index in range(self._cursor, len(self.capture.frames)):
+            for index in range(start, len(self.capture.frames)):
                 frame = self.capture.frames[index]
                 if frame.sender != "dut" or frame.claimed:
                     continue
-                packet = Ether(frame.data)
-                if matches(template, packet):
+                packet = self._dissect(frame)
+                if any(matches(candidate, packet) for candidate in templates):
                     found.append(Received(frame, packet))
-                    self._cursor = index + 1
+                    if since is None:
+                        self._cursor = index + 1
                     return True
             return False
 
         if not self.capture.wait(look, deadline):
-            raise ExpectationFailed(self._missed_report(label, template, within))
+            raise ExpectationFailed(self._missed_report(label, templates, within, start))
         received = found[0]
         received.frame.claimed = True
         received.frame.comments.append(f"dut: expected, {label}" + (f" ({why})" if why else ""))
         self.record.observe(f"expect.{self._expectations}", key_fields(received.packet))
         return received
+
+    def _dissect(self, frame: WireFrame) -> Packet:
+        packet = self._dissected.get(frame.number)
+        if packet is None:
+            packet = self._dissected[frame.number] = Ether(frame.data)
+        return packet
+
+    def expect_or_none(
+        self,
+        template: Packet | Sequence[Packet],
+        *,
+        within: float,
+        why: str,
+        since: WireFrame | None = None,
+    ) -> Received | None:
+        """Like `expect`, for what the DUT may or may not send: None after `within`."""
+        try:
+            return self.expect(template, within=within, why=why, since=since)
+        except ExpectationFailed:
+            return None
 
     def expect_none(self, template: Packet, *, within: float = QUIET_WINDOW_S, why: str) -> None:
         """Wait one quiet window and fail if the DUT sends a frame matching `template`."""
@@ -181,7 +215,7 @@ class Testbench:
 
         def offending() -> WireFrame | None:
             for frame in self.capture.frames[start:]:
-                if frame.sender == "dut" and matches(template, Ether(frame.data)):
+                if frame.sender == "dut" and matches(template, self._dissect(frame)):
                     return frame
             return None
 
@@ -200,17 +234,17 @@ class Testbench:
         start = received.frame.number if received is not None else 0
         return [Ether(f.data) for f in self.capture.snapshot(start) if f.sender == "dut"]
 
-    def _missed_report(self, label: str, template: Packet, within: float) -> str:
+    def _missed_report(
+        self, label: str, templates: list[Packet], within: float, start: int
+    ) -> str:
         lines = [f"{label}: nothing matched within {within}s"]
-        candidates = [
-            frame for frame in self.capture.snapshot(self._cursor) if frame.sender == "dut"
-        ]
+        candidates = [frame for frame in self.capture.snapshot(start) if frame.sender == "dut"]
         if not candidates:
             lines.append("  the DUT sent no frame in that time")
         for frame in candidates[-8:]:
-            packet = Ether(frame.data)
+            packet = self._dissect(frame)
             lines.append(f"  frame {frame.number}: {packet.summary()}")
-            lines.extend(f"      {difference}" for difference in diff(template, packet))
+            lines.extend(f"      {difference}" for difference in diff(templates[0], packet))
         return "\n".join(lines)
 
     def observe(self, name: str, value: Any) -> None:
