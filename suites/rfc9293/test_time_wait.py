@@ -1,0 +1,158 @@
+"""TIME-WAIT (RFC 9293 3.10.7.4, RFC 1122 4.2.2.13, RFC 1337).
+
+The DUT serves a connection from the tester and closes first, so it is the one in
+TIME-WAIT, with its listener still open: a SYN that reopens the connection has a
+listener to reach.
+"""
+
+import threading
+import time
+
+import pytest
+from scapy.layers.inet import TCP
+
+from conformance.case import Errno, TcpFlow, requirement, slow
+from conformance.targets.dut import Dut
+from conformance.testbench.bench import Received, Testbench
+
+PORT = 5003
+QUIET_S = 0.5
+HALF_SEQUENCE_SPACE = 1 << 31
+
+
+def enter_time_wait(dut: Dut, tb: Testbench) -> tuple[TcpFlow, int, Received]:
+    """Connect, let the DUT close first, finish the close: the DUT is in TIME-WAIT.
+
+    Returns the flow, the DUT's listener and the DUT's last ACK."""
+    listener = dut.socket("tcp")
+    dut.setsockopt(listener, "SO_REUSEADDR", 1)
+    dut.bind(listener, dut.ip, PORT)
+    dut.listen(listener, 8)
+    accepting = dut.start("accept", sock=listener)
+    flow = TcpFlow(tb, tb.host, sport=42000, dport=PORT)
+    flow.connect()
+    connection, _ = accepting.result(timeout=2.0)
+    dut.close(connection)
+    flow.expect("FA", within=1.0, why="the DUT closes first: its FIN")
+    flow.send("FA", why="ACK of the DUT's FIN, with the tester's own FIN")
+    last_ack = flow.expect("A", ack=flow.snd_nxt, within=1.0,
+                           why="the DUT's last ACK: it is now in TIME-WAIT")
+    return flow, listener, last_ack
+
+
+def retransmit_fin(flow: TcpFlow, why: str) -> None:
+    flow.send("FA", seq=flow.snd_nxt - 1, why=why)
+
+
+def new_syn(flow: TcpFlow, seq: int, why: str) -> None:
+    flow.send("S", seq=seq, options=[("MSS", 1460)], why=why)
+
+
+def reopen_answer(flow: TcpFlow, tb: Testbench) -> Received | None:
+    """What the DUT sends after a SYN in TIME-WAIT: SYN-ACK, ACK or RST (or nothing)."""
+    return tb.expect_or_none(flow.template(), within=QUIET_S, why="the DUT's answer to the SYN")
+
+
+def describe_answer(answer: Received | None) -> str:
+    if answer is None:
+        return "nothing"
+    flags = answer[TCP].flags
+    return "syn-ack" if flags.S else "reset" if flags.R else "ack"
+
+
+@requirement("RFC9293-3.10.7.4b")
+def test_time_wait_acknowledges_a_retransmitted_fin(dut: Dut, tb: Testbench) -> None:
+    """In TIME-WAIT, the DUT acknowledges a retransmission of the peer's FIN."""
+    flow, _, _ = enter_time_wait(dut, tb)
+    retransmit_fin(flow, "the tester's FIN again, as if the last ACK were lost")
+    flow.expect("A", ack=flow.snd_nxt, within=1.0, why="the FIN acknowledged again")
+
+
+@requirement("RFC1122-4.2.2.13b")
+def test_new_syn_above_the_old_sequence_space_may_reopen(dut: Dut, tb: Testbench) -> None:
+    """A SYN above the old connection's sequence space may reopen it from TIME-WAIT."""
+    flow, _, _ = enter_time_wait(dut, tb)
+    new_syn(flow, flow.snd_nxt + 100_000, "a new SYN, far above the old sequence space")
+    answer = reopen_answer(flow, tb)
+    tb.observe("answer_to_new_syn", describe_answer(answer))
+    assert answer is not None and answer[TCP].flags.S, "the connection was not reopened"
+
+
+@requirement("RFC1122-4.2.2.13c")
+def test_reopened_connection_starts_above_the_old_sequence_space(
+    dut: Dut, tb: Testbench
+) -> None:
+    """A connection reopened from TIME-WAIT starts above the old incarnation's sequence."""
+    flow, _, last_ack = enter_time_wait(dut, tb)
+    old_snd_nxt = last_ack[TCP].seq  # the DUT's last ACK carries its final SND.NXT
+    new_syn(flow, flow.snd_nxt + 100_000, "a new SYN, far above the old sequence space")
+    answer = reopen_answer(flow, tb)
+    if answer is None or not answer[TCP].flags.S:
+        pytest.skip("the DUT does not reopen connections from TIME-WAIT")
+    distance = (answer[TCP].seq - old_snd_nxt) % (1 << 32)
+    tb.observe("new_isn_above_old_snd_nxt", 0 < distance < HALF_SEQUENCE_SPACE)
+    assert 0 < distance < HALF_SEQUENCE_SPACE, (
+        f"new ISN {answer[TCP].seq} is not above the old SND.NXT {old_snd_nxt}"
+    )
+
+
+@requirement("RFC1122-4.2.2.13d")
+def test_old_duplicate_syn_does_not_reopen(dut: Dut, tb: Testbench) -> None:
+    """An old duplicate SYN (the first connection's own) does not open a new connection."""
+    flow, _, _ = enter_time_wait(dut, tb)
+    new_syn(flow, 0, "the first SYN again: an old duplicate")
+    answer = reopen_answer(flow, tb)
+    tb.observe("answer_to_old_syn", describe_answer(answer))
+    assert answer is None or not answer[TCP].flags.S, "an old duplicate SYN reopened it"
+
+
+@requirement("RFC9293-3.10.7.4c")
+def test_rst_in_time_wait(dut: Dut, tb: Testbench) -> None:
+    """An in-window RST in TIME-WAIT either closes it (RFC 9293) or is ignored (RFC 1337)."""
+    flow, _, _ = enter_time_wait(dut, tb)
+    flow.send("R", why="an in-window RST, as a stray old segment could be")
+    retransmit_fin(flow, "the tester's FIN again, to see whether TIME-WAIT survived")
+    answer = flow.tb.expect_or_none([flow.template("A", ack=flow.snd_nxt), flow.template("R"),
+                                     flow.template("RA")], within=1.0,
+                                    why="TIME-WAIT's ACK, or a reset if it is gone")
+    outcome = ("ignored" if answer is not None and not answer[TCP].flags.R
+               else "closed")
+    tb.observe("rst_in_time_wait", outcome)
+
+
+@requirement("RFC1122-4.2.2.13e")
+def test_bind_to_a_time_wait_address(dut: Dut, tb: Testbench) -> None:
+    """Binding the address of a TIME-WAIT connection fails with EADDRINUSE unless
+    SO_REUSEADDR is set."""
+    _, listener, _ = enter_time_wait(dut, tb)
+    dut.close(listener)
+    plain = dut.socket("tcp")
+    without_reuse = dut.bind(plain, dut.ip, PORT)
+    reusing = dut.socket("tcp")
+    dut.setsockopt(reusing, "SO_REUSEADDR", 1)
+    with_reuse = dut.bind(reusing, dut.ip, PORT)
+    tb.observe("bind_without_reuseaddr", str(without_reuse))
+    tb.observe("bind_with_reuseaddr", str(with_reuse))
+    assert without_reuse == Errno("EADDRINUSE")
+    assert with_reuse is None, f"bind with SO_REUSEADDR: {with_reuse}"
+
+
+PROBE_INTERVAL_S = 0.5
+
+
+@slow
+@requirement("RFC1122-4.2.2.13a")
+def test_time_wait_lasts_two_msl(dut: Dut, tb: Testbench, msl: float) -> None:
+    """TIME-WAIT lasts at least 2 x MSL (MSL from --msl). Measured without touching the
+    wire, which would restart the timer: bind() is retried until the address is free."""
+    _, listener, last_ack = enter_time_wait(dut, tb)
+    dut.close(listener)
+    probe = dut.socket("tcp")
+    deadline = time.monotonic() + 4 * msl + 60
+    pause = threading.Event()  # never set: a bounded pause between probes
+    while dut.bind(probe, dut.ip, PORT) == Errno("EADDRINUSE"):
+        assert time.monotonic() < deadline, "TIME-WAIT did not end"
+        pause.wait(PROBE_INTERVAL_S)
+    lasted = time.monotonic() - last_ack.time_s
+    tb.observe("time_wait_s", round(lasted, 1))
+    assert lasted >= 2 * msl - PROBE_INTERVAL_S, f"TIME-WAIT lasted {lasted:.1f}s < 2 x {msl}s"
