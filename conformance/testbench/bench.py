@@ -161,6 +161,8 @@ class Testbench:
         templates = [template] if isinstance(template, Packet) else list(template)
         self._expectations += 1
         label = f"expect #{self._expectations}: " + " or ".join(map(describe, templates))
+        if why:
+            label = f"{label} ({why})"
         deadline = time.monotonic_ns() + int(within * 1e9)
         start = self._cursor if since is None else since.number
         found: list[Received] = []
@@ -182,7 +184,7 @@ class Testbench:
             raise ExpectationFailed(self._missed_report(label, templates, within, start))
         received = found[0]
         received.frame.claimed = True
-        received.frame.comments.append(f"dut: expected, {label}" + (f" ({why})" if why else ""))
+        received.frame.comments.append(f"dut: expected, {label}")
         self.record.observe(f"expect.{self._expectations}", key_fields(received.packet))
         return received
 

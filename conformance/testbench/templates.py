@@ -19,6 +19,15 @@ def template_layers(template: Packet) -> list[Packet]:
     return layers
 
 
+def set_fields(layer: Packet) -> dict[str, Any]:
+    """The fields a template sets. Scapy copies mutable defaults (IP and TCP `options`,
+    an empty list) into `fields` at construction: those do not count as set."""
+    return {
+        name: value for name, value in layer.fields.items()
+        if not (isinstance(value, list) and value == layer.default_fields.get(name))
+    }
+
+
 def _same(want: Any, got: Any) -> bool:
     try:
         return bool(want == got)
@@ -51,7 +60,7 @@ def diff(template: Packet, packet: Packet) -> list[FieldDiff]:
         if got_layer is None:
             differences.append(FieldDiff(layer_name, "present", "absent"))
             continue
-        for name, want in want_layer.fields.items():
+        for name, want in set_fields(want_layer).items():
             got = got_layer.getfieldval(name)
             if not _same(want, got):
                 differences.append(FieldDiff(f"{layer_name}.{name}", want, got))
@@ -69,6 +78,6 @@ def describe(template: Packet) -> str:
         if isinstance(layer, Raw):
             parts.append(f"payload={bytes(layer.load)[:32]!r}")
             continue
-        fields = ", ".join(f"{name}={value!r}" for name, value in layer.fields.items())
+        fields = ", ".join(f"{name}={value}" for name, value in set_fields(layer).items())
         parts.append(f"{type(layer).__name__}({fields})")
     return "/".join(parts)

@@ -1,0 +1,64 @@
+"""Every case must be able to fail: Linux DUTs made to misbehave through sysctls set
+inside the DUT namespace, and the cases that check the broken behaviour changing their
+verdict or observation. The same cases pass on a default kernel (test_linux_suites.py)."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.suite_runner import case, privileged, run_suites
+
+pytestmark = privileged
+
+
+def test_no_pmtu_discovery_clears_df(tmp_path: Path) -> None:
+    results = run_suites(tmp_path, "-k", "carry_df", "--sysctl", "net.ipv4.ip_no_pmtu_disc=1")
+    entry = case(results, "test_datagrams_carry_df")
+    assert entry["observations"]["df"] is False
+    assert "without DF" in entry["message"]
+
+
+def test_a_path_mtu_floor_above_the_next_hop_mtu_fails_the_pmtu_cases(tmp_path: Path) -> None:
+    # The kernel then refuses to go below 1400: it no longer follows the Next-Hop MTU.
+    results = run_suites(tmp_path, "-k", "lowers_the_path_mtu or smaller_segments or "
+                         "does_not_raise", "--sysctl", "net.ipv4.route.min_pmtu=1400")
+    for name in ("test_datagram_too_big_lowers_the_path_mtu",
+                 "test_tcp_sends_smaller_segments_after_datagram_too_big",
+                 "test_larger_next_hop_mtu_does_not_raise_the_estimate"):
+        assert case(results, name)["verdict"] == "fail", name
+    assert results["exit_status"] == 1
+
+
+def test_too_few_synack_retries_fail_the_backoff_case(tmp_path: Path) -> None:
+    results = run_suites(tmp_path, "-k", "unanswered_synack",
+                         "--sysctl", "net.ipv4.tcp_synack_retries=1")
+    entry = case(results, "test_unanswered_synack_is_retransmitted_with_backoff")
+    assert entry["verdict"] == "fail"
+    assert "SYN-ACK retransmission 2" in entry["message"]
+
+
+def test_abort_on_overflow_changes_the_overflow_policy(tmp_path: Path) -> None:
+    results = run_suites(tmp_path, "-k", "overflowing_accept_queue",
+                         "--sysctl", "net.ipv4.tcp_abort_on_overflow=1")
+    entry = case(results, "test_overflowing_accept_queue_hands_over_every_acknowledged_connection")
+    assert "reset" in entry["observations"]["outcomes"].values()
+    assert "dropped" not in entry["observations"]["outcomes"].values()
+    assert entry["verdict"] == "pass"  # resetting is allowed; what was acknowledged arrived
+
+
+def test_rfc1337_makes_time_wait_ignore_rst(tmp_path: Path) -> None:
+    default = run_suites(tmp_path / "default", "-k", "rst_in_time_wait")
+    assert case(default, "test_rst_in_time_wait")["observations"]["rst_in_time_wait"] == "closed"
+    hardened = run_suites(tmp_path / "rfc1337", "-k", "rst_in_time_wait",
+                          "--sysctl", "net.ipv4.tcp_rfc1337=1")
+    assert case(hardened, "test_rst_in_time_wait")["observations"]["rst_in_time_wait"] == "ignored"
+
+
+@pytest.mark.parametrize("name", ["net.ipv4.tcp_rfc1337", "net.ipv4.ip_no_pmtu_disc"])
+def test_sysctls_never_reach_the_host(tmp_path: Path, name: str) -> None:
+    path = Path("/proc/sys") / name.replace(".", "/")
+    before = path.read_text()
+    flipped = "1" if before.strip() == "0" else "0"
+    results = run_suites(tmp_path, "-k", "carry_df", "--sysctl", f"{name}={flipped}")
+    assert results["run"]["sysctls_applied"] == {name: flipped}
+    assert path.read_text() == before
