@@ -1,0 +1,88 @@
+"""The testbench on a real lab with the Linux kernel: ARP, expectations, and cleanup."""
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pyroute2 import netns
+from scapy.layers.inet import IP, UDP
+
+from conformance.evidence.record import CaseRecord
+from conformance.lab.netns import Lab, list_labs
+from conformance.targets.dut import Dut
+from conformance.targets.linux import LinuxTarget
+from conformance.testbench.bench import ExpectationFailed, Testbench
+from conformance.testbench.wire import Capture
+from tests.suite_runner import privileged
+
+pytestmark = privileged
+
+
+@dataclass
+class Bench:
+    lab: Lab
+    dut: Dut
+    tb: Testbench
+    capture: Capture
+    agent_pid: int
+
+
+@pytest.fixture
+def bench() -> Iterator[Bench]:
+    record = CaseRecord(case_id="t", target="linux", requirements=[], level="MUST")
+    lab = Lab.create()
+    started = LinuxTarget().start(lab, {})
+    holder: list[Testbench] = []
+    capture = Capture(started.wire, lambda frame: holder[0].answer_arp(frame))
+    tb = Testbench(capture, record)
+    holder.append(tb)
+    capture.start()
+    try:
+        yield Bench(lab, Dut(started.agent, record, started.host), tb, capture,
+                    started.agent.pid)
+    finally:
+        capture.stop()
+        started.stop()
+        lab.remove()
+
+
+def test_the_dut_resolves_the_tester_by_ordinary_arp(bench: Bench) -> None:
+    sock = bench.dut.socket("udp")
+    bench.dut.sendto(sock, b"hello", bench.tb.ip, 9)
+    datagram = bench.tb.expect(IP(dst=bench.tb.ip) / UDP(dport=9), within=1.0)
+    frames = bench.capture.snapshot()
+    assert frames[0].sender == "dut" and "ARP who-has 192.0.2.2" in frames[0].comments[0]
+    assert frames[1].sender == "tester" and "ARP reply" in frames[1].comments[0]
+    assert datagram.frame.number == 3
+    assert datagram.packet.dst == "02:00:00:00:00:02"
+
+
+def test_a_missed_expectation_shows_what_came_field_by_field(bench: Bench) -> None:
+    sock = bench.dut.socket("udp")
+    bench.dut.sendto(sock, b"hello", bench.tb.ip, 9)
+    with pytest.raises(ExpectationFailed) as failure:
+        bench.tb.expect(IP(dst=bench.tb.ip) / UDP(dport=7), within=0.5, why="wrong port")
+    report = str(failure.value)
+    assert "(wrong port): nothing matched within 0.5s" in report
+    assert "UDP.dport: want 7, got 9" in report
+
+
+def test_expect_none_fails_when_the_dut_sends_it(bench: Bench) -> None:
+    sock = bench.dut.socket("udp")
+    bench.dut.sendto(sock, b"hello", bench.tb.ip, 9)
+    with pytest.raises(ExpectationFailed, match="the DUT sent frame"):
+        bench.tb.expect_none(UDP(dport=9), within=1.0, why="nothing may be sent")
+    bench.tb.expect_none(UDP(dport=7), within=0.1, why="a port the DUT never uses")
+
+
+def test_removing_a_lab_leaves_no_namespace_device_or_agent() -> None:
+    lab = Lab.create()
+    started = LinuxTarget().start(lab, {})
+    pid = started.agent.pid
+    started.stop()
+    lab.remove()
+    assert lab.name not in netns.listnetns()
+    assert not Path(f"/proc/{pid}").exists(), "the agent process is still there"
+    assert all(not name.startswith(f"cf-{os.getpid()}-") for name in list_labs())
