@@ -28,6 +28,11 @@ class LinuxTarget:
             routes=[(str(addressing.OFF_LINK), addressing.ROUTER.ip)],
             mtu=addressing.LINK_MTU,
         )
+        agent = self.start_agent(lab)
+        return StartedDut(host=addressing.DUT, wire=TapWire(fd), agent=agent, lab=lab)
+
+    def start_agent(self, lab: Lab) -> AgentClient:
+        """The Linux agent inside the lab's namespace, checked with `hello`."""
         agent = AgentClient(
             [sys.executable, "-m", "conformance.agent.linux", "--netns", lab.name],
             name=f"linux agent in {lab.name}",
@@ -40,7 +45,7 @@ class LinuxTarget:
         if hello.get("protocol") != 1:
             agent.close()
             raise HarnessError(f"the Linux agent speaks protocol {hello.get('protocol')}")
-        return StartedDut(host=addressing.DUT, wire=TapWire(fd), agent=agent, lab=lab)
+        return agent
 
     def describe(self) -> dict[str, Any]:
         uname = os.uname()

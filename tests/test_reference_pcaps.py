@@ -1,0 +1,87 @@
+"""The committed captures under pcaps/reference/ are valid evidence, checked offline.
+
+Wireshark's own dissectors (tshark through pyshark) read every capture; every packet
+carries its comment; the section comment names the case and its verdict; the frames are
+the ones the case recorded; and every case of the suites has its capture.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyshark
+import pytest
+
+from tests.suite_runner import REPOSITORY, SUITES
+
+REFERENCE = REPOSITORY / "pcaps" / "reference" / "linux"
+CAPTURES = sorted(REFERENCE.glob("*.pcapng"))
+
+pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+
+
+def case_document(capture: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(capture.with_suffix(".json").read_text())
+    return document
+
+
+def packet_comment(packet: Any) -> str:
+    info = packet.frame_info
+    # tshark 4.0 names the field frame.comment "frame_comment"; later releases "comment".
+    for name in ("comment", "frame_comment"):
+        if name in info.field_names:
+            return str(info.get_field_value(name))
+    return ""
+
+
+def test_there_are_reference_captures() -> None:
+    assert len(CAPTURES) >= 20
+
+
+@pytest.mark.parametrize("capture", CAPTURES, ids=[path.stem for path in CAPTURES])
+def test_a_reference_capture_is_valid_evidence(capture: Path) -> None:
+    document = case_document(capture)
+    section = subprocess.run(["capinfos", str(capture)], capture_output=True, text=True,
+                             check=True).stdout
+    assert f"case: {document['id']}" in section
+    assert f"verdict: {document['verdict']}" in section
+    assert document["verdict"] in ("pass", "info")
+
+    packets = pyshark.FileCapture(str(capture), keep_packets=False)
+    try:
+        dissected = list(packets)
+    finally:
+        packets.close()
+    frames = document["frames"]
+    assert len(dissected) == len(frames) > 0
+    for packet, frame in zip(dissected, frames, strict=True):
+        comment = packet_comment(packet)
+        assert comment and comment == frame["comment"], f"frame {frame['number']}"
+        assert comment.startswith(f"{frame['sender']}:"), comment
+        assert "_ws.malformed" not in str(packet), f"frame {frame['number']} is malformed"
+        if "ip" in packet:
+            # Wireshark and scapy agree on who talked to whom.
+            assert f"{packet.ip.src}" in frame["summary"] and f"{packet.ip.dst}" in frame[
+                "summary"], frame["summary"]
+            if frame["sender"] == "dut":
+                assert packet.ip.src == "192.0.2.1"
+            elif "router" not in comment:
+                assert packet.ip.dst == "192.0.2.1"
+
+
+def test_every_case_has_a_reference_capture() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", str(SUITES), "--target", "linux", "--slow",
+         "--collect-only", "-q", "-p", "no:cacheprovider"],
+        capture_output=True, text=True, cwd=REPOSITORY,
+    )
+    collected = {line.split("suites/", 1)[1] for line in done.stdout.splitlines()
+                 if "::" in line}
+    captured = {case_document(capture)["id"] for capture in CAPTURES}
+    assert collected and collected == captured, (
+        "run scripts/refresh_reference_pcaps.py: "
+        f"missing {sorted(collected - captured)}, stale {sorted(captured - collected)}"
+    )
