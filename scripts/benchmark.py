@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from conformance.lab import addressing
@@ -24,27 +23,26 @@ from conformance.targets.linux import LinuxTarget
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
-def timed(step: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    step()
-    return time.perf_counter() - start
-
-
 def lab_overhead(count: int) -> dict[str, dict[str, float]]:
+    """Set up and remove `count` labs the way each case does, timing every step."""
     steps: dict[str, list[float]] = {"namespace": [], "tap": [], "agent": [], "teardown": [],
                                      "total": []}
+    target = LinuxTarget()
     for _ in range(count):
-        begin = time.perf_counter()
-        holder: list[Lab] = []
-        steps["namespace"].append(timed(lambda: holder.append(Lab.create())))
-        lab = holder[0]
-        steps["tap"].append(timed(lambda: lab.add_tap(host=addressing.DUT)))
-        started = []
-        # The agent alone: a lab with its TAP already there costs only the agent's start.
-        target = LinuxTarget()
-        steps["agent"].append(timed(lambda: started.append(target.start_agent(lab))))
-        steps["teardown"].append(timed(lambda: (started[0].close(), lab.remove())))
-        steps["total"].append(time.perf_counter() - begin)
+        stamps = [time.perf_counter()]
+        lab = Lab.create()
+        stamps.append(time.perf_counter())
+        lab.add_tap(host=addressing.DUT)
+        stamps.append(time.perf_counter())
+        agent = target.start_agent(lab)
+        stamps.append(time.perf_counter())
+        agent.close()
+        lab.remove()
+        stamps.append(time.perf_counter())
+        for step, begin, end in zip(("namespace", "tap", "agent", "teardown"), stamps,
+                                    stamps[1:], strict=False):
+            steps[step].append(end - begin)
+        steps["total"].append(stamps[-1] - stamps[0])
     return {
         step: {"median_ms": round(statistics.median(values) * 1000, 1),
                "p90_ms": round(sorted(values)[int(0.9 * (len(values) - 1))] * 1000, 1)}

@@ -1,5 +1,5 @@
-"""Run every suite (slow cases included) against this machine's kernel and keep the evidence of every
-case as the committed examples under pcaps/reference/linux/ (needs root).
+"""Run every suite (slow cases included) against this machine's kernel and keep the
+evidence of every case as the committed examples under pcaps/reference/linux/ (root).
 
     python scripts/refresh_reference_pcaps.py
 """
