@@ -28,13 +28,20 @@ def send_and_refuse(dut: Dut, tb: Testbench, sock: int, *, connected: bool) -> N
     )
 
 
-@requirement("RFC1122-4.1.3.3a", "RFC1122-3.2.2.1")
-def test_connected_socket_reports_port_unreachable_on_send(dut: Dut, tb: Testbench) -> None:
-    """A connected UDP socket reports ICMP port unreachable as ECONNREFUSED on the next send."""
+def refused_connected_socket(dut: Dut, tb: Testbench) -> int:
+    """A UDP socket connected to the tester, whose datagram drew a port unreachable that
+    the DUT has processed (POLLERR)."""
     sock = dut.socket("udp")
     dut.connect(sock, tb.ip, DISCARD)
     send_and_refuse(dut, tb, sock, connected=True)
     assert dut.poll(sock, ["POLLIN"], timeout_ms=1000) == ["POLLERR"], "no error became pending"
+    return sock
+
+
+@requirement("RFC1122-4.1.3.3a", "RFC1122-3.2.2.1")
+def test_connected_socket_reports_port_unreachable_on_send(dut: Dut, tb: Testbench) -> None:
+    """A connected UDP socket reports ICMP port unreachable as ECONNREFUSED on the next send."""
+    sock = refused_connected_socket(dut, tb)
     assert dut.send(sock, b"again") == Errno("ECONNREFUSED")
     # Reported once: the call after that goes through (Linux clears the error).
     tb.observe("send_after_report", str(dut.send(sock, b"third")))
@@ -43,10 +50,7 @@ def test_connected_socket_reports_port_unreachable_on_send(dut: Dut, tb: Testben
 @requirement("RFC1122-4.1.3.3a", "RFC1122-3.2.2.1")
 def test_connected_socket_reports_port_unreachable_on_recv(dut: Dut, tb: Testbench) -> None:
     """A connected UDP socket reports ICMP port unreachable as ECONNREFUSED on the next recv."""
-    sock = dut.socket("udp")
-    dut.connect(sock, tb.ip, DISCARD)
-    send_and_refuse(dut, tb, sock, connected=True)
-    assert dut.poll(sock, ["POLLIN"], timeout_ms=1000) == ["POLLERR"], "no error became pending"
+    sock = refused_connected_socket(dut, tb)
     assert dut.recv(sock, 100, ["MSG_DONTWAIT"]) == Errno("ECONNREFUSED")
     tb.observe("recv_after_report", str(dut.recv(sock, 100, ["MSG_DONTWAIT"])))
 
