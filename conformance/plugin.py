@@ -13,6 +13,7 @@ import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,8 +92,12 @@ class RunConfig:
     @classmethod
     def from_pytest(cls, config: pytest.Config) -> "RunConfig":
         target = str(config.getoption("target"))
-        get_target(target)  # unknown target: usage error now, not in every case
-        out = config.getoption("out")
+        try:
+            get_target(target)  # unknown target: usage error now, not in every case
+        except UsageError as error:
+            raise pytest.UsageError(str(error)) from error
+        worker_input = getattr(config, "workerinput", {})
+        out = config.getoption("out") or worker_input.get("conformance_out")
         if out is None:
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
             out = str(Path("pcaps/runs") / stamp)
@@ -108,6 +113,8 @@ class RunConfig:
             catalogue = Catalogue.load(
                 Path(catalogue_path) if catalogue_path else default_catalogue_path()
             )
+            if expectations and not Path(expectations).exists():
+                raise UsageError(f"--expectations {expectations}: no such file")
             deviations = load_expectations(
                 Path(expectations) if expectations
                 else SUITES_ROOT / "expectations" / f"{target}.toml"
@@ -296,14 +303,19 @@ def pytest_runtest_makereport(
     return report
 
 
-def pytest_report_teststatus(
-    report: pytest.TestReport, config: pytest.Config
-) -> tuple[str, str, str] | None:
-    for name, value in report.user_properties:
-        if name == "conformance":
-            verdict = json.loads(str(value))["verdict"]
-            return "conformance", "", verdict.upper()
-    return None
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist, on the controller: every worker writes into the same run directory."""
+    run = _run_config(node.config)
+    if run is not None:
+        node.workerinput["conformance_out"] = str(run.directory.parent)
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    INTERRUPTED.append(True)
+
+
+INTERRUPTED: list[bool] = []
 
 
 def _is_controller(config: pytest.Config) -> bool:
@@ -312,18 +324,19 @@ def _is_controller(config: pytest.Config) -> bool:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     run = _run_config(session.config)
-    if run is None or not _is_controller(session.config):
+    if run is None or not _is_controller(session.config) or session.config.option.collectonly:
         return
     session.config.stash[STARTED_KEY] = datetime.datetime.now(datetime.UTC).isoformat()
     cleanup_labs()  # labs left by a killed run
     run.directory.mkdir(parents=True, exist_ok=True)
-    for stale in run.directory.glob("*.json"):
-        stale.unlink()  # a run directory holds one run
+    for pattern in ("*.json", "*.pcapng", "junit.xml"):
+        for stale in run.directory.glob(pattern):
+            stale.unlink()  # a run directory holds one run
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = _run_config(session.config)
-    if run is None or not _is_controller(session.config):
+    if run is None or not _is_controller(session.config) or session.config.option.collectonly:
         return
     cleanup_labs()  # labs of workers that died
     run_info = {
@@ -334,7 +347,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "kernel_release": os.uname().release,
         "target_facts": get_target(run.target).describe(),
         "sysctls_applied": run.sysctls,
-        "interrupted": exitstatus == pytest.ExitCode.INTERRUPTED,
+        "interrupted": bool(INTERRUPTED),
     }
     results = gather_results(run.directory, run_info)
     write_results(run.directory, results)

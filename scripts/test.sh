@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ruff check .
 mypy
-python3 -m pytest -p no:cacheprovider -n 3 tests "$@"
+python3 -m pytest -p no:cacheprovider -p no:benchmark -n 3 tests "$@"

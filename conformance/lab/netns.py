@@ -48,15 +48,12 @@ class Lab:
     @classmethod
     def create(cls) -> "Lab":
         name = _next_lab_name()
-        try:
-            netns.create(name)
-        except OSError as error:
-            raise EnvironmentProblem(
-                f"cannot create network namespace {name}: {error.strerror}"
-            ) from error
         lab = cls(name)
+        # Registered before it exists: an interruption while pyroute2's forked child
+        # creates the namespace must still find it and remove it.
         _live_labs[name] = lab
         try:
+            netns.create(name)
             lab.set_sysctls(
                 {
                     # No IPv6 until it is in scope: no router or neighbour solicitations.
@@ -66,8 +63,12 @@ class Lab:
             )
             with NetNS(name) as ns:
                 ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
-        except BaseException:
+        except BaseException as error:
             lab.remove()
+            if isinstance(error, OSError):
+                raise EnvironmentProblem(
+                    f"cannot create network namespace {name}: {error.strerror or error}"
+                ) from error
             raise
         return lab
 
