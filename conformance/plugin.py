@@ -245,6 +245,14 @@ def msl(request: pytest.FixtureRequest) -> float:
     return float(request.config.getoption("msl"))
 
 
+def describe_observations(record: CaseRecord) -> str:
+    """The case's own named observations (not the automatic call.* and expect.* ones)."""
+    return ", ".join(
+        f"{name}={json.dumps(value)}" for name, value in record.observations.items()
+        if not name.startswith(("call.", "expect."))
+    )
+
+
 def _exception_message(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
     text = str(excinfo.value).strip()
     return f"{excinfo.typename}: {text}" if text else excinfo.typename
@@ -286,6 +294,8 @@ def pytest_runtest_makereport(
     if call.when == "teardown":
         verdict = state.verdict or Verdict.ERROR
         expectation, note = judge_expectation(state.record.case_id, verdict, run.deviations)
+        if verdict == Verdict.INFO and not state.message:
+            state.message = "observed: " + (describe_observations(state.record) or "nothing")
         message = "\n".join(part for part in (state.message, note) if part)
         entry = {
             "doc": (getattr(item, "obj", None).__doc__ or "").strip().split("\n")[0]

@@ -13,5 +13,5 @@ fi
 
 # A Debian system Python marks itself externally managed; this machine is a lab box.
 export PIP_BREAK_SYSTEM_PACKAGES=1
-python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[dev]'
 if command -v pyenv >/dev/null; then pyenv rehash; fi
