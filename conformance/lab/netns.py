@@ -80,6 +80,18 @@ class Lab:
         Returns the descriptor of the wire end, held by the caller (the tester for the
         Linux target). `routes` are (destination network, gateway) pairs.
         """
+        fd, _ = self._tap_in_namespace(mtu=mtu, host=host, routes=routes)
+        return fd
+
+    def add_bare_tap(self, *, mtu: int = 1500) -> tuple[int, str]:
+        """A TAP device inside the namespace with no address: the kernel there stays
+        silent on it. Returns the descriptor (for a user-space stack to hold) and the
+        interface name (for the tester's packet socket on the kernel side)."""
+        return self._tap_in_namespace(mtu=mtu, host=None, routes=())
+
+    def _tap_in_namespace(
+        self, *, mtu: int, host: Host | None, routes: Iterable[tuple[str, str]]
+    ) -> tuple[int, str]:
         index = len(self.fds)
         owner, number = self.name.removeprefix(LAB_PREFIX).split("-")
         # IFNAMSIZ allows 15 characters; the device lives in the root namespace only
@@ -91,12 +103,14 @@ class Lab:
             ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], net_ns_fd=self.name)
         with NetNS(self.name) as ns:
             link = ns.link_lookup(ifname=ifname)[0]
-            ns.link("set", index=link, address=host.mac, mtu=mtu)
-            ns.addr("add", index=link, address=host.ip, prefixlen=24)
-            ns.link("set", index=link, state="up")
+            if host is not None:
+                ns.link("set", index=link, address=host.mac)
+            ns.link("set", index=link, mtu=mtu, state="up")
+            if host is not None:
+                ns.addr("add", index=link, address=host.ip, prefixlen=24)
             for destination, gateway in routes:
                 ns.route("add", dst=destination, gateway=gateway)
-        return fd
+        return fd, ifname
 
     def set_sysctls(self, values: dict[str, str]) -> None:
         """Write net.* sysctls inside the namespace; the host's values never change."""
