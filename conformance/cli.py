@@ -36,6 +36,7 @@ from conformance.report.console import (
     RunProgress,
     render_case,
     render_case_list,
+    render_comparison,
     render_doctor,
     render_run_summary,
     stdout_console,
@@ -646,6 +647,39 @@ def show(case: str, run_directory: Path | None, target: str | None) -> None:
     documents = case_documents(directory)
     document = documents[pick_case(case, list(documents))]
     render_case(stdout_console(), document, directory, _requirement_summaries())
+
+
+# --- compare ---------------------------------------------------------------------------
+
+
+def _results_of(run_directory: Path) -> dict[str, Any]:
+    directory = target_directory(run_directory, None)
+    path = directory / "results.json"
+    if not path.exists():
+        raise UsageError(f"{directory} has no results.json (was the run interrupted early?)")
+    results: dict[str, Any] = json.loads(path.read_text())
+    return results
+
+
+@cli.command()
+@click.argument("run_a", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("run_b", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Where compare.json and compare.md go [default: beside RUN_B].")
+def compare(run_a: Path, run_b: Path, out: Path | None) -> None:
+    """Compare two runs case by case: verdicts, and the observations that differ.
+
+    RUN_A and RUN_B are run directories (or one target's directory in them). A
+    difference in observations under the same verdict is one the RFCs allow; a verdict
+    that fails, warns or errs on one side only is a deviation.
+    """
+    from conformance.report.compare import compare_results, write_comparison
+
+    comparison = compare_results(_results_of(run_a), _results_of(run_b))
+    directory = out or target_directory(run_b, None).parent
+    json_path, markdown_path = write_comparison(directory, comparison)
+    render_comparison(stdout_console(), comparison)
+    click.echo(f"Written: {json_path}, {markdown_path}")
 
 
 # --- doctor ----------------------------------------------------------------------------

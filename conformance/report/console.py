@@ -28,6 +28,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from conformance.report.compare import Comparison
+
 VERDICT_STYLES = {
     "pass": "green",
     "fail": "bold red",
@@ -352,3 +354,26 @@ def render_doctor(console: Console, checks: Sequence[Check]) -> None:
         table.add_row(name, Text(check.status, style=STATUS_STYLES[check.status]),
                       Text(check.detail))
     console.print(table)
+
+
+KIND_STYLES = {"same": "green", "allowed": "blue", "deviation": "bold red",
+               "differs": "yellow", "only A": "dim", "only B": "dim"}
+
+
+def render_comparison(console: Console, comparison: Comparison) -> None:
+    """Case by case: both verdicts, the kind of difference, the observations that differ."""
+    table = Table(title=f"A: {comparison.label_a}    B: {comparison.label_b}",
+                  box=box.SIMPLE_HEAD, show_lines=False)
+    table.add_column("case")
+    table.add_column("A")
+    table.add_column("B")
+    table.add_column("kind")
+    table.add_column("observations that differ (A / B)")
+    for case in comparison.cases:
+        differences = "\n".join(f"{name}: {_compact(a)} / {_compact(b)}"
+                                 for name, (a, b) in case.differences.items())
+        table.add_row(case.id, verdict_text(case.verdict_a or "-"),
+                      verdict_text(case.verdict_b or "-"),
+                      Text(case.kind, style=KIND_STYLES.get(case.kind, "")), differences)
+    console.print(table)
+    console.print(", ".join(f"{kind}: {count}" for kind, count in comparison.counts().items()))

@@ -45,8 +45,18 @@ class Received:
         return self.packet[layer]
 
 
+# Ports a stack picks for itself (Linux 32768-60999, IANA 49152-65535) differ between
+# runs and targets: observations record that the port was ephemeral, not its number.
+EPHEMERAL_FROM = 32768
+
+
+def _stable_port(port: int) -> int | str:
+    return "ephemeral" if port >= EPHEMERAL_FROM else port
+
+
 def key_fields(packet: Packet) -> dict[str, Any]:
-    """The fields of a frame worth recording as an observation (stable across targets)."""
+    """The fields of a frame the DUT sent worth recording as an observation, stable
+    across runs and targets."""
     fields: dict[str, Any] = {}
     if IP in packet:
         ip = packet[IP]
@@ -54,11 +64,12 @@ def key_fields(packet: Packet) -> dict[str, Any]:
     if TCP in packet:
         tcp = packet[TCP]
         fields.update(
-            sport=tcp.sport, dport=tcp.dport, flags=str(tcp.flags), payload=len(tcp.payload)
+            sport=_stable_port(tcp.sport), dport=tcp.dport, flags=str(tcp.flags),
+            payload=len(tcp.payload),
         )
     elif UDP in packet:
         udp = packet[UDP]
-        fields.update(sport=udp.sport, dport=udp.dport, payload=len(udp.payload))
+        fields.update(sport=_stable_port(udp.sport), dport=udp.dport, payload=len(udp.payload))
     elif ICMP in packet:
         fields.update(icmp_type=packet[ICMP].type, icmp_code=packet[ICMP].code)
     elif ARP in packet:
