@@ -373,12 +373,6 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _known_targets() -> str:
-    from conformance.targets import TARGETS
-
-    return ", ".join(sorted(TARGETS))
-
-
 @cli.command()
 @click.option("--target", required=True, metavar="NAME",
               help="The device under test (known: linux).")

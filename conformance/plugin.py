@@ -34,15 +34,6 @@ from conformance.testbench.wire import Capture
 from conformance.verdicts import Verdict, exit_status, verdict_for_level
 
 SUITES_ROOT = Path(__file__).resolve().parents[1] / "suites"
-# The sysctls recorded in every case's environment snapshot (Linux target).
-SNAPSHOT_SYSCTLS = (
-    "net.ipv4.ip_no_pmtu_disc", "net.ipv4.route.min_pmtu", "net.ipv4.tcp_abort_on_overflow",
-    "net.ipv4.tcp_rfc1337", "net.ipv4.tcp_synack_retries", "net.ipv4.tcp_syncookies",
-    "net.ipv4.tcp_timestamps", "net.ipv4.tcp_sack", "net.ipv4.tcp_window_scaling",
-    "net.core.somaxconn", "net.ipv4.ip_local_port_range",
-)
-
-
 @dataclass
 class CaseState:
     """One case on its way to a verdict."""
@@ -207,18 +198,15 @@ def conformance_case(request: pytest.FixtureRequest) -> Iterator[CaseContext]:
     capture: Capture | None = None
     try:
         started = target.start(lab, run.sysctls)
-        testbench_holder: list[Testbench] = []
-        capture = Capture(started.wire, lambda frame: testbench_holder[0].answer_arp(frame))
-        tb = Testbench(capture, record, dut=started.host)
-        testbench_holder.append(tb)
-        capture.start()
+        tb = Testbench.on_wire(started.wire, record, dut=started.host)
+        capture = tb.capture
         record.environment["sysctls_applied"] = run.sysctls
         yield CaseContext(Dut(started.agent, record, started.host), tb, record)
     finally:
         try:
             if started is not None:
+                # The agent's snapshot: the DUT's sockets and the settings that matter.
                 record.environment["dut"] = started.snapshot()
-                record.environment["sysctls"] = lab.read_sysctls(SNAPSHOT_SYSCTLS)
         finally:
             if capture is not None:
                 capture.stop()

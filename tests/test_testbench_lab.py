@@ -34,11 +34,8 @@ def bench() -> Iterator[Bench]:
     record = CaseRecord(case_id="t", target="linux", requirements=[], level="MUST")
     lab = Lab.create()
     started = LinuxTarget().start(lab, {})
-    holder: list[Testbench] = []
-    capture = Capture(started.wire, lambda frame: holder[0].answer_arp(frame))
-    tb = Testbench(capture, record)
-    holder.append(tb)
-    capture.start()
+    tb = Testbench.on_wire(started.wire, record)
+    capture = tb.capture
     try:
         yield Bench(lab, Dut(started.agent, record, started.host), tb, capture,
                     started.agent.pid)

@@ -154,12 +154,6 @@ def errno_name(number: int) -> str:
     return errno.errorcode.get(number, f"ERRNO_{number}")
 
 
-def errno_number(name: str) -> int | None:
-    """The number of an errno name on this host, or None if the host has no such errno."""
-    value = getattr(errno, name, None)
-    return value if isinstance(value, int) and name.startswith("E") else None
-
-
 def flag_names(value: int, table: Mapping[str, int]) -> list[str]:
     """The names in `table` whose bits are all set in `value`, in table order."""
     return [name for name, bit in table.items() if bit and value & bit == bit]

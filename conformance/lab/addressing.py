@@ -1,7 +1,7 @@
 """The lab's address plan: RFC 5737 documentation ranges and locally administered MACs."""
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Network
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,3 @@ def owner_of(ip: str) -> Host | None:
         if host.ip == ip:
             return host
     return None
-
-
-def is_lab_address(ip: str) -> bool:
-    address = IPv4Address(ip)
-    return address in LINK or address in OFF_LINK

@@ -121,19 +121,6 @@ class Lab:
 
         run_in_namespace(self.name, write)
 
-    def read_sysctls(self, names: Iterable[str]) -> dict[str, str]:
-        """The values of those of `names` that exist inside the namespace."""
-        values: dict[str, str] = {}
-
-        def read() -> None:
-            for name in names:
-                path = sysctl_path(name)
-                if path.exists():
-                    values[name] = " ".join(path.read_text().split())
-
-        run_in_namespace(self.name, read)
-        return values
-
     def remove(self) -> None:
         """Close the descriptors (their TAP devices vanish), kill what runs inside, delete."""
         if self.removed:

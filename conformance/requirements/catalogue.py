@@ -18,10 +18,6 @@ class Requirement:
     summary: str
     uncovered: str | None = None
 
-    @property
-    def rfc(self) -> str:
-        return self.id.split("-", 1)[0]
-
 
 class Catalogue:
     def __init__(self, requirements: list[Requirement]) -> None:

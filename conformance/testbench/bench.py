@@ -20,7 +20,7 @@ from conformance.evidence.record import CaseRecord
 from conformance.lab import addressing
 from conformance.lab.addressing import Host
 from conformance.testbench.templates import describe, diff, matches
-from conformance.testbench.wire import Capture, WireFrame
+from conformance.testbench.wire import Capture, Wire, WireFrame
 
 ETH_P_ARP = 0x0806
 QUIET_WINDOW_S = 0.25
@@ -92,6 +92,15 @@ class Testbench:
         self._cursor = 0  # index into capture.frames where the next expectation starts
         self._expectations = 0
         self._dissected: dict[int, Packet] = {}
+
+    @classmethod
+    def on_wire(cls, wire: Wire, record: CaseRecord, dut: Host = addressing.DUT) -> "Testbench":
+        """A testbench capturing `wire`, with its ARP responder answering at once."""
+        capture = Capture(wire)
+        testbench = cls(capture, record, dut)
+        capture.on_dut_frame = testbench.answer_arp
+        capture.start()
+        return testbench
 
     @property
     def ip(self) -> str:
@@ -241,11 +250,6 @@ class Testbench:
                 f"{label}: the DUT sent frame {culprit.number} within {within}s ({why}):\n"
                 f"  {Ether(culprit.data).summary()}"
             )
-
-    def frames_since(self, received: Received | None = None) -> list[Packet]:
-        """The frames the DUT sent after `received` (or since the start), dissected."""
-        start = received.frame.number if received is not None else 0
-        return [Ether(f.data) for f in self.capture.snapshot(start) if f.sender == "dut"]
 
     def _missed_report(
         self, label: str, templates: list[Packet], within: float, start: int

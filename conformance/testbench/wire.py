@@ -72,7 +72,7 @@ class Capture:
 
     def __init__(self, wire: Wire, on_dut_frame: FrameHook | None = None) -> None:
         self._wire = wire
-        self._on_dut_frame = on_dut_frame
+        self.on_dut_frame = on_dut_frame
         self.frames: list[WireFrame] = []
         self._changed = threading.Condition()
         self._stop_read, self._stop_write = os.pipe()
@@ -119,8 +119,8 @@ class Capture:
                 while (data := self._wire.read_frame()) is not None:
                     with self._changed:
                         frame = self._append("dut", data, None)
-                    if self._on_dut_frame is not None:
-                        self._on_dut_frame(frame)
+                    if self.on_dut_frame is not None:
+                        self.on_dut_frame(frame)
         except BaseException as error:  # reported by the next wait, as a harness error
             self.failure = error
             with self._changed:
