@@ -55,28 +55,36 @@ def _data_arg(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def _message(value: dict[str, Any]) -> Message:
+    entry = value.get("errqueue")
+    errqueue = None
+    if entry:
+        offender = entry.get("offender")
+        errqueue = ErrQueueEntry(
+            errno=entry["errno"], origin=entry["origin"], type=entry["type"],
+            code=entry["code"], info=entry["info"], data=entry["data"],
+            offender=(offender["addr"], offender["port"]) if offender else None,
+        )
+    return Message(
+        data=base64.b64decode(value["data"]),
+        flags=list(value.get("flags") or []),
+        address=(value["addr"], value["port"]) if value.get("addr") else None,
+        errqueue=errqueue,
+    )
+
+
 def _decode(call: str, value: Any) -> Any:
+    """The agent's JSON result as the case wants it: bytes, tuples, a Message."""
     if isinstance(value, Errno) or value is None:
         return value
-    if call in ("recv", "recvfrom", "recvmsg") or (call == "accept" and "sock" in value):
-        if call == "recv":
-            return base64.b64decode(value["data"])
-        if call == "recvfrom":
-            return base64.b64decode(value["data"]), (value["addr"], value["port"])
-        if call == "accept":
-            return value["sock"], (value["addr"], value["port"])
-        entry = value.get("errqueue")
-        offender = entry.get("offender") if entry else None
-        return Message(
-            data=base64.b64decode(value["data"]),
-            flags=list(value.get("flags") or []),
-            address=(value["addr"], value["port"]) if value.get("addr") else None,
-            errqueue=ErrQueueEntry(
-                errno=entry["errno"], origin=entry["origin"], type=entry["type"],
-                code=entry["code"], info=entry["info"], data=entry["data"],
-                offender=(offender["addr"], offender["port"]) if offender else None,
-            ) if entry else None,
-        )
+    if call == "recv":
+        return base64.b64decode(value["data"])
+    if call == "recvfrom":
+        return base64.b64decode(value["data"]), (value["addr"], value["port"])
+    if call == "recvmsg":
+        return _message(value)
+    if call == "accept":
+        return value["sock"], (value["addr"], value["port"])
     if call in ("getsockname", "getpeername"):
         return value["addr"], value["port"]
     return value
