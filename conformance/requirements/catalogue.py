@@ -1,5 +1,6 @@
 """The requirement catalogue (`suites/requirements.toml`): IDs, levels and summaries."""
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,24 @@ from conformance.errors import UsageError
 LEVELS = ("MUST", "MUST NOT", "SHOULD", "SHOULD NOT", "MAY")
 # The strictest level first: a case checking several requirements is judged by the strictest.
 STRICTNESS = {"MUST": 0, "MUST NOT": 0, "SHOULD": 1, "SHOULD NOT": 1, "MAY": 2}
+# RFC1122-4.1.3.3a: the RFC, the section, and a letter where one section holds several.
+ID_PATTERN = re.compile(r"RFC(?P<rfc>\d+)-(?P<section>\d+(?:\.\d+)*)(?P<suffix>[a-z]*)")
+
+
+def rfc_of(requirement_id: str) -> str:
+    """`RFC1122` for `RFC1122-4.1.3.3a`; the part before the first dash for other IDs."""
+    return requirement_id.partition("-")[0]
+
+
+def requirement_order(requirement_id: str) -> tuple[int, tuple[int, ...], str]:
+    """Sorts by RFC number, then section number by number (3.10 after 3.9), then letter.
+
+    IDs that do not follow the pattern go last, in their own order."""
+    match = ID_PATTERN.fullmatch(requirement_id)
+    if match is None:
+        return (1 << 30, (), requirement_id)
+    section = tuple(int(part) for part in match["section"].split("."))
+    return (int(match["rfc"]), section, match["suffix"])
 
 
 @dataclass(frozen=True)
@@ -17,6 +36,10 @@ class Requirement:
     level: str
     summary: str
     uncovered: str | None = None
+
+    @property
+    def rfc(self) -> str:
+        return rfc_of(self.id)
 
 
 class Catalogue:
