@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import base64
-import binascii
 import fcntl
-import ipaddress
 import json
 import os
 import select
@@ -29,7 +27,6 @@ from conformance.agent.protocol import (
     FILE_STATUS_FLAGS,
     IOCTL_REQUESTS,
     IP_RECVERR,
-    MESSAGE_FLAGS,
     PMTUDISC_MODES,
     POLL_EVENTS,
     PROTOCOL_VERSION,
@@ -40,6 +37,7 @@ from conformance.agent.protocol import (
     errno_name,
     flag_names,
 )
+from conformance.agent.requests import Args, BadRequest, NotSupported, ResponseWriter
 
 AGENT_NAME: Final = "linux"
 
@@ -87,78 +85,6 @@ EXTENDED_ERROR: Final = struct.Struct("=IBBBBII")
 SOCKADDR_IN_HEAD: Final = struct.Struct("=H2s4s")  # family, port (network order), address
 
 
-class BadRequest(Exception):
-    """The request is malformed; answered with "error"."""
-
-
-class NotSupported(Exception):
-    """The call, option, flag or name is unknown here; answered with "unsupported"."""
-
-
-class Args:
-    """The named arguments of one request, read with type checks."""
-
-    def __init__(self, raw: Mapping[str, Any]) -> None:
-        self.raw = raw
-
-    def value(self, key: str) -> Any:
-        if key not in self.raw:
-            raise BadRequest(f"missing argument {key!r}")
-        return self.raw[key]
-
-    def integer(self, key: str) -> int:
-        value = self.value(key)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise BadRequest(f"argument {key!r} must be an integer, not {value!r}")
-        return value
-
-    def text(self, key: str) -> str:
-        value = self.value(key)
-        if not isinstance(value, str):
-            raise BadRequest(f"argument {key!r} must be a string, not {value!r}")
-        return value
-
-    def endpoint(self) -> tuple[str, int]:
-        addr = self.text("addr")
-        try:
-            ipaddress.IPv4Address(addr)
-        except ValueError:
-            raise BadRequest(f"addr {addr!r} is not a dotted-quad IPv4 address") from None
-        port = self.integer("port")
-        if not 0 <= port <= 0xFFFF:
-            raise BadRequest(f"port {port} out of range")
-        return addr, port
-
-    def data(self) -> bytes:
-        try:
-            return base64.b64decode(self.text("data"), validate=True)
-        except binascii.Error as exc:
-            raise BadRequest(f"data is not base64: {exc}") from None
-
-    def choice(self, key: str, table: Mapping[str, int]) -> int:
-        name = self.text(key)
-        if name not in table:
-            raise NotSupported(f"unknown {key} {name!r}")
-        return table[name]
-
-    def names(self, key: str, table: Mapping[str, int], *, optional: bool = False) -> int:
-        """A list of names turned into the OR of their bits."""
-        if optional and key not in self.raw:
-            return 0
-        value = self.value(key)
-        if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
-            raise BadRequest(f"argument {key!r} must be a list of names, not {value!r}")
-        bits = 0
-        for name in value:
-            if name not in table:
-                raise NotSupported(f"unknown {key} name {name!r}")
-            bits |= table[name]
-        return bits
-
-    def message_flags(self) -> int:
-        return self.names("flags", MESSAGE_FLAGS, optional=True)
-
-
 class SocketTable:
     """The sockets the agent holds, by handle (the file descriptor number)."""
 
@@ -196,23 +122,6 @@ class SocketTable:
             self._sockets.clear()
         for sock in held:
             sock.close()
-
-
-class ResponseWriter:
-    """Writes one response per line; safe to call from any thread."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self._lock = threading.Lock()
-
-    def send(self, response: Mapping[str, Any]) -> None:
-        line = json.dumps(response).encode() + b"\n"
-        with self._lock:
-            try:
-                self._stream.write(line)
-                self._stream.flush()
-            except BrokenPipeError:
-                pass  # the tester has gone; stdin EOF will end the agent
 
 
 def endpoint_json(address: Any) -> dict[str, Any]:

@@ -1,0 +1,118 @@
+"""Reading agent requests and writing responses: shared by every agent in this project.
+
+A request is one JSON object per line (docs/agent-protocol.md); `Args` reads its named
+arguments with type checks, `ResponseWriter` writes one response per line.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import threading
+from collections.abc import Collection, Mapping
+from typing import Any, BinaryIO
+
+from conformance.agent.protocol import MESSAGE_FLAGS
+
+
+class BadRequest(Exception):
+    """The request is malformed; answered with "error"."""
+
+
+class NotSupported(Exception):
+    """The call, option, flag or name is unknown here; answered with "unsupported"."""
+
+
+class Args:
+    """The named arguments of one request, read with type checks."""
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.raw = raw
+
+    def value(self, key: str) -> Any:
+        if key not in self.raw:
+            raise BadRequest(f"missing argument {key!r}")
+        return self.raw[key]
+
+    def integer(self, key: str) -> int:
+        value = self.value(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise BadRequest(f"argument {key!r} must be an integer, not {value!r}")
+        return value
+
+    def text(self, key: str) -> str:
+        value = self.value(key)
+        if not isinstance(value, str):
+            raise BadRequest(f"argument {key!r} must be a string, not {value!r}")
+        return value
+
+    def endpoint(self) -> tuple[str, int]:
+        addr = self.text("addr")
+        try:
+            ipaddress.IPv4Address(addr)
+        except ValueError:
+            raise BadRequest(f"addr {addr!r} is not a dotted-quad IPv4 address") from None
+        port = self.integer("port")
+        if not 0 <= port <= 0xFFFF:
+            raise BadRequest(f"port {port} out of range")
+        return addr, port
+
+    def data(self) -> bytes:
+        try:
+            return base64.b64decode(self.text("data"), validate=True)
+        except binascii.Error as exc:
+            raise BadRequest(f"data is not base64: {exc}") from None
+
+    def choice(self, key: str, table: Mapping[str, int]) -> int:
+        name = self.text(key)
+        if name not in table:
+            raise NotSupported(f"unknown {key} {name!r}")
+        return table[name]
+
+    def names(self, key: str, table: Mapping[str, int], *, optional: bool = False) -> int:
+        """A list of names turned into the OR of their bits."""
+        if optional and key not in self.raw:
+            return 0
+        value = self.value(key)
+        if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+            raise BadRequest(f"argument {key!r} must be a list of names, not {value!r}")
+        bits = 0
+        for name in value:
+            if name not in table:
+                raise NotSupported(f"unknown {key} name {name!r}")
+            bits |= table[name]
+        return bits
+
+    def name_set(self, key: str, known: Collection[str], *, optional: bool = False) -> set[str]:
+        """A list of names checked against ``known``, as a set."""
+        if optional and key not in self.raw:
+            return set()
+        value = self.value(key)
+        if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+            raise BadRequest(f"argument {key!r} must be a list of names, not {value!r}")
+        unknown = [name for name in value if name not in known]
+        if unknown:
+            raise NotSupported(f"unknown {key} name {unknown[0]!r}")
+        return set(value)
+
+    def message_flags(self) -> int:
+        return self.names("flags", MESSAGE_FLAGS, optional=True)
+
+
+class ResponseWriter:
+    """Writes one response per line; safe to call from any thread."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, response: Mapping[str, Any]) -> None:
+        line = json.dumps(response).encode() + b"\n"
+        with self._lock:
+            try:
+                self._stream.write(line)
+                self._stream.flush()
+            except BrokenPipeError:
+                pass  # the tester has gone; stdin EOF will end the agent

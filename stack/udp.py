@@ -1,0 +1,456 @@
+"""UDP (RFC 768, RFC 1122 4.1) with the socket semantics of Linux udp(7).
+
+`UdpLayer` demultiplexes received datagrams to sockets, answers closed ports and turns
+ICMP errors into socket errors; `UdpSocket` holds one socket's state and its calls.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import Final, Protocol
+
+from stack.errors import SocketError, Unsupported
+from stack.icmp import ReceivedError, socket_error
+from stack.settings import Settings
+from stack.timing import Nanoseconds
+from stack.wire.errors import WireError
+from stack.wire.ipv4 import Ipv4Packet
+from stack.wire.udp import HEADER_LENGTH, UdpDatagram
+
+Endpoint = tuple[IPv4Address, int]
+ANY: Final = IPv4Address("0.0.0.0")
+MAX_PAYLOAD: Final = 65535 - 20 - HEADER_LENGTH
+MIN_RECEIVE_BUFFER: Final = 2304  # Linux SOCK_MIN_RCVBUF
+PMTUDISC_MODES: Final = ("IP_PMTUDISC_DONT", "IP_PMTUDISC_WANT", "IP_PMTUDISC_DO",
+                         "IP_PMTUDISC_PROBE")
+
+
+class IpService(Protocol):
+    """What UDP needs from the IP layer below it."""
+
+    address: IPv4Address
+    link_mtu: int
+
+    def check_route(self, destination: IPv4Address) -> None:
+        """Raise SocketError("ENETUNREACH") when no route leads to ``destination``."""
+
+    def is_broadcast(self, destination: IPv4Address) -> bool: ...
+
+    def path_mtu(self, destination: IPv4Address, now: Nanoseconds) -> int: ...
+
+    def send_datagram(
+        self, now: Nanoseconds, destination: IPv4Address, payload: bytes, *,
+        ttl: int, tos: int, dont_fragment: bool, fragment_size: int,
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class ExtendedError:
+    """One entry of the error queue (IP_RECVERR), Linux's sock_extended_err."""
+
+    errno: str
+    origin: str  # "ICMP" or "LOCAL"
+    type: int
+    code: int
+    info: int
+    offender: Endpoint | None
+    destination: Endpoint  # returned as the message's address
+    payload: bytes  # the start of the offending datagram's payload
+
+
+@dataclass(frozen=True)
+class Message:
+    """What recvmsg returns."""
+
+    data: bytes
+    length: int  # the datagram's full length (more than len(data) when truncated)
+    flags: list[str]
+    address: Endpoint | None
+    error: ExtendedError | None = None
+
+
+@dataclass(frozen=True)
+class _Queued:
+    source: Endpoint
+    payload: bytes
+    cost: int
+
+
+@dataclass
+class UdpSocket:
+    handle: int
+    settings: Settings
+    local_address: IPv4Address = ANY
+    local_port: int = 0  # 0: not bound yet
+    remote: Endpoint | None = None
+    nonblocking: bool = False
+    receive_queue: deque[_Queued] = field(default_factory=deque)
+    error_queue: deque[ExtendedError] = field(default_factory=deque)
+    pending_error: str | None = None  # Linux sk_err: reported once, by the next call
+    received_bytes: int = 0  # charged against receive_buffer
+    drops: int = 0
+    read_shut: bool = False
+    write_shut: bool = False
+    corked: tuple[Endpoint, bytearray] | None = None
+    options: dict[str, int | str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.options = {
+            "SO_REUSEADDR": 0,
+            "SO_KEEPALIVE": 0,
+            "SO_BROADCAST": 0,
+            "SO_RCVBUF": self.settings.receive_buffer,
+            "SO_SNDBUF": self.settings.send_buffer,
+            "IP_TTL": self.settings.default_ttl,
+            "IP_TOS": 0,
+            "IP_RECVERR": 0,
+            "IP_MTU_DISCOVER": "IP_PMTUDISC_WANT"
+            if self.settings.path_mtu_discovery
+            else "IP_PMTUDISC_DONT",
+            "UDP_CORK": 0,
+        }
+
+    @property
+    def bound(self) -> bool:
+        return self.local_port != 0
+
+    def take_error(self) -> str | None:
+        error, self.pending_error = self.pending_error, None
+        return error
+
+    def raise_pending_error(self) -> None:
+        error = self.take_error()
+        if error is not None:
+            raise SocketError(error, "reported from an earlier ICMP error")
+
+    def events(self) -> set[str]:
+        """The poll events that hold now (Linux datagram_poll)."""
+        events = {"POLLOUT", "POLLWRNORM", "POLLWRBAND"}
+        if self.receive_queue or self.read_shut:
+            events |= {"POLLIN", "POLLRDNORM"}
+        if self.pending_error is not None or self.error_queue:
+            events.add("POLLERR")
+        if self.read_shut:
+            events.add("POLLRDHUP")
+            if self.write_shut:
+                events.add("POLLHUP")
+        return events
+
+
+class UdpLayer:
+    def __init__(self, ip: IpService, settings: Settings, rng: random.Random) -> None:
+        self.ip = ip
+        self.settings = settings
+        self.rng = rng
+        self.sockets: dict[int, UdpSocket] = {}
+
+    # --- socket calls -------------------------------------------------------------------
+
+    def open(self, handle: int) -> UdpSocket:
+        sock = self.sockets[handle] = UdpSocket(handle, self.settings)
+        return sock
+
+    def close(self, sock: UdpSocket, now: Nanoseconds) -> None:
+        self.sockets.pop(sock.handle, None)
+
+    def bind(self, sock: UdpSocket, address: IPv4Address, port: int) -> None:
+        if sock.bound:
+            raise SocketError("EINVAL", "already bound")
+        if address not in (ANY, self.ip.address) and not self.ip.is_broadcast(address):
+            raise SocketError("EADDRNOTAVAIL", f"{address} is not an address of this host")
+        if port == 0:
+            port = self._ephemeral_port(address)
+        elif self._port_taken(sock, address, port):
+            raise SocketError("EADDRINUSE", f"port {port} is in use")
+        sock.local_address, sock.local_port = address, port
+
+    def connect(self, sock: UdpSocket, address: IPv4Address, port: int) -> None:
+        """RFC 1122 4.1.3.5 / udp(7): connect sets the default destination and makes the
+        socket accept datagrams from that peer only."""
+        self.ip.check_route(address)
+        if self.ip.is_broadcast(address) and not sock.options["SO_BROADCAST"]:
+            raise SocketError("EACCES", "broadcast destination without SO_BROADCAST")
+        if not sock.bound:
+            self.bind(sock, ANY, 0)
+        sock.remote = (address, port)
+
+    def sendto(
+        self, sock: UdpSocket, data: bytes, destination: Endpoint | None, flags: set[str],
+        now: Nanoseconds,
+    ) -> int:
+        if sock.write_shut:
+            raise SocketError("EPIPE", "shut down for writing")
+        sock.raise_pending_error()
+        if destination is None:
+            if sock.corked is not None:
+                destination = sock.corked[0]
+            elif sock.remote is None:
+                raise SocketError("EDESTADDRREQ", "not connected and no destination given")
+            else:
+                destination = sock.remote
+        address, port = destination
+        if port == 0:
+            raise SocketError("EINVAL", "destination port 0")
+        self.ip.check_route(address)
+        if self.ip.is_broadcast(address) and not sock.options["SO_BROADCAST"]:
+            raise SocketError("EACCES", "broadcast destination without SO_BROADCAST")
+        if not sock.bound:
+            self.bind(sock, ANY, 0)
+        if sock.options["UDP_CORK"] or "MSG_MORE" in flags or sock.corked is not None:
+            pending = sock.corked[1] if sock.corked is not None else bytearray()
+            if len(pending) + len(data) > MAX_PAYLOAD:
+                raise SocketError("EMSGSIZE", "corked datagram too long")
+            pending += data
+            sock.corked = (destination, pending)
+            if sock.options["UDP_CORK"] or "MSG_MORE" in flags:
+                return len(data)
+            sock.corked = None
+            self._transmit(sock, destination, bytes(pending), now)
+            return len(data)
+        if len(data) > MAX_PAYLOAD:
+            raise SocketError("EMSGSIZE", f"{len(data)} bytes do not fit one datagram")
+        self._transmit(sock, destination, data, now)
+        return len(data)
+
+    def recvmsg(self, sock: UdpSocket, size: int, flags: set[str]) -> Message:
+        if size < 0:
+            raise SocketError("EINVAL", "negative size")
+        if "MSG_ERRQUEUE" in flags:
+            return self._receive_error(sock, size, flags)
+        sock.raise_pending_error()
+        if not sock.receive_queue:
+            if sock.read_shut:
+                return Message(b"", 0, [], None)
+            raise SocketError("EAGAIN", "no datagram queued")
+        queued = sock.receive_queue[0]
+        if "MSG_PEEK" not in flags:
+            sock.receive_queue.popleft()
+            sock.received_bytes -= queued.cost
+        # udp(7): one datagram per call; the rest of a longer one is discarded, MSG_TRUNC.
+        truncated = len(queued.payload) > size
+        return Message(
+            queued.payload[:size],
+            len(queued.payload),
+            ["MSG_TRUNC"] if truncated else [],
+            queued.source,
+        )
+
+    def uncork(self, sock: UdpSocket, now: Nanoseconds) -> None:
+        if sock.corked is not None:
+            destination, pending = sock.corked
+            sock.corked = None
+            self._transmit(sock, destination, bytes(pending), now)
+
+    def setsockopt(self, sock: UdpSocket, name: str, value: int | str, now: Nanoseconds) -> None:
+        if name not in sock.options:
+            if name.startswith("TCP_"):
+                raise SocketError("ENOPROTOOPT", f"{name} on a UDP socket")
+            raise Unsupported(f"socket option {name}")
+        if name == "IP_MTU_DISCOVER":
+            if value not in PMTUDISC_MODES:
+                raise SocketError("EINVAL", f"unknown mode {value!r}")
+            sock.options[name] = value
+            return
+        if not isinstance(value, int):
+            raise SocketError("EINVAL", f"{name} takes an integer")
+        if name == "SO_RCVBUF":
+            # socket(7): the kernel doubles the value, within [SOCK_MIN_RCVBUF, rmem_max * 2].
+            value = max(MIN_RECEIVE_BUFFER, min(value, self.settings.receive_buffer_max) * 2)
+        if name == "IP_TTL" and not (value == -1 or 1 <= value <= 255):
+            raise SocketError("EINVAL", "IP_TTL out of range")
+        if name == "IP_TTL" and value == -1:
+            value = self.settings.default_ttl
+        sock.options[name] = value
+        if name == "UDP_CORK" and not value:
+            self.uncork(sock, now)
+
+    def getsockopt(self, sock: UdpSocket, name: str, now: Nanoseconds) -> int | str | None:
+        if name == "SO_ERROR":
+            return sock.take_error()
+        if name == "SO_TYPE":
+            return "udp"
+        if name == "IP_MTU":
+            if sock.remote is None:
+                raise SocketError("ENOTCONN", "IP_MTU needs a connected socket")
+            return self.ip.path_mtu(sock.remote[0], now)
+        if name not in sock.options:
+            if name.startswith("TCP_"):
+                raise SocketError("ENOPROTOOPT", f"{name} on a UDP socket")
+            raise Unsupported(f"socket option {name}")
+        return sock.options[name]
+
+    def ioctl(self, sock: UdpSocket, request: str) -> int:
+        if request == "FIONREAD":
+            # Linux: the size of the next datagram's payload, 0 when none is queued.
+            return len(sock.receive_queue[0].payload) if sock.receive_queue else 0
+        if request == "SIOCOUTQ":
+            # Bytes the socket holds that are not yet on the wire: a corked datagram.
+            return len(sock.corked[1]) if sock.corked is not None else 0
+        raise Unsupported(f"ioctl {request}")
+
+    def shutdown(self, sock: UdpSocket, how: str) -> None:
+        sock.read_shut |= how in ("SHUT_RD", "SHUT_RDWR")
+        sock.write_shut |= how in ("SHUT_WR", "SHUT_RDWR")
+        if sock.remote is None:
+            raise SocketError("ENOTCONN", "shutdown on an unconnected socket")
+
+    # --- from the IP layer --------------------------------------------------------------
+
+    def receive(self, packet: Ipv4Packet, now: Nanoseconds, *, broadcast: bool) -> str | None:
+        """Deliver a datagram. Returns None when delivered, "udp.port_unreachable" when
+        no socket wants it (the caller answers with ICMP), or another drop reason."""
+        header = packet.header
+        try:
+            datagram = UdpDatagram.parse(packet.payload, header.src, header.dst)
+        except WireError as error:
+            return error.reason  # RFC 1122 4.1.3.4: a bad checksum is silently discarded
+        source = (header.src, datagram.src_port)
+        if broadcast:
+            receivers = [
+                sock for sock in self.sockets.values()
+                if sock.local_port == datagram.dst_port and self._accepts(sock, header.dst, source)
+            ]
+        else:
+            best = self._lookup(header.dst, datagram.dst_port, source)
+            receivers = [best] if best is not None else []
+        if not receivers:
+            return "udp.port_unreachable"
+        reason = None
+        for sock in receivers:
+            reason = self._enqueue(sock, source, datagram.payload) or reason
+        return reason
+
+    def icmp_error(self, error: ReceivedError, now: Nanoseconds) -> str | None:
+        """RFC 1122 4.1.3.3: pass an ICMP error up to the socket that sent the datagram.
+        Returns a drop reason when no socket is concerned."""
+        quoted = error.quoted_header
+        # The quote holds at least the 8-byte UDP header (checked by read_error).
+        source_port = int.from_bytes(error.quoted_data[0:2], "big")
+        destination = (quoted.dst, int.from_bytes(error.quoted_data[2:4], "big"))
+        sock = self._lookup(quoted.src, source_port, destination)
+        if sock is None:
+            return "udp.error_for_no_socket"
+        mode = sock.options["IP_MTU_DISCOVER"]
+        reported = socket_error(error, path_mtu_discovery=mode != "IP_PMTUDISC_DONT")
+        if reported is None:
+            return None
+        errno, hard = reported
+        # Linux __udp4_lib_err: without IP_RECVERR only hard errors on connected sockets
+        # are reported; with it, every error is queued and becomes pending.
+        if sock.options["IP_RECVERR"]:
+            sock.error_queue.append(
+                ExtendedError(errno, "ICMP", error.type, error.code, error.info,
+                              (error.offender, 0), destination,
+                              error.quoted_data[HEADER_LENGTH:])
+            )
+        elif not hard or sock.remote is None:
+            return None
+        sock.pending_error = errno
+        return None
+
+    def local_error(
+        self, sock: UdpSocket, errno: str, destination: Endpoint, info: int, payload: bytes
+    ) -> None:
+        """An error found here, not by ICMP (ip_local_error): queued under IP_RECVERR."""
+        if sock.options["IP_RECVERR"]:
+            sock.error_queue.append(
+                ExtendedError(errno, "LOCAL", 0, 0, info, None, destination, payload)
+            )
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _transmit(
+        self, sock: UdpSocket, destination: Endpoint, payload: bytes, now: Nanoseconds
+    ) -> None:
+        address, port = destination
+        mode = sock.options["IP_MTU_DISCOVER"]
+        # Linux ip_setup_cork: every mode but PROBE sizes datagrams by the path MTU.
+        mtu = self.ip.link_mtu if mode == "IP_PMTUDISC_PROBE" else self.ip.path_mtu(address, now)
+        total = 20 + HEADER_LENGTH + len(payload)
+        if mode in ("IP_PMTUDISC_DO", "IP_PMTUDISC_PROBE") and total > mtu:
+            # RFC 1191 3: with DF required, a datagram above the path MTU is refused.
+            self.local_error(sock, "EMSGSIZE", destination, mtu, payload)
+            raise SocketError("EMSGSIZE", f"{total}-byte datagram, path MTU {mtu}")
+        # RFC 1191 3: DF set while the datagram fits (WANT); DONT fragments instead.
+        dont_fragment = mode != "IP_PMTUDISC_DONT" and total <= mtu
+        datagram = UdpDatagram(sock.local_port, port, payload)
+        source = sock.local_address if sock.local_address != ANY else self.ip.address
+        ttl = sock.options["IP_TTL"]
+        tos = sock.options["IP_TOS"]
+        assert isinstance(ttl, int) and isinstance(tos, int)
+        self.ip.send_datagram(
+            now, address, datagram.emit(source, address),
+            ttl=ttl, tos=tos, dont_fragment=dont_fragment, fragment_size=mtu,
+        )
+
+    def _receive_error(self, sock: UdpSocket, size: int, flags: set[str]) -> Message:
+        if not sock.error_queue:
+            raise SocketError("EAGAIN", "the error queue is empty")
+        error = sock.error_queue[0] if "MSG_PEEK" in flags else sock.error_queue.popleft()
+        if "MSG_PEEK" not in flags and not sock.error_queue:
+            sock.pending_error = None  # Linux sock_dequeue_err_skb clears sk_err
+        truncated = len(error.payload) > size
+        return Message(
+            error.payload[:size],
+            len(error.payload),
+            ["MSG_ERRQUEUE"] + (["MSG_TRUNC"] if truncated else []),
+            error.destination,
+            error,
+        )
+
+    def _enqueue(self, sock: UdpSocket, source: Endpoint, payload: bytes) -> str | None:
+        if sock.read_shut:
+            sock.drops += 1
+            return "udp.socket_shut_down"
+        cost = len(payload) + self.settings.datagram_overhead
+        receive_buffer = sock.options["SO_RCVBUF"]
+        assert isinstance(receive_buffer, int)
+        if sock.receive_queue and sock.received_bytes + cost > receive_buffer:
+            sock.drops += 1
+            return "udp.receive_buffer_full"
+        sock.receive_queue.append(_Queued(source, payload, cost))
+        sock.received_bytes += cost
+        return None
+
+    def _accepts(self, sock: UdpSocket, destination: IPv4Address, source: Endpoint) -> bool:
+        if sock.local_address not in (ANY, destination):
+            return False
+        return sock.remote is None or sock.remote == source
+
+    def _lookup(self, destination: IPv4Address, port: int, source: Endpoint) -> UdpSocket | None:
+        """The socket for a datagram: a connected match beats a bound one, a specific
+        local address beats the wildcard (Linux compute_score)."""
+        best, best_score = None, -1
+        for sock in self.sockets.values():
+            if sock.local_port != port or not self._accepts(sock, destination, source):
+                continue
+            score = (2 if sock.remote is not None else 0) + (sock.local_address != ANY)
+            if score > best_score:
+                best, best_score = sock, score
+        return best
+
+    def _port_taken(self, sock: UdpSocket, address: IPv4Address, port: int) -> bool:
+        for other in self.sockets.values():
+            if other is sock or other.local_port != port:
+                continue
+            if ANY not in (address, other.local_address) and address != other.local_address:
+                continue
+            if sock.options["SO_REUSEADDR"] and other.options["SO_REUSEADDR"]:
+                continue
+            return True
+        return False
+
+    def _ephemeral_port(self, address: IPv4Address) -> int:
+        """Linux: a random start in ip_local_port_range, then the next free port."""
+        low, high = self.settings.ephemeral_ports
+        span = high - low + 1
+        start = self.rng.randrange(span)
+        for step in range(span):
+            port = low + (start + step) % span
+            if not any(other.local_port == port for other in self.sockets.values()):
+                return port
+        raise SocketError("EAGAIN", "no free ephemeral port")
+
