@@ -132,13 +132,16 @@ class Testbench:
 
     # ---- sending ---------------------------------------------------------------------
 
-    def send(self, packet: Packet, why: str) -> Packet:
-        """Send an IP packet (or a whole frame) to the DUT; `why` becomes its comment."""
+    def send(self, packet: Packet, why: str, *, link_destination: str | None = None) -> Packet:
+        """Send an IP packet (or a whole frame) to the DUT; `why` becomes its comment.
+
+        The frame goes to the DUT's MAC address unless `link_destination` names another
+        (a link-layer broadcast or multicast)."""
         if not isinstance(packet, Ether):
             source = packet[IP].src if IP in packet else self.host.ip
             owner = addressing.owner_of(source)
             source_mac = owner.mac if owner is not None else self.router.mac  # off-link
-            packet = Ether(src=source_mac, dst=self.dut_host.mac) / packet
+            packet = Ether(src=source_mac, dst=link_destination or self.dut_host.mac) / packet
         frame = self.capture.inject(bytes(packet), f"tester: {why}")
         return Ether(frame.data)
 
