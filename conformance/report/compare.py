@@ -3,13 +3,17 @@
 Each case falls in one of these kinds:
 
 * `same`: same verdict, same observations;
-* `allowed`: same verdict, different observations: both targets meet what the case
-  judges, and the difference is one the RFCs leave open (recorded, never a deviation);
+* `allowed`: a difference the RFCs allow, never a deviation: the same passing verdict
+  (pass, info, n/a) with different observations (a choice the RFCs leave open, or
+  timings beyond the tolerance), or pass on one side and info on the other (a MAY
+  observed);
 * `deviation`: the verdicts differ and one of them is fail, warn or error;
-* `differs`: the verdicts differ otherwise (pass against n/a, say);
+* `differs`: any other difference: the verdicts differ otherwise (pass against n/a,
+  say), or both sides fail, warn or err alike but observe different things;
 * `only A` / `only B`: the case ran in one of the runs only.
 
-Timings (observations whose name ends in `_s`) are equal within TIMING_TOLERANCE.
+Each comparison also carries a note in words (which side fails, whether only timings
+differ). Timings (observations whose name ends in `_s`) are equal within TIMING_TOLERANCE.
 """
 
 import json
@@ -19,6 +23,21 @@ from typing import Any
 
 TIMING_TOLERANCE = 0.25  # relative
 FAILING = ("fail", "warn", "error")
+OPEN_CHOICE = frozenset({"pass", "info"})  # a MAY: observed (info) or checked (pass)
+# The Markdown report's sections, in order: what needs a look first.
+SECTIONS = (
+    ("deviation", "Deviations",
+     "One side fails, warns or errs where the other does not."),
+    ("differs", "Other differences",
+     "Verdicts that differ without a failure (pass against n/a, say), or both sides "
+     "failing alike but observing different things."),
+    ("allowed", "Differences the RFCs allow",
+     "Both sides meet what the case judges: a choice the RFCs leave open (MAY, `info`), "
+     "or timings beyond the tolerance."),
+    ("only A", "Only in A", "The case ran in A only."),
+    ("only B", "Only in B", "The case ran in B only."),
+    ("same", "Same", "Same verdict, same observations (timings within the tolerance)."),
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +48,7 @@ class CaseComparison:
     verdict_b: str | None
     kind: str
     differences: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -56,16 +76,39 @@ def observation_differences(a: dict[str, Any], b: dict[str, Any]) -> dict[str, t
     differences = {}
     for name in sorted(set(a) | set(b)):
         left, right = a.get(name), b.get(name)
-        same = _close(left, right) if name.endswith("_s") else left == right
+        same = _close(left, right) if is_timing(name) else left == right
         if not same:
             differences[name] = (left, right)
     return differences
 
 
-def _kind(verdict_a: str, verdict_b: str, differences: dict[str, Any]) -> str:
+def is_timing(name: str) -> bool:
+    return name.endswith("_s")
+
+
+def classify(verdict_a: str, verdict_b: str, differences: dict[str, Any]) -> tuple[str, str]:
+    """The kind of difference between two verdicts of one case, and a note in words."""
     if verdict_a != verdict_b:
-        return "deviation" if verdict_a in FAILING or verdict_b in FAILING else "differs"
-    return "allowed" if differences else "same"
+        if verdict_a in FAILING or verdict_b in FAILING:
+            if verdict_a in FAILING and verdict_b in FAILING:
+                return "deviation", f"both fail: A {verdict_a}, B {verdict_b}"
+            side, verdict = ("A", verdict_a) if verdict_a in FAILING else ("B", verdict_b)
+            return "deviation", f"only {side} {_verb(verdict)}"
+        if {verdict_a, verdict_b} <= OPEN_CHOICE:
+            return "allowed", "a MAY: checked on one side, observed (info) on the other"
+        return "differs", f"verdicts differ: {verdict_a} / {verdict_b}"
+    if not differences:
+        return "same", ""
+    timing_only = all(is_timing(name) for name in differences)
+    what = ("only timings differ (beyond the tolerance)" if timing_only
+            else "observations differ")
+    if verdict_a in FAILING:
+        return "differs", f"both {_verb(verdict_a)}; {what}"
+    return "allowed", what if timing_only else f"{what}: a choice the RFCs leave open"
+
+
+def _verb(verdict: str) -> str:
+    return {"fail": "fails", "warn": "warns", "error": "errs"}.get(verdict, verdict)
 
 
 def compare_results(results_a: dict[str, Any], results_b: dict[str, Any]) -> Comparison:
@@ -79,13 +122,14 @@ def compare_results(results_a: dict[str, Any], results_b: dict[str, Any]) -> Com
             assert present is not None
             compared.append(CaseComparison(
                 case_id, present.get("level"), a and a["verdict"], b and b["verdict"],
-                "only A" if b is None else "only B"))
+                "only A" if b is None else "only B",
+                note="not run in B" if b is None else "not run in A"))
             continue
         differences = observation_differences(a.get("observations") or {},
                                               b.get("observations") or {})
+        kind, note = classify(a["verdict"], b["verdict"], differences)
         compared.append(CaseComparison(case_id, a.get("level"), a["verdict"], b["verdict"],
-                                       _kind(a["verdict"], b["verdict"], differences),
-                                       differences))
+                                       kind, differences, note))
     return Comparison(run_label(results_a), run_label(results_b), compared)
 
 
@@ -103,17 +147,32 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def to_markdown(comparison: Comparison) -> str:
+    """Counts, then one section per kind, deviations first; every case in exactly one."""
+    counts = comparison.counts()
     lines = [f"# {comparison.label_a} (A) against {comparison.label_b} (B)", "",
-             ", ".join(f"{kind}: {count}" for kind, count in comparison.counts().items()), "",
-             "| case | level | A | B | kind | observations that differ (A / B) |",
-             "|---|---|---|---|---|---|"]
-    for case in comparison.cases:
-        differences = "<br>".join(f"`{name}`: {_short(a)} / {_short(b)}"
-                                  for name, (a, b) in case.differences.items())
-        lines.append(f"| {case.id} | {case.level or ''} | {case.verdict_a or '-'} | "
-                     f"{case.verdict_b or '-'} | {case.kind} | {differences} |")
-    return "\n".join(lines) + "\n"
+             ", ".join(f"{kind}: {counts[kind]}" for kind, *_ in SECTIONS if kind in counts),
+             ""]
+    for kind, title, explanation in SECTIONS:
+        cases = [case for case in comparison.cases if case.kind == kind]
+        if not cases:
+            continue
+        lines += [f"## {title} ({len(cases)})", "", explanation, "",
+                  "| case | level | A | B | kind | note | observations that differ (A / B) |",
+                  "|---|---|---|---|---|---|---|"]
+        for case in cases:
+            differences = "<br>".join(
+                f"`{name}`: {_cell(_short(a))} / {_cell(_short(b))}"
+                for name, (a, b) in case.differences.items())
+            lines.append(f"| {_cell(case.id)} | {case.level or ''} | {case.verdict_a or '-'} | "
+                         f"{case.verdict_b or '-'} | {case.kind} | {_cell(case.note)} | "
+                         f"{differences} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def write_comparison(directory: Path, comparison: Comparison) -> tuple[Path, Path]:

@@ -29,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from conformance.report.compare import Comparison
+from conformance.report.coverage import Coverage
 
 VERDICT_STYLES = {
     "pass": "green",
@@ -368,12 +369,74 @@ def render_comparison(console: Console, comparison: Comparison) -> None:
     table.add_column("A")
     table.add_column("B")
     table.add_column("kind")
+    table.add_column("note")
     table.add_column("observations that differ (A / B)")
     for case in comparison.cases:
         differences = "\n".join(f"{name}: {_compact(a)} / {_compact(b)}"
                                  for name, (a, b) in case.differences.items())
-        table.add_row(case.id, verdict_text(case.verdict_a or "-"),
+        table.add_row(Text(case.id), verdict_text(case.verdict_a or "-"),
                       verdict_text(case.verdict_b or "-"),
-                      Text(case.kind, style=KIND_STYLES.get(case.kind, "")), differences)
+                      Text(case.kind, style=KIND_STYLES.get(case.kind, "")), Text(case.note),
+                      Text(differences))
     console.print(table)
     console.print(", ".join(f"{kind}: {count}" for kind, count in comparison.counts().items()))
+
+
+COVERAGE_STYLES = {"covered": "green", "uncovered": "dim", "gap": "bold red"}
+
+
+def render_coverage(console: Console, coverage: Coverage) -> None:
+    """Requirement by requirement, grouped by RFC: level, summary, the cases or the reason
+    none covers it; then what the catalogue and the cases disagree on, and the counts."""
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("requirement", no_wrap=True)
+    table.add_column("level", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("cases, or why none", overflow="fold", min_width=36)
+    table.add_column("summary", overflow="fold", min_width=24)
+    rfc = None
+    for requirement in coverage.requirements:
+        if requirement.rfc != rfc:
+            if rfc is not None:
+                table.add_section()
+            rfc = requirement.rfc
+        status = requirement.status
+        if status == "covered":
+            detail = Text("\n".join(requirement.cases))
+            if requirement.stale_reason:
+                detail.append(f"\nstale reason in the catalogue: {requirement.uncovered}",
+                              style="bold yellow")
+        elif status == "uncovered":
+            detail = Text(f"uncovered: {requirement.uncovered}", style="dim")
+        else:
+            detail = Text("GAP: no case, and no `uncovered` reason", style="bold red")
+        table.add_row(Text(requirement.id, style="bold" if status == "gap" else ""),
+                      Text(requirement.level), Text(status, style=COVERAGE_STYLES[status]),
+                      detail, Text(requirement.summary))
+    console.print(table)
+
+    gaps = coverage.with_status("gap")
+    if gaps:
+        console.print(Text(f"Gaps ({len(gaps)}): no case and no reason in the catalogue",
+                           style="bold red"))
+        for requirement in gaps:
+            console.print(Text(f"  {requirement.id}  {requirement.level}  {requirement.summary}"),
+                          soft_wrap=True)
+    if coverage.unknown:
+        console.print(Text("Requirement IDs the catalogue lacks", style="bold red"))
+        for identifier, cases in coverage.unknown.items():
+            console.print(Text(f"  {identifier}  named by {', '.join(cases)}"), soft_wrap=True)
+    if coverage.unmarked:
+        console.print(Text("Cases naming no requirement", style="bold red"))
+        for case in coverage.unmarked:
+            console.print(Text(f"  {case}"), soft_wrap=True)
+    counts = coverage.counts()
+    line = Text(f"{counts['requirements']} requirements: {counts['covered']} covered, "
+                f"{counts['uncovered']} uncovered with a reason, ")
+    line.append(f"{counts['gaps']} gaps", style="bold red" if counts["gaps"] else "green")
+    extra = [f"{counts[key]} {label}" for key, label in (
+        ("unknown_ids", "unknown IDs"), ("cases_without_requirements", "cases without IDs"),
+        ("stale_reasons", "stale reasons")) if counts[key]]
+    if extra:
+        line.append("; " + ", ".join(extra), style="bold red")
+    console.print(line, soft_wrap=True)
