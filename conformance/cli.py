@@ -1,4 +1,4 @@
-"""The `conformance` command: run, list, show, doctor, cleanup.
+"""The `conformance` command: run, list, coverage, show, compare, doctor, cleanup.
 
 Exit status (ARCHITECTURE.md, "Verdicts"): 0 no fail and no error; 1 a fail, an error, or
 an expectation that no longer holds (also: a suite module that cannot be collected);
@@ -11,6 +11,7 @@ plugin (`RunMonitor`) that draws progress and records what went wrong outside th
 """
 
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -37,6 +38,7 @@ from conformance.report.console import (
     render_case,
     render_case_list,
     render_comparison,
+    render_coverage,
     render_doctor,
     render_run_summary,
     stdout_console,
@@ -553,6 +555,46 @@ def list_cases(keyword: str | None, catalogue: Path | None, as_json: bool) -> No
         fail("the catalogue and the cases disagree:\n  " + "\n  ".join(problems), EXIT_USAGE)
 
 
+# --- coverage --------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--catalogue", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Requirement catalogue [default: suites/requirements.toml].")
+@click.option("-k", "keyword", metavar="EXPR",
+              help="Count only the cases whose name matches EXPR (pytest -k syntax).")
+@click.option("--rfc", "rfcs", multiple=True, metavar="RFC",
+              help="Only the requirements of this RFC, e.g. RFC1122 or 1122 (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the coverage as JSON.")
+def coverage(catalogue: Path | None, keyword: str | None, rfcs: tuple[str, ...],
+             as_json: bool) -> None:
+    """Each requirement of the catalogue, by RFC and section: its level, the cases that
+    check it or the catalogue's reason why none does, and the gaps.
+
+    A gap is a requirement with neither a case nor an `uncovered` reason. Exit status 1
+    when there is a gap, a case names an ID the catalogue lacks or no ID at all, or the
+    catalogue gives a reason for a requirement that cases do cover; 0 otherwise, 2 for
+    usage errors. With -k, only the selected cases count.
+    """
+    from conformance.report.coverage import build_coverage, normalise_rfc
+    from conformance.requirements.catalogue import Catalogue, default_catalogue_path
+
+    loaded = Catalogue.load(catalogue or default_catalogue_path())
+    known_rfcs = {requirement.rfc for requirement in loaded.requirements.values()}
+    for rfc in rfcs:
+        if normalise_rfc(rfc) not in known_rfcs:
+            raise UsageError(f"--rfc {rfc}: the catalogue has no requirement of "
+                             f"{normalise_rfc(rfc)} (it has: {', '.join(sorted(known_rfcs))})")
+    cases, _ = collect_cases(keyword, catalogue)  # disagreements: counted by build_coverage
+    result = build_coverage(loaded, cases, rfcs)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        render_coverage(stdout_console(), result)
+    if not result.complete:
+        fail("coverage is incomplete:\n  " + "\n  ".join(result.problems()), EXIT_FAIL)
+
+
 # --- show ------------------------------------------------------------------------------
 
 
@@ -655,19 +697,185 @@ def _results_of(run_directory: Path) -> dict[str, Any]:
     return results
 
 
+def _split_targets(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> list[str] | None:
+    if value is None:
+        return None
+    targets = [name.strip() for name in value.split(",")]
+    if len(targets) != 2 or not all(targets):
+        raise click.BadParameter(f"{value}: want two targets, A,B (e.g. linux,ref)")
+    return targets
+
+
+def target_labels(targets: list[str]) -> list[str]:
+    """The directory of each target in the run: its name, suffixed -2 when it comes twice."""
+    labels: list[str] = []
+    for target in targets:
+        label, number = target, 1
+        while label in labels:
+            number += 1
+            label = f"{target}-{number}"
+        labels.append(label)
+    return labels
+
+
+def _run_in_child(target: str, label: str, run_directory: Path, options: list[str]) -> int:
+    """`conformance run` against one target, as a child process whose output is this
+    one's; its evidence ends in `run_directory/label/`. Its exit status."""
+    # The plugin writes to <out>/<target>: a target that comes twice runs in a staging
+    # directory, and its files move to <out>/<label> afterwards.
+    out = run_directory if label == target else run_directory / f".{label}"
+    command = [sys.executable, "-m", "conformance.cli", "run", "--target", target,
+               "--out", str(out), *options]
+    # The child runs this very code, wherever it was imported from.
+    source = str(Path(__file__).resolve().parents[1])
+    inherited = os.environ.get("PYTHONPATH")
+    child = subprocess.Popen(command, env={
+        **os.environ, "PYTHONPATH": source + (os.pathsep + inherited if inherited else "")})
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        child.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        with _sigint_ignored():  # Ctrl-C reaches the child too; it removes its labs
+            status = child.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if out != run_directory and (out / target).is_dir():
+        destination = run_directory / label
+        destination.mkdir(exist_ok=True)
+        for pattern in ("*.json", "*.pcapng", "junit.xml"):
+            for stale in destination.glob(pattern):
+                stale.unlink()
+        for path in (out / target).iterdir():
+            path.replace(destination / path.name)
+        (out / target).rmdir()
+        out.rmdir()
+        click.echo(f"(moved from {out / target} to {destination}: {target} runs twice)")
+    return status
+
+
+def _compare_targets(
+    ctx: click.Context, targets: list[str], out: Path | None, options: list[str],
+    catalogue: Path | None,
+) -> None:
+    from conformance.report.compare import compare_results, write_comparison
+    from conformance.requirements.catalogue import Catalogue, default_catalogue_path
+    from conformance.targets import get_target
+
+    for target in targets:  # usage first, before any lab
+        get_target(target)
+    Catalogue.load(catalogue or default_catalogue_path())
+    problem = environment_problem()
+    if problem is not None:
+        raise EnvironmentProblem(problem)
+
+    run_directory = (out if out is not None else _new_run_directory()).resolve()
+    labels = target_labels(targets)
+    for target, label in zip(targets, labels, strict=True):
+        click.echo(f"== {target}: {run_directory / label}")
+        status = _run_in_child(target, label, run_directory, options)
+        if status == EXIT_INTERRUPTED:
+            fail(f"interrupted during the run against {target}; no comparison",
+                 EXIT_INTERRUPTED)
+        if status in (EXIT_USAGE, EXIT_ENVIRONMENT):
+            ctx.exit(status)  # the run said why on stderr
+        if not (run_directory / label / "results.json").exists():
+            fail(f"the run against {target} left no results (exit status {status})",
+                 EXIT_FAIL)
+
+    results = [json.loads((run_directory / label / "results.json").read_text())
+               for label in labels]
+    comparison = compare_results(*results)
+    if labels[0] != targets[0] or labels[1] != targets[1]:  # the same target twice
+        comparison = dataclasses.replace(
+            comparison, label_b=comparison.label_b.replace(targets[1], labels[1], 1))
+    json_path, markdown_path = write_comparison(run_directory, comparison)
+    click.echo()
+    render_comparison(stdout_console(), comparison)
+    click.echo(f"Written: {json_path}, {markdown_path}")
+    erred = [f"{label}: {case['id']}" for label, result in zip(labels, results, strict=True)
+             for case in result["cases"] if case["verdict"] == "error"]
+    if erred:
+        fail("cases ended in error (harness or environment), so their comparison says "
+             "nothing about the targets:\n  " + "\n  ".join(erred), EXIT_FAIL)
+
+
 @cli.command()
-@click.argument("run_a", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("run_b", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("run_a", required=False,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("run_b", required=False,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--targets", metavar="A,B", callback=_split_targets,
+              help="Run the suites against targets A and B first, then compare the runs.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Where compare.json and compare.md go [default: beside RUN_B].")
-def compare(run_a: Path, run_b: Path, out: Path | None) -> None:
+              help="Where compare.json and compare.md go [default: beside RUN_B]; with "
+              "--targets, the run directory [default: pcaps/runs/<YYYYmmdd-HHMMSS>].")
+@click.option("-k", "keyword", metavar="EXPR",
+              help="With --targets: only cases whose name matches EXPR (pytest -k syntax).")
+@click.option("--slow", is_flag=True, help="With --targets: also run cases marked slow.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="With --targets: cases run in parallel (pytest-xdist) [default: 1].")
+@click.option("--sysctl", "sysctls", multiple=True, metavar="NAME=VALUE",
+              callback=_check_sysctls,
+              help="With --targets: set a net.* sysctl inside both DUT namespaces.")
+@click.option("--catalogue", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --targets: requirement catalogue [default: suites/requirements.toml].")
+@click.pass_context
+def compare(
+    ctx: click.Context, run_a: Path | None, run_b: Path | None, targets: list[str] | None,
+    out: Path | None, keyword: str | None, slow: bool, workers: int | None,
+    sysctls: tuple[str, ...], catalogue: Path | None,
+) -> None:
     """Compare two runs case by case: verdicts, and the observations that differ.
 
-    RUN_A and RUN_B are run directories (or one target's directory in them). A
-    difference in observations under the same verdict is one the RFCs allow; a verdict
-    that fails, warns or errs on one side only is a deviation.
+    \b
+    conformance compare RUN_A RUN_B
+    conformance compare --targets A,B [-k EXPR] [--slow] [--out DIR] ...
+
+    RUN_A and RUN_B are run directories (or one target's directory in them). With
+    --targets, the suites run against A and then B, each as `conformance run` would, into
+    one run directory with a subdirectory per target (`linux-2/` for a target named
+    twice), and the comparison goes there too.
+
+    Each case is `same`; `allowed` (a difference the RFCs allow: the same verdict with
+    different observations, a MAY checked on one side and observed as info on the other,
+    timings beyond 25 %); `deviation` (one side fails, warns or errs, the other not);
+    `differs` (any other difference, such as pass against n/a); `only A` or `only B`.
+    compare.md lists the deviations first.
+
+    Exit status: 0 when the comparison is written, whatever the verdicts (deviations
+    are what it reports, not errors). With --targets: a run's usage error (2) or
+    environment problem (3) stops everything and is the exit status; 130 when
+    interrupted; 1 when a run leaves no results or a case ends in `error`.
     """
     from conformance.report.compare import compare_results, write_comparison
+
+    run_options = {"-k": keyword, "--slow": slow or None, "--workers": workers,
+                   "--sysctl": sysctls or None, "--catalogue": catalogue}
+    if targets is not None:
+        if run_a is not None or run_b is not None:
+            raise click.UsageError("give either RUN_A RUN_B or --targets A,B, not both")
+        options: list[str] = []
+        if keyword:
+            options += ["-k", keyword]
+        if slow:
+            options.append("--slow")
+        if workers is not None:
+            options += ["--workers", str(workers)]
+        for assignment in sysctls:
+            options += ["--sysctl", assignment]
+        if catalogue is not None:
+            options += ["--catalogue", str(catalogue.resolve())]
+        _compare_targets(ctx, targets, out, options, catalogue)
+        return
+    if run_a is None or run_b is None:
+        raise click.UsageError("compare needs two runs (RUN_A RUN_B) or --targets A,B")
+    given = [name for name, value in run_options.items() if value is not None]
+    if given:
+        raise click.UsageError(f"{', '.join(given)}: only with --targets")
 
     comparison = compare_results(_results_of(run_a), _results_of(run_b))
     directory = out or target_directory(run_b, None).parent
