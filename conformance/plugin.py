@@ -27,7 +27,7 @@ from conformance.lab.netns import Lab, cleanup_labs, install_exit_handlers
 from conformance.report.results import gather_results, write_junit, write_results
 from conformance.requirements.catalogue import Catalogue, default_catalogue_path
 from conformance.targets import get_target
-from conformance.targets.base import StartedDut
+from conformance.targets.base import StartedDut, TargetOptions
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import Testbench
 from conformance.testbench.wire import Capture
@@ -49,10 +49,15 @@ CASE_KEY = pytest.StashKey[CaseState]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance")
-    group.addoption("--target", help="the DUT: linux")
+    group.addoption("--target", help="the DUT: ref or linux")
     group.addoption("--out", help="run directory (default pcaps/runs/<run-id>)")
     group.addoption("--sysctl", action="append", default=[], metavar="NAME=VALUE",
                     help="set a net.* sysctl inside the DUT namespace (never on the host)")
+    group.addoption("--ref-setting", action="append", default=[], metavar="NAME=VALUE",
+                    help="set a reference-stack setting (stack/settings.py)")
+    group.addoption("--ref-patch", metavar="FILE:FUNCTION",
+                    help="apply FUNCTION(host) from FILE to the reference stack before the "
+                    "case: how the project's tests break it on purpose")
     group.addoption("--expectations", help="expectations file (default: "
                     "suites/expectations/<target>.toml)")
     group.addoption("--catalogue", help="requirement catalogue (default suites/requirements.toml)")
@@ -75,7 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
 class RunConfig:
     target: str
     directory: Path  # <run dir>/<target>
-    sysctls: dict[str, str]
+    target_options: TargetOptions
     catalogue: Catalogue
     deviations: dict[str, Deviation]
     run_slow: bool
@@ -98,6 +103,20 @@ class RunConfig:
             if not equals or not name.startswith("net."):
                 raise pytest.UsageError(f"--sysctl {assignment}: want net.NAME=VALUE")
             sysctls[name] = value
+        settings = {}
+        for assignment in config.getoption("ref_setting"):
+            name, equals, value = assignment.partition("=")
+            if not equals:
+                raise pytest.UsageError(f"--ref-setting {assignment}: want NAME=VALUE")
+            settings[name] = value
+        if settings:
+            from stack.settings import Settings
+
+            try:
+                Settings.with_overrides(settings)
+            except ValueError as error:
+                raise pytest.UsageError(f"--ref-setting: {error}") from error
+        options = TargetOptions(sysctls, settings, config.getoption("ref_patch"))
         catalogue_path = config.getoption("catalogue")
         expectations = config.getoption("expectations")
         try:
@@ -112,7 +131,7 @@ class RunConfig:
             )
         except UsageError as error:
             raise pytest.UsageError(str(error)) from error
-        return cls(target, Path(out).resolve() / target, sysctls, catalogue, deviations,
+        return cls(target, Path(out).resolve() / target, options, catalogue, deviations,
                    bool(config.getoption("slow")))
 
 
@@ -197,10 +216,11 @@ def conformance_case(request: pytest.FixtureRequest) -> Iterator[CaseContext]:
     started: StartedDut | None = None
     capture: Capture | None = None
     try:
-        started = target.start(lab, run.sysctls)
+        started = target.start(lab, run.target_options)
         tb = Testbench.on_wire(started.wire, record, dut=started.host)
         capture = tb.capture
-        record.environment["sysctls_applied"] = run.sysctls
+        record.environment["sysctls_applied"] = run.target_options.sysctls
+        record.environment["ref_settings_applied"] = run.target_options.settings
         yield CaseContext(Dut(started.agent, record, started.host), tb, record)
     finally:
         try:
@@ -344,7 +364,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "tool_version": __version__,
         "kernel_release": os.uname().release,
         "target_facts": get_target(run.target).describe(),
-        "sysctls_applied": run.sysctls,
+        "sysctls_applied": run.target_options.sysctls,
+        "ref_settings_applied": run.target_options.settings,
+        "ref_patch": run.target_options.patch,
         "interrupted": bool(INTERRUPTED),
     }
     results = gather_results(run.directory, run_info)

@@ -11,6 +11,7 @@ from scapy.layers.inet import IP, UDP
 
 from conformance.evidence.record import CaseRecord
 from conformance.lab.netns import Lab, list_labs
+from conformance.targets.base import TargetOptions
 from conformance.targets.dut import Dut
 from conformance.targets.linux import LinuxTarget
 from conformance.testbench.bench import ExpectationFailed, Testbench
@@ -33,7 +34,7 @@ class Bench:
 def bench() -> Iterator[Bench]:
     record = CaseRecord(case_id="t", target="linux", requirements=[], level="MUST")
     lab = Lab.create()
-    started = LinuxTarget().start(lab, {})
+    started = LinuxTarget().start(lab, TargetOptions())
     tb = Testbench.on_wire(started.wire, record)
     capture = tb.capture
     try:
@@ -76,7 +77,7 @@ def test_expect_none_fails_when_the_dut_sends_it(bench: Bench) -> None:
 
 def test_removing_a_lab_leaves_no_namespace_device_or_agent() -> None:
     lab = Lab.create()
-    started = LinuxTarget().start(lab, {})
+    started = LinuxTarget().start(lab, TargetOptions())
     pid = started.agent.pid
     started.stop()
     lab.remove()

@@ -75,7 +75,9 @@ class Pending:
 class AgentClient:
     """One agent process, driven over its stdin and stdout."""
 
-    def __init__(self, argv: list[str], *, name: str = "agent") -> None:
+    def __init__(
+        self, argv: list[str], *, name: str = "agent", pass_fds: tuple[int, ...] = ()
+    ) -> None:
         self.name = name
         # Kept open for the life of the client: stderr_text reads it after close().
         self._stderr = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115
@@ -84,7 +86,8 @@ class AgentClient:
         fcntl.fcntl(self._stderr.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
         try:
             self._process = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                pass_fds=pass_fds,
             )
         except OSError as exc:
             self._stderr.close()

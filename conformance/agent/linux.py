@@ -19,7 +19,7 @@ import threading
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 
 from conformance.agent.protocol import (
     CALLS,
@@ -37,7 +37,13 @@ from conformance.agent.protocol import (
     errno_name,
     flag_names,
 )
-from conformance.agent.requests import Args, BadRequest, NotSupported, ResponseWriter
+from conformance.agent.requests import (
+    Args,
+    BadRequest,
+    NotSupported,
+    ResponseWriter,
+    take_stdout,
+)
 
 AGENT_NAME: Final = "linux"
 
@@ -433,15 +439,6 @@ class LinuxAgent:
             # A socket that is neither bound nor connected is not listed: it is CLOSE.
             description["state"] = tcp_states.get(inode, "CLOSE")
         return description
-
-
-def take_stdout() -> BinaryIO:
-    """Keeps the real stdout for responses and points fd 1 at stderr, so nothing else
-    (a library's print, a C-level write) can reach the tester's pipe."""
-    sys.stdout.flush()
-    responses_fd = os.dup(1)
-    os.dup2(2, 1)
-    return os.fdopen(responses_fd, "wb")
 
 
 CLONE_NEWNET: Final = 0x40000000

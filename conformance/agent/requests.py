@@ -10,6 +10,8 @@ import base64
 import binascii
 import ipaddress
 import json
+import os
+import sys
 import threading
 from collections.abc import Collection, Mapping
 from typing import Any, BinaryIO
@@ -116,3 +118,12 @@ class ResponseWriter:
                 self._stream.flush()
             except BrokenPipeError:
                 pass  # the tester has gone; stdin EOF will end the agent
+
+
+def take_stdout() -> BinaryIO:
+    """Keeps the real stdout for responses and points fd 1 at stderr, so nothing else
+    (a library's print, a C-level write) can reach the tester's pipe."""
+    sys.stdout.flush()
+    responses_fd = os.dup(1)
+    os.dup2(2, 1)
+    return os.fdopen(responses_fd, "wb")

@@ -3,8 +3,9 @@
 from conformance.errors import UsageError
 from conformance.targets.base import Target
 from conformance.targets.linux import LinuxTarget
+from conformance.targets.ref import RefTarget
 
-TARGETS: dict[str, type[Target]] = {"linux": LinuxTarget}
+TARGETS: dict[str, type[Target]] = {"ref": RefTarget, "linux": LinuxTarget}
 
 
 def get_target(name: str) -> Target:

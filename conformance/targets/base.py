@@ -1,6 +1,6 @@
 """What every target provides: a started DUT on a lab's wire, driven through an agent."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from conformance.agent.client import AgentClient
@@ -31,12 +31,22 @@ class StartedDut:
         self.wire.close()
 
 
+@dataclass(frozen=True)
+class TargetOptions:
+    """How the user asked the DUT to be set up. Each target takes the options that apply
+    to it and refuses the others (UsageError)."""
+
+    sysctls: dict[str, str] = field(default_factory=dict)  # linux: net.* sysctls
+    settings: dict[str, str] = field(default_factory=dict)  # ref: stack.settings.Settings
+    patch: str | None = None  # ref: FILE:FUNCTION applied to the stack (tests only)
+
+
 class Target(Protocol):
     """A kind of DUT. `start` builds its part of the lab and returns it running."""
 
     name: str
 
-    def start(self, lab: Lab, sysctls: dict[str, str]) -> StartedDut: ...
+    def start(self, lab: Lab, options: TargetOptions) -> StartedDut: ...
 
     def describe(self) -> dict[str, Any]:
         """Facts for the run header (kernel release, stack version, ...)."""

@@ -10,19 +10,21 @@ import sys
 from typing import Any
 
 from conformance.agent.client import AgentClient
-from conformance.errors import HarnessError
+from conformance.errors import HarnessError, UsageError
 from conformance.lab import addressing
 from conformance.lab.netns import Lab
-from conformance.targets.base import StartedDut
+from conformance.targets.base import StartedDut, TargetOptions
 from conformance.testbench.wire import TapWire
 
 
 class LinuxTarget:
     name = "linux"
 
-    def start(self, lab: Lab, sysctls: dict[str, str]) -> StartedDut:
-        if sysctls:
-            lab.set_sysctls(sysctls)
+    def start(self, lab: Lab, options: TargetOptions) -> StartedDut:
+        if options.settings or options.patch:
+            raise UsageError("reference-stack settings and patches do not apply to linux")
+        if options.sysctls:
+            lab.set_sysctls(options.sysctls)
         fd = lab.add_tap(
             host=addressing.DUT,
             routes=[(str(addressing.OFF_LINK), addressing.ROUTER.ip)],

@@ -1,0 +1,58 @@
+"""The project's reference stack (`stack/`) as the DUT, the embedded default.
+
+The stack runs in its own process holding the TAP descriptor and serves the agent
+protocol itself. The tester sends and sniffs on the kernel side of the same device with
+a packet socket, in a namespace where the kernel has no address and IPv6 is off, so the
+kernel stays silent on the wire.
+"""
+
+import platform
+import sys
+from typing import Any
+
+from conformance import __version__
+from conformance.agent.client import AgentClient
+from conformance.errors import HarnessError, UsageError
+from conformance.lab import addressing
+from conformance.lab.netns import Lab
+from conformance.targets.base import StartedDut, TargetOptions
+from conformance.testbench.packet_wire import PacketSocketWire
+
+
+class RefTarget:
+    name = "ref"
+
+    def start(self, lab: Lab, options: TargetOptions) -> StartedDut:
+        if options.sysctls:
+            raise UsageError("sysctls apply to the linux target; the reference stack takes "
+                             "settings (--ref-setting NAME=VALUE)")
+        tap_fd, ifname = lab.add_bare_tap(mtu=addressing.LINK_MTU)
+        wire = PacketSocketWire(lab, ifname)
+        argv = [
+            sys.executable, "-m", "stack.io",
+            "--tap-fd", str(tap_fd),
+            "--mac", addressing.DUT.mac,
+            "--address", f"{addressing.DUT.ip}/{addressing.LINK.prefixlen}",
+            "--mtu", str(addressing.LINK_MTU),
+            "--route", f"{addressing.OFF_LINK}={addressing.ROUTER.ip}",
+        ]
+        for name, value in options.settings.items():
+            argv += ["--setting", f"{name}={value}"]
+        if options.patch:
+            argv += ["--patch", options.patch]
+        agent = AgentClient(argv, name=f"reference stack in {lab.name}", pass_fds=(tap_fd,))
+        try:
+            hello = agent.hello()
+        except Exception as error:
+            agent.close()
+            wire.close()
+            stderr = agent.stderr_text.strip()[-2000:]
+            raise HarnessError(f"the reference stack did not start: {error}\n{stderr}") from error
+        if hello.get("protocol") != 1:
+            agent.close()
+            wire.close()
+            raise HarnessError(f"the reference stack speaks protocol {hello.get('protocol')}")
+        return StartedDut(host=addressing.DUT, wire=wire, agent=agent, lab=lab)
+
+    def describe(self) -> dict[str, Any]:
+        return {"stack": "ref", "version": __version__, "python": platform.python_version()}
