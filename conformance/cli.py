@@ -564,7 +564,8 @@ def list_cases(keyword: str | None, catalogue: Path | None, as_json: bool) -> No
 @click.option("-k", "keyword", metavar="EXPR",
               help="Count only the cases whose name matches EXPR (pytest -k syntax).")
 @click.option("--rfc", "rfcs", multiple=True, metavar="RFC",
-              help="Only the requirements of this RFC, e.g. RFC1122 or 1122 (repeatable).")
+              help="Only the requirements of this RFC, e.g. RFC1122 or 1122, or another "
+              "ID prefix of the catalogue such as API (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the coverage as JSON.")
 def coverage(catalogue: Path | None, keyword: str | None, rfcs: tuple[str, ...],
              as_json: bool) -> None:
@@ -592,7 +593,7 @@ def coverage(catalogue: Path | None, keyword: str | None, rfcs: tuple[str, ...],
     else:
         render_coverage(stdout_console(), result)
     if not result.complete:
-        fail("coverage is incomplete:\n  " + "\n  ".join(result.problems()), EXIT_FAIL)
+        fail(f"coverage is incomplete: {result.problem_summary()}", EXIT_FAIL)
 
 
 # --- show ------------------------------------------------------------------------------

@@ -74,16 +74,15 @@ class Coverage:
         """No gap, and the catalogue and the cases agree: what CI gates on."""
         return not (self.with_status("gap") or self.unknown or self.unmarked or self.stale)
 
-    def problems(self) -> list[str]:
-        """One line per thing that makes `coverage` exit 1."""
-        lines = [f"gap: {requirement.id} ({requirement.level}) has no case and no "
-                 "`uncovered` reason" for requirement in self.with_status("gap")]
-        lines += [f"unknown requirement ID {identifier} named by {', '.join(cases)}"
-                  for identifier, cases in self.unknown.items()]
-        lines += [f"{case}: no @requirement marker" for case in self.unmarked]
-        lines += [f"{requirement.id} is covered by {', '.join(requirement.cases)} but the "
-                  "catalogue still gives an `uncovered` reason" for requirement in self.stale]
-        return lines
+    def problem_summary(self) -> str:
+        """What makes `coverage` exit 1, in one line (the listing says which)."""
+        counts = self.counts()
+        parts = [f"{counts[key]} {label}" for key, label in (
+            ("gaps", "gaps (no case, no reason)"),
+            ("unknown_ids", "requirement IDs the catalogue lacks"),
+            ("cases_without_requirements", "cases naming no requirement"),
+            ("stale_reasons", "stale `uncovered` reasons")) if counts[key]]
+        return ", ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,9 +100,9 @@ class Coverage:
 
 
 def normalise_rfc(name: str) -> str:
-    """`RFC1122` from `RFC1122`, `rfc1122` or `1122`."""
+    """`RFC1122` from `RFC1122`, `rfc1122` or `1122`; other prefixes (`API`) upper-cased."""
     name = name.strip().upper()
-    return name if name.startswith("RFC") else f"RFC{name}"
+    return f"RFC{name}" if name.isdigit() else name
 
 
 def build_coverage(
