@@ -71,6 +71,11 @@ class Pending:
     def done(self) -> bool:
         return self._waiter.event.is_set()
 
+    def wait(self, timeout: float) -> bool:
+        """Whether the call finished within `timeout` seconds. A call still running then
+        is the DUT's doing (it was never woken), not a harness fault."""
+        return self._waiter.event.wait(timeout)
+
 
 class AgentClient:
     """One agent process, driven over its stdin and stdout."""

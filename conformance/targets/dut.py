@@ -104,6 +104,10 @@ class PendingCall:
     def done(self) -> bool:
         return self._pending.done()
 
+    def wait(self, timeout: float) -> bool:
+        """Whether the call finished within `timeout` seconds (then `result` has it)."""
+        return self._pending.wait(timeout)
+
 
 class Dut:
     """The device under test: its address, and its socket API through the agent."""

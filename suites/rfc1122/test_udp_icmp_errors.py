@@ -65,7 +65,8 @@ def test_blocked_recv_is_woken_by_port_unreachable(dut: Dut, tb: Testbench) -> N
     blocked = dut.start("recv", sock=sock, size=100, flags=[])
     tb.send(tb.icmp_error(datagram.packet, **PORT_UNREACHABLE),
             why=f"ICMP port unreachable quoting frame {datagram.frame.number}")
-    assert blocked.result(timeout=2.0) == Errno("ECONNREFUSED")
+    assert blocked.wait(2.0), "the blocked recv was not woken by the port unreachable"
+    assert blocked.result(timeout=1.0) == Errno("ECONNREFUSED")
 
 
 @requirement("RFC1122-4.1.3.3b")

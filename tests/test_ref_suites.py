@@ -1,0 +1,22 @@
+"""The whole default suite against the reference stack: every case passes, is info, or
+is not applicable (TCP, until the stack has it); nothing fails, nothing errs."""
+
+from pathlib import Path
+
+from tests.suite_runner import privileged, run_suites
+
+pytestmark = privileged
+
+
+def test_every_case_passes_on_the_reference_stack(tmp_path: Path) -> None:
+    results = run_suites(tmp_path, target="ref")
+    verdicts = {entry["id"]: entry["verdict"] for entry in results["cases"]}
+    assert len(verdicts) >= 20
+    bad = {case: verdict for case, verdict in verdicts.items()
+           if verdict not in ("pass", "info", "n/a")}
+    assert not bad, bad
+    not_applicable = [case for case, verdict in verdicts.items() if verdict == "n/a"]
+    assert all("tcp" in case or "rfc9293" in case for case in not_applicable), not_applicable
+    assert results["exit_status"] == 0
+    for entry in results["cases"]:
+        assert (tmp_path / "ref" / entry["evidence"]).stat().st_size > 0
