@@ -1,84 +1,30 @@
 """UDP itself (RFC 768, with RFC 1122 4.1.3.4 on checksums): header, length, checksum, ports.
 
-The DUT's socket listens on PORT. A datagram the DUT must drop is followed by a
-well-formed one: the first datagram the socket hands over must be the well-formed one,
-which proves the bad one was dropped without waiting out a quiet window (the DUT handles
-frames in the order they come). Where the DUT must stay silent on the wire, a bounded
-quiet window is followed by a control datagram to a closed port, whose port unreachable
-shows that the silence was a choice.
+The DUT's socket listens on PORT. How a case shows a datagram dropped (not delivered, not
+answered) is explained in conformance/testbench/udp.py.
 """
 
-import pytest
-from scapy.layers.inet import ICMP, IP, UDP, IPerror, UDPerror
-from scapy.packet import Packet, Raw
-from scapy.utils import checksum
+from scapy.layers.inet import IP, UDP
+from scapy.packet import Raw
 
 from conformance.case import Errno, requirement
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import Testbench
+from conformance.testbench.udp import (
+    CLOSED,
+    PORT,
+    TESTER_PORT,
+    bound_socket,
+    datagram,
+    delivered,
+    no_icmp_error,
+    only_the_good_one_arrives,
+    udp_checksum,
+    with_wrong_checksum,
+)
 
-PORT = 7000  # the DUT's socket
 OTHER_PORT = 7002  # a second socket of the DUT
-CLOSED = 7001  # nothing listens there on the DUT
-TESTER_PORT = 40000
 DISCARD = 9  # nothing listens there on the tester's hosts
-DELIVERED_WITHIN_MS = 1000
-
-
-def bound_socket(dut: Dut, port: int = PORT) -> int:
-    sock = dut.socket("udp")
-    dut.bind(sock, "0.0.0.0", port)
-    return sock
-
-
-def datagram(tb: Testbench, payload: bytes, *, dport: int = PORT, sport: int = TESTER_PORT,
-             **udp_fields: int) -> Packet:
-    """A datagram from the tester to the DUT; UDP fields given override the computed ones."""
-    return (IP(src=tb.ip, dst=tb.dut_host.ip) / UDP(sport=sport, dport=dport, **udp_fields)
-            / Raw(payload))
-
-
-def udp_checksum(ip: Packet) -> int:
-    """The checksum RFC 768 gives the UDP datagram in `ip`: the one's complement of the sum
-    over the pseudo-header, the header with a zero checksum field, and the data."""
-    udp = bytes(ip[UDP])[: ip[UDP].len]
-    pseudo_header = (
-        bytes(map(int, ip.src.split("."))) + bytes(map(int, ip.dst.split(".")))
-        + bytes([0, 17]) + len(udp).to_bytes(2, "big")
-    )
-    return checksum(pseudo_header + udp[:6] + b"\0\0" + udp[8:])
-
-
-def with_wrong_checksum(packet: Packet) -> Packet:
-    right = IP(bytes(packet))[UDP].chksum
-    packet[UDP].chksum = right ^ 0x5555
-    return packet
-
-
-def only_the_good_one_arrives(dut: Dut, tb: Testbench, sock: int) -> None:
-    """A well-formed datagram follows; it must be the first the socket hands over."""
-    tb.send(datagram(tb, b"good"), why="a well-formed datagram after it")
-    assert dut.poll(sock, ["POLLIN"], DELIVERED_WITHIN_MS) == ["POLLIN"], \
-        "not even the well-formed datagram arrived"
-    first = dut.recv(sock, 2000, ["MSG_DONTWAIT"])
-    assert first == b"good", f"the socket handed over {first!r} before the good datagram"
-
-
-def answers_port_unreachable_or_skip(tb: Testbench) -> None:
-    """Control: a well-formed datagram to a closed port draws a port unreachable; a DUT
-    that never sends one proves nothing by its silence (n/a)."""
-    tb.send(datagram(tb, b"control", dport=CLOSED, sport=TESTER_PORT + 1),
-            why="control: a well-formed datagram to a closed port")
-    answer = tb.expect_or_none(IP(dst=tb.ip) / ICMP(type=3, code=3) / IPerror()
-                               / UDPerror(sport=TESTER_PORT + 1, dport=CLOSED),
-                               within=1.0, why="port unreachable for the control datagram")
-    if answer is None:
-        pytest.skip("the DUT sends no port unreachable at all, so its silence shows nothing")
-
-
-def no_icmp_error(tb: Testbench, why: str) -> None:
-    tb.expect_none(IP(dst=tb.ip) / ICMP(), within=0.25, why=why)
-    answers_port_unreachable_or_skip(tb)
 
 
 # ---- checksum generation (RFC 768, RFC 1122 4.1.3.4) ------------------------------------
@@ -118,8 +64,7 @@ def test_a_zero_checksum_means_none_and_the_datagram_is_delivered(dut: Dut, tb: 
     """A datagram with checksum zero (none computed) is delivered."""
     sock = bound_socket(dut)
     tb.send(datagram(tb, b"unchecked", chksum=0), why="a datagram without a checksum (zero)")
-    assert dut.poll(sock, ["POLLIN"], DELIVERED_WITHIN_MS) == ["POLLIN"], "nothing delivered"
-    assert dut.recv(sock, 2000, ["MSG_DONTWAIT"]) == b"unchecked"
+    assert delivered(dut, sock) == b"unchecked"
 
 
 @requirement("RFC1122-4.1.3.4b")
@@ -174,9 +119,8 @@ def test_octets_beyond_the_udp_length_are_not_delivered(dut: Dut, tb: Testbench)
     sock = bound_socket(dut)
     tb.send(datagram(tb, b"hello" + b"trailer", len=8 + 5, chksum=0),
             why="UDP length 13: 5 data octets, then 7 octets outside the datagram")
-    assert dut.poll(sock, ["POLLIN"], DELIVERED_WITHIN_MS) == ["POLLIN"], "nothing delivered"
-    data = dut.recv(sock, 2000, ["MSG_DONTWAIT"])
-    tb.observe("delivered", data.decode(errors="replace") if isinstance(data, bytes) else data)
+    data = delivered(dut, sock)
+    tb.observe("delivered", data.decode(errors="replace"))
     assert data == b"hello", f"delivered {data!r}"
 
 
@@ -205,7 +149,7 @@ def test_datagrams_go_to_the_destination_port_and_replies_to_the_source_port(
     sock = bound_socket(dut)
     other = bound_socket(dut, OTHER_PORT)
     tb.send(datagram(tb, b"for the other", dport=OTHER_PORT), why=f"a datagram to {OTHER_PORT}")
-    assert dut.poll(other, ["POLLIN"], DELIVERED_WITHIN_MS) == ["POLLIN"], "nothing delivered"
+    assert dut.poll(other, ["POLLIN"], 1000) == ["POLLIN"], "nothing delivered"
     data, source = dut.recvfrom(other, 2000, ["MSG_DONTWAIT"])
     assert data == b"for the other" and source == (tb.ip, TESTER_PORT)
     assert dut.recv(sock, 2000, ["MSG_DONTWAIT"]) == Errno("EAGAIN"), "the wrong socket got it"
@@ -219,6 +163,6 @@ def test_source_port_zero_is_accepted(dut: Dut, tb: Testbench) -> None:
     """A datagram with source port zero (no reply port) is delivered, naming port 0."""
     sock = bound_socket(dut)
     tb.send(datagram(tb, b"no reply port", sport=0), why="a datagram from source port 0")
-    assert dut.poll(sock, ["POLLIN"], DELIVERED_WITHIN_MS) == ["POLLIN"], "nothing delivered"
+    assert dut.poll(sock, ["POLLIN"], 1000) == ["POLLIN"], "nothing delivered"
     data, source = dut.recvfrom(sock, 2000, ["MSG_DONTWAIT"])
     assert (data, source) == (b"no reply port", (tb.ip, 0))

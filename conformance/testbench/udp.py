@@ -1,0 +1,97 @@
+"""UDP probes: datagrams to a DUT socket, and the two ways a case shows a datagram dropped.
+
+* Not delivered: a well-formed datagram follows the bad one, and must be the first the
+  socket hands over. The DUT handles frames in the order they come, so this proves the
+  drop without waiting out a quiet window.
+* Not answered: a bounded quiet window for any ICMP, then a control datagram to a closed
+  port whose port unreachable shows that the silence was the DUT's choice; a DUT that
+  never sends port unreachable makes the check not applicable.
+"""
+
+import pytest
+from scapy.layers.inet import ICMP, IP, UDP, IPerror, UDPerror
+from scapy.packet import Packet, Raw
+from scapy.utils import checksum
+
+from conformance.targets.dut import Dut
+from conformance.testbench.bench import Received, Testbench
+
+PORT = 7000  # the DUT's socket, by convention of the suites
+CLOSED = 7001  # nothing listens there on the DUT
+TESTER_PORT = 40000
+CONTROL_PORT = TESTER_PORT + 1  # the tester's port for control datagrams
+DELIVERED_WITHIN_MS = 1000
+SILENCE_S = 0.25
+PORT_UNREACHABLE = {"type": 3, "code": 3}
+
+
+def bound_socket(dut: Dut, port: int = PORT, addr: str = "0.0.0.0") -> int:
+    sock = dut.socket("udp")
+    dut.bind(sock, addr, port)
+    return sock
+
+
+def datagram(tb: Testbench, payload: bytes, *, dport: int = PORT, sport: int = TESTER_PORT,
+             source: str | None = None, destination: str | None = None,
+             ip: dict[str, object] | None = None, **udp_fields: int) -> Packet:
+    """A datagram from the tester to the DUT. `ip` and `udp_fields` override header fields
+    (otherwise computed, as scapy does)."""
+    return (IP(src=source or tb.ip, dst=destination or tb.dut_host.ip, **(ip or {}))
+            / UDP(sport=sport, dport=dport, **udp_fields) / Raw(payload))
+
+
+def udp_checksum(ip: Packet) -> int:
+    """The checksum RFC 768 gives the UDP datagram in `ip`: the one's complement of the sum
+    over the pseudo-header, the header with a zero checksum field, and the data."""
+    udp = bytes(ip[UDP])[: ip[UDP].len]
+    pseudo_header = (
+        bytes(map(int, ip.src.split("."))) + bytes(map(int, ip.dst.split(".")))
+        + bytes([0, 17]) + len(udp).to_bytes(2, "big")
+    )
+    return int(checksum(pseudo_header + udp[:6] + b"\0\0" + udp[8:]))
+
+
+def with_wrong_checksum(packet: Packet) -> Packet:
+    right = IP(bytes(packet))[UDP].chksum
+    packet[UDP].chksum = right ^ 0x5555
+    return packet
+
+
+def delivered(dut: Dut, sock: int) -> bytes:
+    """The next datagram the socket hands over (waiting for it up to a second)."""
+    assert dut.poll(sock, ["POLLIN"], DELIVERED_WITHIN_MS) == ["POLLIN"], "nothing delivered"
+    data = dut.recv(sock, 65535, ["MSG_DONTWAIT"])
+    assert isinstance(data, bytes), f"recv failed: {data}"
+    return data
+
+
+def only_the_good_one_arrives(dut: Dut, tb: Testbench, sock: int, port: int = PORT) -> None:
+    """A well-formed datagram follows; it must be the first the socket hands over."""
+    tb.send(datagram(tb, b"good", dport=port), why="a well-formed datagram after it")
+    assert dut.poll(sock, ["POLLIN"], DELIVERED_WITHIN_MS) == ["POLLIN"], \
+        "not even the well-formed datagram arrived"
+    first = dut.recv(sock, 65535, ["MSG_DONTWAIT"])
+    assert first == b"good", f"the socket handed over {first!r} before the good datagram"
+
+
+def port_unreachable_about(tb: Testbench, *, sport: int, dport: int) -> Packet:
+    return (IP(dst=tb.ip) / ICMP(**PORT_UNREACHABLE) / IPerror()
+            / UDPerror(sport=sport, dport=dport))
+
+
+def answers_control_or_skip(tb: Testbench) -> Received:
+    """Control: a well-formed datagram to a closed port draws a port unreachable; a DUT
+    that never sends one proves nothing by its silence (not applicable)."""
+    tb.send(datagram(tb, b"control", dport=CLOSED, sport=CONTROL_PORT),
+            why="control: a well-formed datagram to a closed port")
+    answer = tb.expect_or_none(port_unreachable_about(tb, sport=CONTROL_PORT, dport=CLOSED),
+                               within=1.0, why="port unreachable for the control datagram")
+    if answer is None:
+        pytest.skip("the DUT sends no port unreachable at all, so its silence shows nothing")
+    return answer
+
+
+def no_icmp_error(tb: Testbench, why: str) -> None:
+    """No ICMP in a quiet window, though the DUT does answer a control datagram."""
+    tb.expect_none(IP() / ICMP(), within=SILENCE_S, why=why)
+    answers_control_or_skip(tb)
