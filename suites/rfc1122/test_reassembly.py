@@ -1,0 +1,167 @@
+"""Fragmentation and reassembly on a host (RFC 1122 3.2.1.4, 3.2.1.5, 3.3.2, 3.3.3).
+
+The tester fragments datagrams for the DUT's socket (conformance/testbench/fragments.py)
+and reassembles what the DUT fragments itself.
+"""
+
+import time
+
+from scapy.layers.inet import ICMP, IP, UDP, IPerror
+from scapy.packet import Packet
+
+from conformance.case import Errno, requirement, slow
+from conformance.lab.addressing import LINK_MTU
+from conformance.targets.dut import Dut
+from conformance.testbench.bench import Testbench
+from conformance.testbench.fragments import fragments, reassemble, split
+from conformance.testbench.udp import (
+    bound_socket,
+    datagram,
+    delivered,
+    only_the_good_one_arrives,
+    udp_checksum,
+)
+
+DISCARD = 9
+TIME_EXCEEDED = 11
+REASSEMBLY_TIMEOUT_LIMIT_S = 130  # above RFC 1122's recommended 60-120 s
+
+
+def big_datagram(tb: Testbench, size: int, ident: int, seed: int = 0) -> Packet:
+    data = bytes((seed + i) % 251 for i in range(size))
+    return datagram(tb, data, ip={"id": ident})
+
+
+def send_all(tb: Testbench, pieces: list[Packet], what: str) -> None:
+    for number, piece in enumerate(pieces, 1):
+        tb.send(piece, why=f"{what}: fragment {number} of {len(pieces)}, offset "
+                           f"{piece.frag * 8}, MF={int(piece.flags.MF)}")
+
+
+def payload_of(packet: Packet) -> bytes:
+    return bytes(packet[UDP].payload)
+
+
+@requirement("RFC1122-3.2.1.4", "RFC1122-3.3.2a")
+def test_in_order_fragments_are_reassembled(dut: Dut, tb: Testbench) -> None:
+    """A 1000-octet datagram in three in-order fragments is delivered whole."""
+    sock = bound_socket(dut)
+    whole = big_datagram(tb, 1000, ident=1)
+    send_all(tb, split(whole, 400), "in order")
+    assert delivered(dut, sock) == payload_of(whole)
+
+
+@requirement("RFC1122-3.2.1.4")
+def test_out_of_order_fragments_are_reassembled(dut: Dut, tb: Testbench) -> None:
+    """The same datagram with its fragments in reverse order is delivered whole."""
+    sock = bound_socket(dut)
+    whole = big_datagram(tb, 1000, ident=2)
+    send_all(tb, list(reversed(split(whole, 400))), "reverse order")
+    assert delivered(dut, sock) == payload_of(whole)
+
+
+@requirement("RFC1122-3.2.1.4")
+def test_interleaved_datagrams_are_told_apart(dut: Dut, tb: Testbench) -> None:
+    """Fragments of two datagrams, interleaved, make two whole datagrams by identification."""
+    sock = bound_socket(dut)
+    first, second = big_datagram(tb, 800, ident=3), big_datagram(tb, 800, ident=4, seed=100)
+    a, b = split(first, 400), split(second, 400)
+    send_all(tb, [a[0], b[0], a[1], b[1], a[2], b[2]], "interleaved")
+    assert {delivered(dut, sock), delivered(dut, sock)} == {payload_of(first), payload_of(second)}
+
+
+@requirement("RFC1122-3.3.2b")
+def test_datagram_larger_than_the_link_mtu_is_reassembled(dut: Dut, tb: Testbench) -> None:
+    """A 6000-octet datagram in link-sized fragments is delivered whole."""
+    sock = bound_socket(dut)
+    whole = big_datagram(tb, 6000, ident=5)
+    send_all(tb, split(whole, 1480), "6000 octets")
+    assert delivered(dut, sock) == payload_of(whole)
+
+
+@requirement("RFC1122-3.2.1.4")
+def test_incomplete_datagram_is_not_delivered(dut: Dut, tb: Testbench) -> None:
+    """A datagram missing its middle fragment is never delivered."""
+    sock = bound_socket(dut)
+    pieces = split(big_datagram(tb, 1000, ident=6), 400)
+    send_all(tb, [pieces[0], pieces[2]], "middle fragment missing")
+    only_the_good_one_arrives(dut, tb, sock)
+
+
+@requirement("RFC1122-3.3.2e")
+def test_overlapping_fragments(dut: Dut, tb: Testbench) -> None:
+    """What the DUT makes of consistent overlapping fragments: observed."""
+    sock = bound_socket(dut)
+    whole = big_datagram(tb, 1000, ident=7)
+    send_all(tb, fragments(whole, [(0, 512), (256, 1008)]), "overlapping by 256 octets")
+    tb.send(datagram(tb, b"good"), why="a plain datagram after them")
+    first = delivered(dut, sock)
+    outcome = {payload_of(whole): "reassembled", b"good": "discarded"}.get(first, "corrupted")
+    tb.observe("overlapping_fragments", outcome)
+    assert outcome != "corrupted", "a datagram was delivered with data it never carried"
+
+
+@slow
+@requirement("RFC1122-3.3.2c", "RFC1122-3.3.2d")
+def test_reassembly_timeout_sends_time_exceeded(dut: Dut, tb: Testbench) -> None:
+    """A datagram whose first fragment came alone is dropped after the reassembly timeout,
+    with ICMP Time Exceeded, code 1, to its source."""
+    sock = bound_socket(dut)
+    pieces = split(big_datagram(tb, 1000, ident=8), 400)
+    tb.send(pieces[0], why="the first fragment, alone")
+    started = time.monotonic()
+    error = tb.expect(IP(dst=tb.ip) / ICMP(type=TIME_EXCEEDED, code=1) / IPerror(id=8),
+                      within=REASSEMBLY_TIMEOUT_LIMIT_S, why="fragment reassembly time exceeded")
+    tb.observe("reassembly_timeout_s", round(error.time_s - started))
+    send_all(tb, pieces[1:], "the rest, after the timeout")
+    only_the_good_one_arrives(dut, tb, sock)
+
+
+# ---- fragments the DUT sends ------------------------------------------------------------
+
+
+def fragments_sent(tb: Testbench) -> list[Packet]:
+    """The fragments of one datagram the DUT sends to the tester, until the last."""
+    first = tb.expect(IP(dst=tb.ip, proto=17, frag=0), within=1.0, why="the first fragment")
+    pieces = [first.packet]
+    while pieces[-1][IP].flags.MF:
+        pieces.append(tb.expect(IP(dst=tb.ip, proto=17, id=first[IP].id), within=1.0,
+                                why="the next fragment").packet)
+    return pieces
+
+
+@requirement("RFC1122-3.3.3a", "RFC1122-3.3.3b", "API-IP-a")
+def test_datagram_above_the_mtu_is_fragmented_on_send(dut: Dut, tb: Testbench) -> None:
+    """A 3000-octet datagram without DF leaves in fragments that fit the link and reassemble."""
+    sock = dut.socket("udp")
+    dut.setsockopt(sock, "IP_MTU_DISCOVER", "IP_PMTUDISC_DONT")
+    data = bytes(i % 256 for i in range(3000))
+    result = dut.sendto(sock, data, tb.ip, DISCARD)
+    if result == Errno("EMSGSIZE"):
+        tb.observe("oversize_send", "refused")  # allowed: no local fragmentation
+        return
+    assert result == len(data), f"sendto: {result}"
+    pieces = fragments_sent(tb)
+    tb.observe("oversize_send", "fragmented")
+    tb.observe("fragment_sizes", [piece[IP].len for piece in pieces])
+    assert all(piece[IP].len <= LINK_MTU for piece in pieces), "a fragment exceeds the MTU"
+    assert not any(piece[IP].flags.DF for piece in pieces), "fragments carry DF"
+    whole = reassemble(pieces)
+    assert payload_of(whole) == data, "the fragments do not reassemble to the data"
+    assert whole[UDP].chksum == udp_checksum(whole), "the reassembled checksum is wrong"
+
+
+@requirement("RFC1122-3.2.1.5b")
+def test_fragmented_datagrams_carry_distinct_identifications(dut: Dut, tb: Testbench) -> None:
+    """Two fragmented datagrams to the same destination carry different identifications."""
+    sock = dut.socket("udp")
+    dut.setsockopt(sock, "IP_MTU_DISCOVER", "IP_PMTUDISC_DONT")
+    identifications = []
+    for _ in range(2):
+        if dut.sendto(sock, b"z" * 3000, tb.ip, DISCARD) == Errno("EMSGSIZE"):
+            dut.sendto(sock, b"z" * 1000, tb.ip, DISCARD)  # no local fragmentation
+            identifications.append(tb.expect(IP(dst=tb.ip, proto=17), within=1.0,
+                                              why="the datagram")[IP].id)
+            continue
+        identifications.append(fragments_sent(tb)[0][IP].id)
+    assert identifications[0] != identifications[1], f"both carry {identifications[0]}"

@@ -1,0 +1,168 @@
+"""UDP on a host (RFC 1122 4.1) and the socket API's UDP semantics (API rows).
+
+Addresses and header fields of what the DUT sends, what an application can set and learn,
+and how datagrams reach it through the socket API.
+"""
+
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+
+from conformance.case import Errno, Message, requirement
+from conformance.lab.addressing import LINK_MTU, TESTER2
+from conformance.targets.dut import Dut
+from conformance.testbench.bench import EPHEMERAL_FROM, Testbench
+from conformance.testbench.udp import PORT, TESTER_PORT, bound_socket, datagram, delivered
+
+DISCARD = 9
+BROADCAST = "192.0.2.255"
+
+
+def sent_by(dut: Dut, tb: Testbench, sock: int, data: bytes = b"hello") -> IP:
+    dut.sendto(sock, data, tb.ip, DISCARD)
+    return tb.expect(IP(dst=tb.ip) / UDP(dport=DISCARD), within=1.0, why="the datagram")[IP]
+
+
+# ---- what the DUT sends ----------------------------------------------------------------
+
+
+@requirement("RFC1122-3.2.1.7a", "RFC1122-3.2.1.6a", "RFC1122-3.2.1.3c", "RFC1122-4.1.3.6b")
+def test_sent_datagram_has_sane_defaults(dut: Dut, tb: Testbench) -> None:
+    """A datagram the DUT sends has its own address as source, a nonzero TTL and TOS zero."""
+    ip = sent_by(dut, tb, dut.socket("udp"))
+    tb.observe("default_ttl", ip.ttl)
+    assert ip.src == dut.ip, f"sent from {ip.src}"
+    assert ip.ttl > 0, "sent with TTL 0"
+    assert ip.tos == 0, f"default TOS {ip.tos:#x}"
+
+
+@requirement("RFC1122-3.2.1.7c", "RFC1122-3.2.1.6a", "RFC1122-4.1.4b")
+def test_application_sets_ttl_and_tos(dut: Dut, tb: Testbench) -> None:
+    """TTL and TOS set on the socket appear in the datagrams it sends."""
+    sock = dut.socket("udp")
+    dut.setsockopt(sock, "IP_TTL", 7)
+    dut.setsockopt(sock, "IP_TOS", 0x10)
+    ip = sent_by(dut, tb, sock)
+    assert (ip.ttl, ip.tos) == (7, 0x10), f"TTL {ip.ttl}, TOS {ip.tos:#x}"
+
+
+@requirement("RFC1122-4.1.3.5b", "RFC1122-4.1.3.6b")
+def test_application_chooses_the_local_address(dut: Dut, tb: Testbench) -> None:
+    """A socket bound to the DUT's address and a port sends from exactly those."""
+    ip = sent_by(dut, tb, bound_socket(dut, addr=dut.ip))
+    assert (ip.src, ip[UDP].sport) == (dut.ip, PORT)
+
+
+@requirement("RFC1122-4.1.3.5c", "RFC1122-4.1.3.5d")
+def test_wildcard_socket_learns_the_address_chosen(dut: Dut, tb: Testbench) -> None:
+    """A socket bound to the wildcard, once connected, names the address the DUT chose."""
+    sock = bound_socket(dut)
+    dut.connect(sock, tb.ip, DISCARD)
+    assert dut.getsockname(sock) == (dut.ip, PORT)
+    dut.send(sock, b"hello")
+    sent = tb.expect(IP(dst=tb.ip) / UDP(dport=DISCARD), within=1.0, why="the datagram")
+    assert sent[IP].src == dut.ip
+
+
+@requirement("RFC1122-3.3.3c")
+def test_application_learns_the_maximum_datagram_size(dut: Dut, tb: Testbench) -> None:
+    """A connected socket reports the MTU to its peer (the link's, 1500)."""
+    sock = dut.socket("udp")
+    dut.connect(sock, tb.ip, DISCARD)
+    assert dut.getsockopt(sock, "IP_MTU") == LINK_MTU
+
+
+@requirement("API-UDP-e")
+def test_unbound_socket_gets_an_ephemeral_port(dut: Dut, tb: Testbench) -> None:
+    """An unbound socket that sends is given a port from the stack's ephemeral range: observed."""
+    sock = dut.socket("udp")
+    port = sent_by(dut, tb, sock)[UDP].sport
+    assert dut.getsockname(sock)[1] == port
+    # The number differs between runs; which range it lies in is what compares.
+    tb.observe("ephemeral_port", "32768-60999 (linux)" if EPHEMERAL_FROM <= port <= 60999
+               else "49152-65535 (iana)" if port >= 49152 else "below 32768")
+
+
+@requirement("API-UDP-h")
+def test_broadcast_needs_so_broadcast(dut: Dut, tb: Testbench) -> None:
+    """Sending to the broadcast address fails with EACCES until SO_BROADCAST is set."""
+    sock = dut.socket("udp")
+    assert dut.sendto(sock, b"all", BROADCAST, DISCARD) == Errno("EACCES")
+    dut.setsockopt(sock, "SO_BROADCAST", 1)
+    assert dut.sendto(sock, b"all", BROADCAST, DISCARD) == 3
+    sent = tb.expect(IP(dst=BROADCAST) / UDP(dport=DISCARD), within=1.0, why="the broadcast")
+    assert sent[Ether].dst == "ff:ff:ff:ff:ff:ff"
+
+
+# ---- receiving through the socket API ----------------------------------------------------
+
+
+@requirement("API-UDP-a")
+def test_connected_socket_receives_only_from_its_peer(dut: Dut, tb: Testbench) -> None:
+    """A connected socket drops datagrams from another host or another port of its peer."""
+    sock = bound_socket(dut)
+    dut.connect(sock, tb.ip, TESTER_PORT)
+    tb.send(datagram(tb, b"other host", source=TESTER2.ip), why="from another host")
+    tb.send(datagram(tb, b"other port", sport=TESTER_PORT + 7), why="from another port")
+    tb.send(datagram(tb, b"peer"), why="from the peer")
+    assert delivered(dut, sock) == b"peer"
+    assert dut.recv(sock, 100, ["MSG_DONTWAIT"]) == Errno("EAGAIN")
+
+
+@requirement("API-UDP-b")
+def test_one_datagram_per_receive_truncated_with_msg_trunc(dut: Dut, tb: Testbench) -> None:
+    """Each receive returns one datagram; a longer one is cut to the buffer, with MSG_TRUNC."""
+    sock = bound_socket(dut)
+    tb.send(datagram(tb, b"a" * 100), why="a 100-octet datagram")
+    tb.send(datagram(tb, b"b" * 50), why="a 50-octet datagram")
+    assert dut.poll(sock, ["POLLIN"], 1000) == ["POLLIN"]
+    first = dut.recvmsg(sock, 60, ["MSG_DONTWAIT"])
+    assert isinstance(first, Message), f"{first}"
+    assert (first.data, "MSG_TRUNC" in first.flags) == (b"a" * 60, True)
+    second = dut.recvmsg(sock, 100, ["MSG_DONTWAIT"])
+    assert isinstance(second, Message), f"{second}"
+    assert (second.data, second.flags) == (b"b" * 50, [])
+    assert second.address == (tb.ip, TESTER_PORT)
+
+
+@requirement("API-UDP-c")
+def test_msg_peek_leaves_the_datagram(dut: Dut, tb: Testbench) -> None:
+    """MSG_PEEK returns the next datagram and the next receive returns it again."""
+    sock = bound_socket(dut)
+    tb.send(datagram(tb, b"look"), why="a datagram")
+    tb.send(datagram(tb, b"later"), why="a second datagram")
+    assert dut.poll(sock, ["POLLIN"], 1000) == ["POLLIN"]
+    assert dut.recv(sock, 100, ["MSG_PEEK", "MSG_DONTWAIT"]) == b"look"
+    assert dut.recv(sock, 100, ["MSG_DONTWAIT"]) == b"look"
+    assert delivered(dut, sock) == b"later"
+
+
+@requirement("API-UDP-d")
+def test_fionread_reports_what_is_queued(dut: Dut, tb: Testbench) -> None:
+    """What FIONREAD reports with a 100- and a 50-octet datagram queued: observed."""
+    sock = bound_socket(dut)
+    tb.send(datagram(tb, b"a" * 100), why="a 100-octet datagram")
+    tb.send(datagram(tb, b"b" * 50), why="a 50-octet datagram")
+    assert dut.poll(sock, ["POLLIN"], 1000) == ["POLLIN"]
+    queued = dut.ioctl(sock, "FIONREAD")
+    tb.observe("fionread", {100: "next datagram", 150: "all queued"}.get(queued, queued))
+
+
+@requirement("API-UDP-f")
+def test_dontwait_receive_on_empty_socket_fails_with_eagain(dut: Dut, tb: Testbench) -> None:
+    """A receive with MSG_DONTWAIT and nothing queued fails at once with EAGAIN."""
+    sock = bound_socket(dut)
+    assert dut.recv(sock, 100, ["MSG_DONTWAIT"]) == Errno("EAGAIN")
+
+
+@requirement("API-UDP-g")
+def test_udp_cork_joins_sends_into_one_datagram(dut: Dut, tb: Testbench) -> None:
+    """Sends under UDP_CORK leave as one datagram when the cork is removed."""
+    sock = dut.socket("udp")
+    dut.connect(sock, tb.ip, DISCARD)
+    dut.setsockopt(sock, "UDP_CORK", 1)
+    dut.send(sock, b"first ")
+    dut.send(sock, b"second")
+    tb.expect_none(IP(dst=tb.ip) / UDP(dport=DISCARD), within=0.2, why="corked: nothing yet")
+    dut.setsockopt(sock, "UDP_CORK", 0)
+    sent = tb.expect(IP(dst=tb.ip) / UDP(dport=DISCARD), within=1.0, why="one datagram")
+    assert bytes(sent[UDP].payload) == b"first second"

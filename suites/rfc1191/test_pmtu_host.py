@@ -1,0 +1,46 @@
+"""Path MTU discovery on the host, beyond the basics (RFC 1191 3, 5): Datagram Too Big
+messages from old routers without a Next-Hop MTU, and sockets that opt out (DF clear).
+"""
+
+from scapy.layers.inet import IP, UDP
+
+from conformance.case import requirement
+from conformance.lab.addressing import LINK_MTU
+from conformance.targets.dut import Dut
+from conformance.testbench.bench import Testbench
+
+DISCARD = 9
+FRAG_NEEDED = {"type": 3, "code": 4}
+PLATEAUS = (65535, 32000, 17914, 8166, 4352, 2002, 1492, 1006, 508, 296, 68)  # RFC 1191 7
+
+
+@requirement("RFC1191-3e", "RFC1191-5")
+def test_datagram_too_big_without_next_hop_mtu_lowers_the_estimate(
+    dut: Dut, tb: Testbench
+) -> None:
+    """A Datagram Too Big with Next-Hop MTU zero lowers the estimate below the quoted size."""
+    sock = dut.socket("udp")
+    dut.connect(sock, tb.remote.ip, DISCARD)
+    dut.send(sock, b"x" * 1400)
+    sent = tb.expect(IP(dst=tb.remote.ip) / UDP(dport=DISCARD), within=1.0,
+                     why="a 1428-octet datagram beyond the router")
+    tb.send(tb.icmp_error(sent.packet, mtu=0, source=tb.router, **FRAG_NEEDED),
+            why=f"router (old style): fragmentation needed, no Next-Hop MTU, quoting frame "
+                f"{sent.frame.number}")
+    tb.observe("poll_after_icmp", dut.poll(sock, ["POLLIN"], 1000))
+    estimate = dut.getsockopt(sock, "IP_MTU")
+    plateau = next(value for value in PLATEAUS if value < sent[IP].len)
+    tb.observe("estimate", estimate if estimate != plateau else f"plateau {plateau}")
+    assert 68 <= estimate < sent[IP].len, f"estimate {estimate} after quoting {sent[IP].len}"
+
+
+@requirement("API-IP-a")
+def test_pmtudisc_dont_sends_without_df(dut: Dut, tb: Testbench) -> None:
+    """A socket with IP_PMTUDISC_DONT sends its datagrams without DF."""
+    sock = dut.socket("udp")
+    dut.setsockopt(sock, "IP_MTU_DISCOVER", "IP_PMTUDISC_DONT")
+    dut.connect(sock, tb.remote.ip, DISCARD)
+    dut.send(sock, b"x" * 100)
+    sent = tb.expect(IP(dst=tb.remote.ip) / UDP(dport=DISCARD), within=1.0, why="the datagram")
+    assert not sent[IP].flags.DF, "sent with DF"
+    assert dut.getsockopt(sock, "IP_MTU") == LINK_MTU
