@@ -74,22 +74,27 @@ def quote(packet: Ipv4Packet, settings: Settings) -> bytes:
 
 class IcmpRateLimiter:
     """RFC 1122 3.2.2: a host SHOULD limit the rate of the errors it sends. A token
-    bucket per destination: ``icmp_rate_burst`` at once, then one per interval."""
+    bucket per destination: ``icmp_rate_burst`` at once, then one per interval.
+
+    The credit is kept in integer nanoseconds, as Linux keeps it in jiffies
+    (inet_peer_xrlim_allow): a float count of tokens drifts when refilled in small steps,
+    and an error due exactly one interval later would be held back."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._buckets: dict[IPv4Address, tuple[float, Nanoseconds]] = {}
+        self._buckets: dict[IPv4Address, tuple[Nanoseconds, Nanoseconds]] = {}
 
     def allow(self, message_type: int, destination: IPv4Address, now: Nanoseconds) -> bool:
         if message_type not in self.settings.icmp_rate_limited_types:
             return True
-        interval, burst = self.settings.icmp_rate_interval, self.settings.icmp_rate_burst
-        tokens, last = self._buckets.get(destination, (float(burst), now))
-        tokens = min(float(burst), tokens + (now - last) / interval)
-        if tokens < 1.0:
-            self._buckets[destination] = (tokens, now)
+        interval = self.settings.icmp_rate_interval
+        full = interval * self.settings.icmp_rate_burst
+        credit, last = self._buckets.get(destination, (full, now))
+        credit = min(full, credit + (now - last))
+        if credit < interval:
+            self._buckets[destination] = (credit, now)
             return False
-        self._buckets[destination] = (tokens - 1.0, now)
+        self._buckets[destination] = (credit - interval, now)
         return True
 
 
