@@ -295,6 +295,34 @@ def _check_sysctls(
     return values
 
 
+def _check_ref_settings(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    from stack.settings import Settings
+
+    overrides = {}
+    for assignment in values:
+        name, equals, value = assignment.partition("=")
+        if not equals:
+            raise click.BadParameter(f"{assignment}: want NAME=VALUE")
+        overrides[name] = value
+    try:
+        Settings.with_overrides(overrides)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from error
+    return values
+
+
+def target_options(target: str, sysctls: tuple[str, ...], settings: tuple[str, ...]) -> list[str]:
+    """The run options that configure `target`: sysctls for linux, settings for ref."""
+    options: list[str] = []
+    for assignment in sysctls if target == "linux" else ():
+        options += ["--sysctl", assignment]
+    for assignment in settings if target == "ref" else ():
+        options += ["--ref-setting", assignment]
+    return options
+
+
 def _new_run_directory() -> Path:
     """pcaps/runs/<YYYYmmdd-HHMMSS>, suffixed -2, -3, ... when a run already took it."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -376,15 +404,19 @@ def _sigint_ignored() -> Iterator[None]:
 
 
 @cli.command()
-@click.option("--target", required=True, metavar="NAME",
-              help="The device under test (known: linux).")
+@click.option("--target", default="ref", show_default=True, metavar="NAME",
+              help="The device under test: ref (the reference stack) or linux.")
 @click.option("-k", "keyword", metavar="EXPR",
               help="Only cases whose name matches EXPR (pytest -k syntax).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Run directory [default: pcaps/runs/<YYYYmmdd-HHMMSS>].")
 @click.option("--sysctl", "sysctls", multiple=True, metavar="NAME=VALUE",
               callback=_check_sysctls,
-              help="Set a net.* sysctl inside the DUT namespace (repeatable).")
+              help="linux: set a net.* sysctl inside the DUT namespace (repeatable).")
+@click.option("--ref-setting", "ref_settings", multiple=True, metavar="NAME=VALUE",
+              callback=_check_ref_settings,
+              help="ref: set a reference-stack setting, e.g. min_pmtu=68 (repeatable; "
+              "stack/settings.py lists them).")
 @click.option("--slow", is_flag=True, help="Also run cases marked slow.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Cases run in parallel (pytest-xdist), each in its own lab.")
@@ -397,8 +429,8 @@ def _sigint_ignored() -> Iterator[None]:
 @click.pass_context
 def run(
     ctx: click.Context, target: str, keyword: str | None, out: Path | None,
-    sysctls: tuple[str, ...], slow: bool, workers: int, expectations: Path | None,
-    catalogue: Path | None, as_json: bool,
+    sysctls: tuple[str, ...], ref_settings: tuple[str, ...], slow: bool, workers: int,
+    expectations: Path | None, catalogue: Path | None, as_json: bool,
 ) -> None:
     """Run the suites against a target and keep the evidence of every case."""
     from conformance.expectations import load_expectations
@@ -408,6 +440,10 @@ def run(
 
     # Usage first: a wrong command line is wrong on any machine.
     get_target(target)
+    if sysctls and target != "linux":
+        raise UsageError("--sysctl applies to the linux target only")
+    if ref_settings and target != "ref":
+        raise UsageError("--ref-setting applies to the ref target only")
     Catalogue.load(catalogue or default_catalogue_path())
     if expectations is not None:
         load_expectations(expectations)
@@ -423,8 +459,7 @@ def run(
         raise UsageError(f"cannot create {directory}: {error.strerror}") from error
 
     args = [str(SUITES_ROOT), "--target", target, "--out", str(run_directory), *PYTEST_ISOLATION]
-    for assignment in sysctls:
-        args += ["--sysctl", assignment]
+    args += target_options(target, sysctls, ref_settings)
     if keyword:
         args += ["-k", keyword]
     if slow:
@@ -760,7 +795,7 @@ def _run_in_child(target: str, label: str, run_directory: Path, options: list[st
 
 def _compare_targets(
     ctx: click.Context, targets: list[str], out: Path | None, options: list[str],
-    catalogue: Path | None,
+    catalogue: Path | None, sysctls: tuple[str, ...], ref_settings: tuple[str, ...],
 ) -> None:
     from conformance.report.compare import compare_results, write_comparison
     from conformance.requirements.catalogue import Catalogue, default_catalogue_path
@@ -777,7 +812,8 @@ def _compare_targets(
     labels = target_labels(targets)
     for target, label in zip(targets, labels, strict=True):
         click.echo(f"== {target}: {run_directory / label}")
-        status = _run_in_child(target, label, run_directory, options)
+        status = _run_in_child(target, label, run_directory,
+                               options + target_options(target, sysctls, ref_settings))
         if status == EXIT_INTERRUPTED:
             fail(f"interrupted during the run against {target}; no comparison",
                  EXIT_INTERRUPTED)
@@ -821,14 +857,17 @@ def _compare_targets(
               help="With --targets: cases run in parallel (pytest-xdist) [default: 1].")
 @click.option("--sysctl", "sysctls", multiple=True, metavar="NAME=VALUE",
               callback=_check_sysctls,
-              help="With --targets: set a net.* sysctl inside both DUT namespaces.")
+              help="With --targets: set a net.* sysctl inside the linux DUT's namespace.")
+@click.option("--ref-setting", "ref_settings", multiple=True, metavar="NAME=VALUE",
+              callback=_check_ref_settings,
+              help="With --targets: set a reference-stack setting for the ref DUT.")
 @click.option("--catalogue", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="With --targets: requirement catalogue [default: suites/requirements.toml].")
 @click.pass_context
 def compare(
     ctx: click.Context, run_a: Path | None, run_b: Path | None, targets: list[str] | None,
     out: Path | None, keyword: str | None, slow: bool, workers: int | None,
-    sysctls: tuple[str, ...], catalogue: Path | None,
+    sysctls: tuple[str, ...], ref_settings: tuple[str, ...], catalogue: Path | None,
 ) -> None:
     """Compare two runs case by case: verdicts, and the observations that differ.
 
@@ -855,7 +894,8 @@ def compare(
     from conformance.report.compare import compare_results, write_comparison
 
     run_options = {"-k": keyword, "--slow": slow or None, "--workers": workers,
-                   "--sysctl": sysctls or None, "--catalogue": catalogue}
+                   "--sysctl": sysctls or None, "--ref-setting": ref_settings or None,
+                   "--catalogue": catalogue}
     if targets is not None:
         if run_a is not None or run_b is not None:
             raise click.UsageError("give either RUN_A RUN_B or --targets A,B, not both")
@@ -866,11 +906,9 @@ def compare(
             options.append("--slow")
         if workers is not None:
             options += ["--workers", str(workers)]
-        for assignment in sysctls:
-            options += ["--sysctl", assignment]
         if catalogue is not None:
             options += ["--catalogue", str(catalogue.resolve())]
-        _compare_targets(ctx, targets, out, options, catalogue)
+        _compare_targets(ctx, targets, out, options, catalogue, sysctls, ref_settings)
         return
     if run_a is None or run_b is None:
         raise click.UsageError("compare needs two runs (RUN_A RUN_B) or --targets A,B")
