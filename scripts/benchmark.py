@@ -1,10 +1,12 @@
-"""Benchmarks of the tester itself (needs root): what a lab costs, what a run costs.
+"""Benchmarks of the tester and the reference stack (needs root).
 
-    python scripts/benchmark.py [--labs 20] [--skip-suite]
+    python scripts/benchmark.py [--labs 20] [--skip-suite] [--datagrams 20000]
 
 Prints the per-case overhead of setting up and removing a lab (namespace, TAP device,
-Linux agent), broken down by step, and the wall time of the default suite against the
-Linux target. Figures go in the notes; tests never assert on them.
+Linux agent), broken down by step; the same for the reference stack (bare TAP, packet
+socket, stack process); the wall time of the default suite against each target; and the
+reference stack's core rate (UDP datagrams received and sent per second, in process,
+no I/O). Figures go in the notes; tests never assert on them.
 """
 
 import argparse
@@ -14,11 +16,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from conformance.lab import addressing
 from conformance.lab.netns import Lab
+from conformance.targets.base import TargetOptions
 from conformance.targets.linux import LinuxTarget
+from conformance.targets.ref import RefTarget
+from stack.host import Host, InterfaceConfig
+from stack.sockets import SocketApi
+from stack.wire.arp import ArpOp, ArpPacket
+from stack.wire.ethernet import EthernetFrame, EtherType, MacAddress
+from stack.wire.ipv4 import IpProtocol, Ipv4Header, Ipv4Packet
+from stack.wire.udp import UdpDatagram
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -43,21 +54,66 @@ def lab_overhead(count: int) -> dict[str, dict[str, float]]:
                                     stamps[1:], strict=False):
             steps[step].append(end - begin)
         steps["total"].append(stamps[-1] - stamps[0])
-    return {
-        step: {"median_ms": round(statistics.median(values) * 1000, 1),
-               "p90_ms": round(sorted(values)[int(0.9 * (len(values) - 1))] * 1000, 1)}
-        for step, values in steps.items()
-    }
+    return {step: summary(values) for step, values in steps.items()}
 
 
-def suite_wall_time() -> dict[str, object]:
+def summary(values: list[float]) -> dict[str, float]:
+    return {"median_ms": round(statistics.median(values) * 1000, 1),
+            "p90_ms": round(sorted(values)[int(0.9 * (len(values) - 1))] * 1000, 1)}
+
+
+def ref_start_overhead(count: int) -> dict[str, float]:
+    """A lab with the reference stack started on it and stopped, as each ref case does."""
+    totals = []
+    for _ in range(count):
+        start = time.perf_counter()
+        lab = Lab.create()
+        started = RefTarget().start(lab, TargetOptions())
+        started.stop()
+        lab.remove()
+        totals.append(time.perf_counter() - start)
+    return summary(totals)
+
+
+def stack_core_rate(datagrams: int) -> dict[str, float]:
+    """UDP datagrams per second through the sans-I/O core: received into a socket and
+    read back, and sent (ARP already resolved)."""
+    mac = MacAddress.from_string(addressing.DUT.mac)
+    peer_mac = MacAddress.from_string(addressing.TESTER.mac)
+    dut_ip, peer_ip = IPv4Address(addressing.DUT.ip), IPv4Address(addressing.TESTER.ip)
+    host = Host(InterfaceConfig(mac, dut_ip, IPv4Network(addressing.LINK)))
+    api = SocketApi(host)
+    sock = api.socket("udp")
+    api.bind(sock, dut_ip, 7000)
+    payload = UdpDatagram(5000, 7000, b"x" * 100).emit(peer_ip, dut_ip)
+    packet = Ipv4Packet(Ipv4Header(src=peer_ip, dst=dut_ip, protocol=IpProtocol.UDP), payload)
+    frame = EthernetFrame(mac, peer_mac, EtherType.IPV4, packet.emit()).emit()
+    start = time.perf_counter()
+    for now in range(datagrams):
+        host.receive(frame, now)
+        api.recvmsg(sock, 2048, set())
+    received = time.perf_counter() - start
+    api.connect(sock, peer_ip, 5000)
+    host.arp.resolve(peer_ip, b"", 0)
+    reply = ArpPacket(ArpOp.REPLY, peer_mac, peer_ip, mac, dut_ip)
+    host.receive(EthernetFrame(mac, peer_mac, EtherType.ARP, reply.emit()).emit(), 0)
+    host.take_frames()
+    start = time.perf_counter()
+    for now in range(datagrams):
+        api.sendto(sock, b"x" * 100, None, set(), now)
+        host.take_frames()
+    sent = time.perf_counter() - start
+    return {"received_per_s": round(datagrams / received), "sent_per_s": round(datagrams / sent)}
+
+
+def suite_wall_time(target: str) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "pytest", str(REPOSITORY / "suites"),
-                        "--target", "linux", "--out", out, "-p", "no:cacheprovider", "-q"],
+                        "--target", target, "--out", out, "-p", "no:cacheprovider", "-q"],
                        cwd=REPOSITORY, capture_output=True, check=False)
         wall = time.perf_counter() - start
-        results = json.loads(Path(out, "linux", "results.json").read_text())
+        results = json.loads(Path(out, target, "results.json").read_text())
     durations = [case["duration_s"] for case in results["cases"]]
     return {"cases": len(durations), "wall_s": round(wall, 2),
             "sum_of_cases_s": round(sum(durations), 2),
@@ -69,10 +125,16 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--labs", type=int, default=20)
     parser.add_argument("--skip-suite", action="store_true")
+    parser.add_argument("--datagrams", type=int, default=20000)
     options = parser.parse_args()
-    report: dict[str, object] = {"lab_overhead": lab_overhead(options.labs)}
+    report: dict[str, object] = {
+        "lab_overhead_linux": lab_overhead(options.labs),
+        "lab_overhead_ref": ref_start_overhead(options.labs),
+        "ref_core_udp": stack_core_rate(options.datagrams),
+    }
     if not options.skip_suite:
-        report["suite_linux"] = suite_wall_time()
+        for target in ("ref", "linux"):
+            report[f"suite_{target}"] = suite_wall_time(target)
     print(json.dumps(report, indent=2))
     return 0
 
