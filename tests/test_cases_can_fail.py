@@ -62,3 +62,26 @@ def test_sysctls_never_reach_the_host(tmp_path: Path, name: str) -> None:
     results = run_suites(tmp_path, "-k", "carry_df", "--sysctl", f"{name}={flipped}")
     assert results["run"]["sysctls_applied"] == {name: flipped}
     assert path.read_text() == before
+
+
+def test_ignoring_echo_requests_fails_the_echo_case(tmp_path: Path) -> None:
+    results = run_suites(tmp_path, "-k", "echo_reply_returns_the_data",
+                         "--sysctl", "net.ipv4.icmp_echo_ignore_all=1")
+    entry = case(results, "test_echo_reply_returns_the_data_unchanged")
+    assert entry["verdict"] == "fail"
+    assert "echo reply" in entry["message"]
+
+
+def test_no_icmp_rate_limit_changes_the_burst_observation(tmp_path: Path) -> None:
+    results = run_suites(tmp_path, "-k", "burst_of_errors", "--sysctl", "net.ipv4.icmp_ratelimit=0")
+    entry = case(results, "test_burst_of_errors_is_rate_limited")
+    assert entry["observations"]["port_unreachables_for_20_datagrams"] == 20
+
+
+def test_strict_reverse_path_filter_mends_the_directed_broadcast_deviation(tmp_path: Path) -> None:
+    # Listed in suites/expectations/linux.toml as a failure: passing is reported as unexpected.
+    results = run_suites(tmp_path, "-k", "invalid_source_address and directed",
+                         "--sysctl", "net.ipv4.conf.all.rp_filter=1")
+    entry = case(results, "test_invalid_source_address_is_silently_discarded[directed-broadcast]")
+    assert (entry["verdict"], entry["expectation"]) == ("pass", "unexpected")
+    assert results["exit_status"] == 1

@@ -27,7 +27,7 @@ def fragments(datagram: Packet, ranges: Sequence[tuple[int, int]]) -> list[Packe
     payload = bytes(ip.payload)
     header = ip.copy()
     header.remove_payload()
-    pieces = []
+    pieces: list[Packet] = []
     for start, end in ranges:
         if start % FRAGMENT_UNIT or not 0 <= start < end <= len(payload):
             raise FragmentError(f"bytes [{start}, {end}) of a {len(payload)}-byte payload")

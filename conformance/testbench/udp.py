@@ -8,6 +8,8 @@
   never sends port unreachable makes the check not applicable.
 """
 
+from typing import Any
+
 import pytest
 from scapy.layers.inet import ICMP, IP, UDP, IPerror, UDPerror
 from scapy.packet import Packet, Raw
@@ -22,18 +24,17 @@ TESTER_PORT = 40000
 CONTROL_PORT = TESTER_PORT + 1  # the tester's port for control datagrams
 DELIVERED_WITHIN_MS = 1000
 SILENCE_S = 0.25
-PORT_UNREACHABLE = {"type": 3, "code": 3}
 
 
 def bound_socket(dut: Dut, port: int = PORT, addr: str = "0.0.0.0") -> int:
-    sock = dut.socket("udp")
+    sock: int = dut.socket("udp")
     dut.bind(sock, addr, port)
     return sock
 
 
 def datagram(tb: Testbench, payload: bytes, *, dport: int = PORT, sport: int = TESTER_PORT,
              source: str | None = None, destination: str | None = None,
-             ip: dict[str, object] | None = None, **udp_fields: int) -> Packet:
+             ip: dict[str, Any] | None = None, **udp_fields: Any) -> Packet:
     """A datagram from the tester to the DUT. `ip` and `udp_fields` override header fields
     (otherwise computed, as scapy does)."""
     return (IP(src=source or tb.ip, dst=destination or tb.dut_host.ip, **(ip or {}))
@@ -75,7 +76,7 @@ def only_the_good_one_arrives(dut: Dut, tb: Testbench, sock: int, port: int = PO
 
 
 def port_unreachable_about(tb: Testbench, *, sport: int, dport: int) -> Packet:
-    return (IP(dst=tb.ip) / ICMP(**PORT_UNREACHABLE) / IPerror()
+    return (IP(dst=tb.ip) / ICMP(type=3, code=3) / IPerror()
             / UDPerror(sport=sport, dport=dport))
 
 
