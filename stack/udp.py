@@ -156,13 +156,19 @@ class UdpLayer:
     def close(self, sock: UdpSocket, now: Nanoseconds) -> None:
         self.sockets.pop(sock.handle, None)
 
-    def bind(self, sock: UdpSocket, address: IPv4Address, port: int) -> None:
+    def bind(
+        self, sock: UdpSocket, address: IPv4Address, port: int, *, implicit: bool = False
+    ) -> None:
         if sock.bound:
             raise SocketError("EINVAL", "already bound")
         if address not in (ANY, self.ip.address) and not self.ip.is_broadcast(address):
             raise SocketError("EADDRNOTAVAIL", f"{address} is not an address of this host")
         if port == 0:
             port = self._ephemeral_port(address)
+            if port == 0:
+                # Linux: bind() reports EADDRINUSE, the implicit bind of connect or a
+                # send EAGAIN (inet_autobind).
+                raise SocketError("EAGAIN" if implicit else "EADDRINUSE", "no free port")
         elif self._port_taken(sock, address, port):
             raise SocketError("EADDRINUSE", f"port {port} is in use")
         sock.local_address, sock.local_port = address, port
@@ -174,7 +180,7 @@ class UdpLayer:
         if self.ip.is_broadcast(address) and not sock.options["SO_BROADCAST"]:
             raise SocketError("EACCES", "broadcast destination without SO_BROADCAST")
         if not sock.bound:
-            self.bind(sock, ANY, 0)
+            self.bind(sock, ANY, 0, implicit=True)
         sock.remote = (address, port)
 
     def sendto(
@@ -184,10 +190,12 @@ class UdpLayer:
         if sock.write_shut:
             raise SocketError("EPIPE", "shut down for writing")
         sock.raise_pending_error()
-        if destination is None:
-            if sock.corked is not None:
-                destination = sock.corked[0]
-            elif sock.remote is None:
+        if sock.corked is not None:
+            # Linux udp_sendmsg: data pending (UDP_CORK, MSG_MORE) is appended to, and an
+            # address given now is ignored: the datagram has one destination (udp(7)).
+            destination = sock.corked[0]
+        elif destination is None:
+            if sock.remote is None:
                 raise SocketError("EDESTADDRREQ", "not connected and no destination given")
             else:
                 destination = sock.remote
@@ -198,7 +206,7 @@ class UdpLayer:
         if self.ip.is_broadcast(address) and not sock.options["SO_BROADCAST"]:
             raise SocketError("EACCES", "broadcast destination without SO_BROADCAST")
         if not sock.bound:
-            self.bind(sock, ANY, 0)
+            self.bind(sock, ANY, 0, implicit=True)
         if sock.options["UDP_CORK"] or "MSG_MORE" in flags or sock.corked is not None:
             pending = sock.corked[1] if sock.corked is not None else bytearray()
             if len(pending) + len(data) > MAX_PAYLOAD:
@@ -352,12 +360,15 @@ class UdpLayer:
         return None
 
     def local_error(
-        self, sock: UdpSocket, errno: str, destination: Endpoint, info: int, payload: bytes
+        self, sock: UdpSocket, errno: str, destination: IPv4Address, info: int
     ) -> None:
-        """An error found here, not by ICMP (ip_local_error): queued under IP_RECVERR."""
+        """An error found here, not by ICMP (ip_local_error): queued under IP_RECVERR.
+        Like Linux, it carries no data, and its address is the destination with the
+        socket's connected port (0 when unconnected); it leaves sk_err alone."""
         if sock.options["IP_RECVERR"]:
+            port = sock.remote[1] if sock.remote is not None else 0
             sock.error_queue.append(
-                ExtendedError(errno, "LOCAL", 0, 0, info, None, destination, payload)
+                ExtendedError(errno, "LOCAL", 0, 0, info, None, (destination, port), b"")
             )
 
     # --- internals ----------------------------------------------------------------------
@@ -372,7 +383,7 @@ class UdpLayer:
         total = 20 + HEADER_LENGTH + len(payload)
         if mode in ("IP_PMTUDISC_DO", "IP_PMTUDISC_PROBE") and total > mtu:
             # RFC 1191 3: with DF required, a datagram above the path MTU is refused.
-            self.local_error(sock, "EMSGSIZE", destination, mtu, payload)
+            self.local_error(sock, "EMSGSIZE", address, mtu)
             raise SocketError("EMSGSIZE", f"{total}-byte datagram, path MTU {mtu}")
         # RFC 1191 3: DF set while the datagram fits (WANT); DONT fragments instead.
         dont_fragment = mode != "IP_PMTUDISC_DONT" and total <= mtu
@@ -390,8 +401,14 @@ class UdpLayer:
         if not sock.error_queue:
             raise SocketError("EAGAIN", "the error queue is empty")
         error = sock.error_queue[0] if "MSG_PEEK" in flags else sock.error_queue.popleft()
-        if "MSG_PEEK" not in flags and not sock.error_queue:
-            sock.pending_error = None  # Linux sock_dequeue_err_skb clears sk_err
+        if "MSG_PEEK" not in flags:
+            # Linux sock_dequeue_err_skb: a following ICMP error becomes sk_err; without
+            # one, reading an ICMP error clears sk_err (a local one leaves it).
+            following = sock.error_queue[0] if sock.error_queue else None
+            if following is not None and following.origin == "ICMP":
+                sock.pending_error = following.errno
+            elif error.origin == "ICMP":
+                sock.pending_error = None
         truncated = len(error.payload) > size
         return Message(
             error.payload[:size],
@@ -444,7 +461,8 @@ class UdpLayer:
         return False
 
     def _ephemeral_port(self, address: IPv4Address) -> int:
-        """Linux: a random start in ip_local_port_range, then the next free port."""
+        """Linux: a random start in ip_local_port_range, then the next free port; 0 when
+        every port of the range is taken."""
         low, high = self.settings.ephemeral_ports
         span = high - low + 1
         start = self.rng.randrange(span)
@@ -452,5 +470,5 @@ class UdpLayer:
             port = low + (start + step) % span
             if not any(other.local_port == port for other in self.sockets.values()):
                 return port
-        raise SocketError("EAGAIN", "no free ephemeral port")
+        return 0  # none free
 

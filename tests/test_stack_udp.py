@@ -682,3 +682,71 @@ def test_shutdown_read_makes_the_socket_readable_with_end_of_file() -> None:
     udp.api.shutdown(sock, "SHUT_RD")
     assert udp.api.poll(sock, {"POLLIN", "POLLRDHUP"}) == {"POLLIN", "POLLRDHUP"}
     assert udp.recv(sock).data == b""
+
+
+# --- details where Linux is the reference -------------------------------------------------
+
+def test_corked_data_keeps_the_destination_of_the_first_send() -> None:
+    """Linux udp_sendmsg: while data is pending, a send appends to it and the address it
+    names is ignored; the datagram goes where the first send said."""
+    udp = Udp()
+    sock = udp.socket(LOCAL_PORT)
+    udp.send(sock, b"ab", (PEER_IP, PEER_PORT), {"MSG_MORE"})
+    udp.send(sock, b"cd", (PEER2_IP, PEER_PORT + 1))
+    frame = udp.link.sent_one()
+    assert (frame[IP].dst, frame[UDP].dport, bytes(frame[UDP].payload)) == (
+        PEER_IP, PEER_PORT, b"abcd"
+    )
+
+
+def test_explicit_bind_with_the_ephemeral_range_exhausted_is_eaddrinuse() -> None:
+    """Linux: bind(port 0) fails with EADDRINUSE when no port is free; the implicit bind
+    of a send fails with EAGAIN (inet_autobind)."""
+    udp = Udp(Settings(ephemeral_ports=(40000, 40000)))
+    udp.socket(0)
+    assert errno_of(udp.api.bind, udp.socket(), ANY, 0) == "EADDRINUSE"
+    assert errno_of(udp.send, udp.socket(), b"x", (PEER_IP, PEER_PORT)) == "EAGAIN"
+
+
+def test_local_error_carries_no_payload_and_the_connected_port() -> None:
+    """Linux ip_local_error: the queued skb holds only the destination address and the
+    socket's connected port (0 when unconnected); no data comes with the error."""
+    udp = Udp()
+    connected = mode_socket(udp, "IP_PMTUDISC_DO")
+    assert errno_of(udp.send, connected, bytes(1473)) == "EMSGSIZE"
+    message = udp.recv(connected, 2000, {"MSG_ERRQUEUE"})
+    assert (message.data, message.length, message.address) == (b"", 0, (PEER, PEER_PORT))
+    unconnected = udp.socket(8)
+    udp.setsockopt(unconnected, "IP_RECVERR", 1)
+    udp.setsockopt(unconnected, "IP_MTU_DISCOVER", "IP_PMTUDISC_DO")
+    assert errno_of(udp.send, unconnected, bytes(1473), (PEER2_IP, 9)) == "EMSGSIZE"
+    message = udp.recv(unconnected, 2000, {"MSG_ERRQUEUE"})
+    assert (message.data, message.address) == (b"", (IPv4Address(PEER2_IP), 0))
+
+
+def test_reading_one_icmp_error_makes_the_next_one_pending() -> None:
+    """Linux sock_dequeue_err_skb: when an ICMP error is dequeued and another follows,
+    sk_err becomes the next one's errno; when none follows, it is cleared."""
+    udp = Udp()
+    sock = udp.connected()
+    udp.setsockopt(sock, "IP_RECVERR", 1)
+    udp.send(sock, b"one")
+    udp.send(sock, b"two")
+    first_sent, second_sent = udp.link.sent()
+    udp.link.inject(icmp_error_about(first_sent, 3, 3))
+    udp.link.inject(icmp_error_about(second_sent, 3, 1))
+    assert udp.getsockopt(sock, "SO_ERROR") == "EHOSTUNREACH"
+    assert udp.error_queue(sock).errno == "ECONNREFUSED"
+    assert udp.getsockopt(sock, "SO_ERROR") == "EHOSTUNREACH"
+    assert udp.error_queue(sock).errno == "EHOSTUNREACH"
+    assert udp.getsockopt(sock, "SO_ERROR") is None
+
+
+def test_reading_a_local_error_leaves_a_pending_icmp_error() -> None:
+    udp = Udp()
+    sock = mode_socket(udp, "IP_PMTUDISC_DO")
+    assert errno_of(udp.send, sock, bytes(1473)) == "EMSGSIZE"
+    udp.send(sock, b"small")
+    udp.refused(udp.link.sent_one())
+    assert udp.error_queue(sock).origin == "LOCAL"
+    assert udp.getsockopt(sock, "SO_ERROR") == "ECONNREFUSED"
