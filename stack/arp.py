@@ -93,7 +93,10 @@ class ArpCache:
         # is for us. A gratuitous ARP (sender == target) thus refreshes a known neighbour
         # and never creates one (Linux arp_accept = 0).
         known = packet.sender_ip in self._entries or packet.sender_ip in self._resolving
-        if (known or for_us) and not packet.sender_ip.is_unspecified:
+        # Linux (arp_accept = 0) goes further than RFC 826: only a request for us adds an
+        # entry; an unsolicited reply does not.
+        asked = for_us and packet.op == ArpOp.REQUEST
+        if (known or asked) and not packet.sender_ip.is_unspecified:
             self._learn(packet.sender_ip, packet.sender_mac, now, outcome)
         if for_us and packet.op == ArpOp.REQUEST:
             outcome.replies.append(

@@ -146,6 +146,16 @@ def test_late_answer_after_giving_up_creates_no_entry() -> None:
     assert link.host.arp.entries(link.now) == {}
 
 
+def test_unsolicited_reply_to_us_creates_no_entry() -> None:
+    # Linux (arp_accept = 0): only a request for our address adds a neighbour.
+    link = Link(neighbours=False)
+    link.inject(
+        Ether(src=PEER_MAC, dst=DUT_MAC)
+        / ARP(op=2, hwsrc=PEER_MAC, psrc=PEER_IP, hwdst=DUT_MAC, pdst=DUT_IP)
+    )
+    assert link.host.arp.entries(link.now) == {}
+
+
 def test_several_datagrams_wait_behind_one_request() -> None:
     link = Link(neighbours=False)
     sock = send_udp(link, PEER_IP, b"one")
