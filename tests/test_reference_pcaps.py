@@ -73,7 +73,8 @@ def test_a_reference_capture_is_valid_evidence(capture: Path) -> None:
     finally:
         packets.close()
     frames = document["frames"]
-    assert len(dissected) == len(frames) > 0
+    # A case of the socket API alone (EAGAIN on an empty socket) has no frame to show.
+    assert len(dissected) == len(frames)
     for packet, frame in zip(dissected, frames, strict=True):
         comment = packet_comment(packet)
         assert comment and comment == frame["comment"], f"frame {frame['number']}"
