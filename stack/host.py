@@ -17,6 +17,7 @@ from stack.errors import SocketError
 from stack.icmp import (
     IcmpRateLimiter,
     ReceivedError,
+    echo_reply_options,
     error_suppression_reason,
     quote,
     read_error,
@@ -130,12 +131,12 @@ class Host:
     def send_datagram(
         self, now: Nanoseconds, destination: IPv4Address, payload: bytes, *,
         ttl: int, tos: int, dont_fragment: bool, fragment_size: int,
-        protocol: int = IpProtocol.UDP,
+        protocol: int = IpProtocol.UDP, options: bytes = b"",
     ) -> None:
         self._identification = (self._identification + 1) & 0xFFFF
         header = Ipv4Header(
             src=self.address, dst=destination, protocol=protocol, ttl=ttl, tos=tos,
-            identification=self._identification,
+            identification=self._identification, options=options,
             flags=Ipv4Flags.DONT_FRAGMENT if dont_fragment else NO_FLAGS,
         )
         packet = Ipv4Packet(header, payload)
@@ -274,7 +275,8 @@ class Host:
             reply = IcmpMessage.echo_reply(
                 message.echo_identifier, message.echo_sequence, message.payload
             )
-            self._send_icmp(source, reply, now)
+            options = echo_reply_options(packet.header.options, self.address)
+            self._send_icmp(source, reply, now, options=options)
         elif message.type == IcmpType.REDIRECT:
             self._receive_redirect(message, source, now)
         elif message.is_error:
@@ -323,7 +325,8 @@ class Host:
     # --- send paths ---------------------------------------------------------------------
 
     def _send_icmp(
-        self, destination: IPv4Address, message: IcmpMessage, now: Nanoseconds
+        self, destination: IPv4Address, message: IcmpMessage, now: Nanoseconds,
+        options: bytes = b"",
     ) -> None:
         if self.next_hop(destination) is None:
             self.drops.record(now, "icmp.no_route_back", str(destination))
@@ -332,6 +335,7 @@ class Host:
         self.send_datagram(
             now, destination, message.emit(), ttl=self.settings.default_ttl, tos=0,
             dont_fragment=False, fragment_size=self.link_mtu, protocol=IpProtocol.ICMP,
+            options=options,
         )
 
     def _output(self, packet: Ipv4Packet, now: Nanoseconds) -> None:

@@ -12,7 +12,13 @@ from stack.settings import Settings
 from stack.timing import Nanoseconds
 from stack.wire.errors import WireError
 from stack.wire.icmp import ERROR_TYPES, IcmpMessage, IcmpType, UnreachableCode
-from stack.wire.ipv4 import Ipv4Header, Ipv4Packet
+from stack.wire.ipv4 import (
+    Ipv4Header,
+    Ipv4Option,
+    Ipv4OptionKind,
+    Ipv4Packet,
+    parse_ipv4_options,
+)
 
 # RFC 1122 3.2.2 / RFC 792: an error quotes the IP header and at least 8 data octets.
 QUOTED_TRANSPORT_BYTES: Final = 8
@@ -70,6 +76,27 @@ def quote(packet: Ipv4Packet, settings: Settings) -> bytes:
     raw = packet.emit()
     room = settings.icmp_error_max_length - 20 - 8
     return raw[: max(room, packet.header.header_length + QUOTED_TRANSPORT_BYTES)]
+
+
+def echo_reply_options(request_options: bytes, own: IPv4Address) -> bytes:
+    """RFC 1122 3.2.2.6: a Record Route option of an Echo Request SHOULD come back in the
+    reply, updated with this host, so that it records the whole round trip. Like Linux,
+    this host is recorded twice: as the request's last hop and the reply's first. Other
+    options are not returned."""
+    returned = b""
+    for option in parse_ipv4_options(request_options):
+        if option.kind != Ipv4OptionKind.RECORD_ROUTE or not option.data:
+            continue
+        data = bytearray(option.data)  # the pointer, then the route data
+        option_length = 2 + len(data)
+        for _hop in ("arrival", "departure"):
+            pointer = data[0]
+            if pointer < 4 or pointer + 3 > option_length:
+                break  # full (or a pointer we cannot trust): returned as it came
+            data[pointer - 3 : pointer + 1] = own.packed
+            data[0] = pointer + 4
+        returned += Ipv4Option(option.kind, bytes(data)).encode()
+    return returned + bytes(-len(returned) % 4)
 
 
 class IcmpRateLimiter:

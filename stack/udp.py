@@ -181,6 +181,9 @@ class UdpLayer:
             raise SocketError("EACCES", "broadcast destination without SO_BROADCAST")
         if not sock.bound:
             self.bind(sock, ANY, 0, implicit=True)
+        if sock.local_address == ANY:
+            # Linux ip4_datagram_connect: the socket takes the source address of the route.
+            sock.local_address = self.ip.address
         sock.remote = (address, port)
 
     def sendto(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
-from scapy.layers.inet import ICMP, IP, UDPerror
+from scapy.layers.inet import ICMP, IP, IPOption_RR, UDPerror
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
@@ -76,6 +76,26 @@ def test_echo_to_broadcast_is_ignored(destination: str) -> None:
     link.inject(echo_request(dst=destination), dst_mac=LINK_BROADCAST_MAC)
     link.sent_none()
     assert link.last_drop() == "icmp.echo_to_broadcast_ignored"
+
+
+def test_echo_reply_returns_record_route_with_this_host_recorded() -> None:
+    """RFC 1122 3.2.2.6: Record Route comes back updated, for the whole round trip."""
+    link = Link()
+    route = IPOption_RR(pointer=4, routers=["0.0.0.0"] * 3)
+    link.inject(echo_request(b"where", options=[route]))
+    reply = link.sent_one()
+    recorded = [option for option in reply[IP].options if option.option == 7]
+    assert len(recorded) == 1
+    assert recorded[0].routers == [DUT_IP, DUT_IP, "0.0.0.0"]
+    assert recorded[0].pointer == 12
+
+
+def test_full_record_route_comes_back_as_it_was() -> None:
+    link = Link()
+    route = IPOption_RR(pointer=8, routers=["198.51.100.9"])
+    link.inject(echo_request(b"where", options=[route]))
+    recorded = [option for option in link.sent_one()[IP].options if option.option == 7]
+    assert (recorded[0].routers, recorded[0].pointer) == (["198.51.100.9"], 8)
 
 
 def test_echo_to_broadcast_is_answered_from_our_own_address_when_allowed() -> None:

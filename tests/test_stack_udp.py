@@ -161,6 +161,15 @@ def test_connected_socket_takes_datagrams_from_its_peer_only() -> None:
     assert [(f[ICMP].type, f[ICMP].code) for f in udp.link.sent()] == [(3, 3), (3, 3)]
 
 
+def test_connect_gives_a_wildcard_socket_the_source_address() -> None:
+    """Linux ip4_datagram_connect: getsockname then names the address datagrams leave from."""
+    udp = Udp()
+    sock = udp.socket()
+    udp.api.connect(sock, PEER, PEER_PORT)
+    address, port = udp.api.getsockname(sock)
+    assert address == IPv4Address("192.0.2.1") and port != 0
+
+
 def test_connected_socket_wins_over_a_wildcard_one_for_its_peer() -> None:
     udp = Udp()
     wildcard, connected = udp.socket(), udp.socket()

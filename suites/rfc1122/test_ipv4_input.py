@@ -6,7 +6,7 @@ delivered; "silently" is a quiet window for ICMP (conformance/testbench/udp.py).
 """
 
 import pytest
-from scapy.layers.inet import ICMP, IP, IPOption, IPOption_NOP
+from scapy.layers.inet import ICMP, IP, UDP, IPOption, IPOption_NOP
 from scapy.packet import Packet
 
 from conformance.case import requirement
@@ -20,6 +20,7 @@ from conformance.testbench.udp import (
     delivered,
     no_icmp_error,
     only_the_good_one_arrives,
+    udp_checksum,
 )
 
 PARAMETER_PROBLEM = 12
@@ -111,8 +112,11 @@ def test_stream_identifier_option_is_ignored(dut: Dut, tb: Testbench) -> None:
 def test_datagram_at_the_end_of_its_source_route_is_delivered(dut: Dut, tb: Testbench) -> None:
     """A datagram whose loose source route is complete (this host is its end) is delivered."""
     sock = bound_socket(dut)
-    tb.send(datagram(tb, b"source routed", ip={"options": [COMPLETED_SOURCE_ROUTE]}),
-            why="a datagram with a completed loose source route via 198.51.100.7")
+    routed = datagram(tb, b"source routed", ip={"options": [COMPLETED_SOURCE_ROUTE]})
+    # scapy sums a source-routed datagram over the route's last hop; this route is
+    # complete, so the final destination (RFC 768's pseudo-header) is the DUT itself.
+    routed[UDP].chksum = udp_checksum(routed)
+    tb.send(routed, why="a datagram with a completed loose source route via 198.51.100.7")
     tb.send(datagram(tb, b"good"), why="a plain datagram after it")
     first = delivered(dut, sock)
     tb.observe("first_delivered", first.decode())
