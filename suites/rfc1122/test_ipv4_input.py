@@ -74,17 +74,29 @@ def test_total_length_beyond_the_frame_is_discarded(dut: Dut, tb: Testbench) -> 
     """A datagram whose total length claims more octets than the frame holds is discarded."""
     sock = bound_socket(dut)
     packet = datagram(tb, b"short")
+    # Summed first: scapy would sum UDP over the length the IP header claims, and a bad
+    # UDP checksum would drop the datagram whatever the IP layer made of it.
+    packet[UDP].chksum = udp_checksum(packet)
     packet[IP].len = len(bytes(packet)) + 20
     dropped_silently(dut, tb, sock, packet, "total length 20 octets beyond the frame")
 
 
 @requirement("RFC1122-3.2.1a")
 def test_octets_past_the_total_length_are_not_data(dut: Dut, tb: Testbench) -> None:
-    """Link-layer padding after the total length is not part of the datagram."""
+    """Link-layer padding after the total length is not part of the datagram: a datagram
+    followed by padding is delivered without it, and one whose UDP length reaches into the
+    padding is discarded as truncated."""
     sock = bound_socket(dut)
     tb.send(IP(bytes(datagram(tb, b"hi")) + b"padding!"),
             why="a datagram followed by 8 octets of link-layer padding")
     assert delivered(dut, sock) == b"hi"
+    # UDP's own length bounds what it hands over, so padding taken as IP data shows only
+    # when the UDP length (and checksum) reach into it: UDP then finds a whole datagram.
+    reaching = IP(bytes(datagram(tb, b"hipadding!")))  # UDP length 18
+    reaching.len, reaching.chksum = 20 + 8 + 2, None  # the IP datagram ends after "hi"
+    tb.send(IP(bytes(reaching)), why="a datagram of total length 30 whose UDP length "
+            "(18) and checksum cover the 8 octets of padding after it")
+    only_the_good_one_arrives(dut, tb, sock)
 
 
 # ---- options ------------------------------------------------------------------------------
