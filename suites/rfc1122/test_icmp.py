@@ -215,9 +215,12 @@ def test_no_error_about_a_non_initial_fragment(dut: Dut, tb: Testbench) -> None:
 
 @requirement("RFC1122-3.2.2d")
 def test_no_error_about_a_datagram_to_broadcast(dut: Dut, tb: Testbench) -> None:
-    """A datagram to the subnet broadcast address and a closed port draws no error."""
+    """A datagram to the subnet broadcast address and a closed port draws no error.
+
+    It comes in a frame to the DUT's own MAC address, so that the rule about link-layer
+    broadcasts (test_no_error_about_a_link_layer_broadcast) cannot be what keeps it quiet."""
     tb.send(datagram(tb, b"to all", dport=CLOSED, destination=BROADCAST),
-            why="a datagram to 192.0.2.255, a closed port", link_destination=LINK_BROADCAST)
+            why="a datagram to 192.0.2.255, a closed port, in a unicast frame")
     no_icmp_error(tb, "no error about a datagram to a broadcast address")
 
 

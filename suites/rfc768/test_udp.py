@@ -6,6 +6,7 @@ answered) is explained in conformance/testbench/udp.py.
 
 from scapy.layers.inet import IP, UDP
 from scapy.packet import Raw
+from scapy.utils import checksum
 
 from conformance.case import Errno, requirement
 from conformance.targets.dut import Dut
@@ -85,8 +86,13 @@ def test_a_bad_checksum_datagram_draws_no_port_unreachable(dut: Dut, tb: Testben
 
 @requirement("RFC768-c", "RFC1122-4.1.3.4b")
 def test_the_checksum_covers_the_pseudo_header(dut: Dut, tb: Testbench) -> None:
-    """A checksum computed for another destination address fails the pseudo-header check."""
+    """A checksum computed without the pseudo-header, or for another destination address,
+    fails the pseudo-header check."""
     sock = bound_socket(dut)
+    # Right for a receiver that leaves the pseudo-header out, so only such a one takes it.
+    bare = bytes(datagram(tb, b"bare", chksum=0)[UDP])
+    tb.send(datagram(tb, b"bare", chksum=int(checksum(bare)) or 0xFFFF),
+            why="a checksum over the UDP datagram alone, without the pseudo-header")
     elsewhere = IP(src=tb.ip, dst="192.0.2.9") / UDP(sport=TESTER_PORT, dport=PORT) / Raw(b"mis")
     packet = datagram(tb, b"mis", chksum=IP(bytes(elsewhere))[UDP].chksum)
     tb.send(packet, why="a checksum right for 192.0.2.9, wrong for the DUT's address")
