@@ -19,7 +19,7 @@ def refresh(target: str) -> int:
     with tempfile.TemporaryDirectory() as out:
         command = [sys.executable, "-m", "pytest", str(REPOSITORY / "suites"), "--target",
                    target, "--out", out, "--slow", "-p", "no:cacheprovider", "-q",
-                   "-p", "xdist.plugin", "-n", "2"]
+                   "-n", "2"]
         status = subprocess.run(command, cwd=REPOSITORY).returncode
         if status != 0:
             print(f"the run did not pass (exit {status}); reference captures left as they were")
