@@ -94,9 +94,9 @@ def stack_core_rate(datagrams: int) -> dict[str, float]:
         api.recvmsg(sock, 2048, set())
     received = time.perf_counter() - start
     api.connect(sock, peer_ip, 5000)
-    host.arp.resolve(peer_ip, b"", 0)
-    reply = ArpPacket(ArpOp.REPLY, peer_mac, peer_ip, mac, dut_ip)
-    host.receive(EthernetFrame(mac, peer_mac, EtherType.ARP, reply.emit()).emit(), 0)
+    # The peer asks for our address: the stack learns its MAC and sends without resolving.
+    request = ArpPacket(ArpOp.REQUEST, peer_mac, peer_ip, MacAddress(bytes(6)), dut_ip)
+    host.receive(EthernetFrame(mac, peer_mac, EtherType.ARP, request.emit()).emit(), 0)
     host.take_frames()
     start = time.perf_counter()
     for now in range(datagrams):

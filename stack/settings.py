@@ -66,13 +66,13 @@ class Settings:
     @classmethod
     def with_overrides(cls, overrides: dict[str, str]) -> Settings:
         """Settings from ``name=value`` text (the CLI's), each checked against its type."""
-        known = {field.name: field for field in fields(cls)}
+        defaults = cls()
+        known = {field.name for field in fields(cls)}
         values: dict[str, Any] = {}
         for name, text in overrides.items():
             if name not in known:
                 raise ValueError(f"unknown setting {name!r} (known: {', '.join(sorted(known))})")
-            default = getattr(cls(), name)
-            values[name] = _parse_like(name, text, default)
+            values[name] = _parse_like(name, text, getattr(defaults, name))
         return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:

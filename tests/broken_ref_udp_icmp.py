@@ -268,16 +268,21 @@ def source_port_zero_dropped(host: Host) -> None:
 # ---- RFC 1122 4.1 and the socket API ----------------------------------------------------
 
 
-def ip_tos_option_ignored(host: Host) -> None:
-    """IP_TOS is accepted and ignored: datagrams keep TOS 0 (RFC 1122 3.2.1.6, 4.1.4:
-    the application MUST be able to set the TOS)."""
+def _ignore_option(host: Host, ignored: str) -> None:
+    """setsockopt(ignored) succeeds and changes nothing."""
     original = host.udp.setsockopt
 
     def setsockopt(sock: UdpSocket, name: str, value: int | str, now: Nanoseconds) -> None:
-        if name != "IP_TOS":
+        if name != ignored:
             original(sock, name, value, now)
 
     host.udp.setsockopt = setsockopt  # type: ignore[method-assign]
+
+
+def ip_tos_option_ignored(host: Host) -> None:
+    """IP_TOS is accepted and ignored: datagrams keep TOS 0 (RFC 1122 3.2.1.6, 4.1.4:
+    the application MUST be able to set the TOS)."""
+    _ignore_option(host, "IP_TOS")
 
 
 def sends_from_another_port_than_bound(host: Host) -> None:
@@ -398,13 +403,7 @@ def empty_receive_returns_nothing(host: Host) -> None:
 
 def udp_cork_ignored(host: Host) -> None:
     """UDP_CORK is accepted and ignored: every send leaves at once (udp(7))."""
-    original = host.udp.setsockopt
-
-    def setsockopt(sock: UdpSocket, name: str, value: int | str, now: Nanoseconds) -> None:
-        if name != "UDP_CORK":
-            original(sock, name, value, now)
-
-    host.udp.setsockopt = setsockopt  # type: ignore[method-assign]
+    _ignore_option(host, "UDP_CORK")
 
 
 # ---- RFC 1122 3.2.2: echo and queries ----------------------------------------------------

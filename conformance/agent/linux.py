@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import base64
 import fcntl
-import json
 import os
 import select
 import socket
@@ -40,8 +39,10 @@ from conformance.agent.protocol import (
 from conformance.agent.requests import (
     Args,
     BadRequest,
+    MalformedRequest,
     NotSupported,
     ResponseWriter,
+    parse_request,
     take_stdout,
 )
 
@@ -206,34 +207,20 @@ class LinuxAgent:
     def handle_line(self, line: bytes) -> None:
         """Parses one request line; answers it now, or on a thread if it is background."""
         try:
-            request = json.loads(line)
-        except ValueError as exc:
-            self.writer.send({"id": None, "error": f"request is not JSON: {exc}"})
+            request = parse_request(line)
+        except MalformedRequest as problem:
+            self.writer.send(problem.response)
             return
-        if not isinstance(request, dict):
-            self.writer.send({"id": None, "error": "request is not a JSON object"})
-            return
-        request_id = request.get("id")
-        if not isinstance(request_id, int) or isinstance(request_id, bool):
-            self.writer.send({"id": None, "error": f"id must be an integer, not {request_id!r}"})
-            return
-        call = request.get("call")
-        args = request.get("args", {})
-        background = request.get("background", False)
-        if not isinstance(call, str):
-            self.writer.send({"id": request_id, "error": "call must be a string"})
-        elif not isinstance(args, dict):
-            self.writer.send({"id": request_id, "error": "args must be an object"})
-        elif not isinstance(background, bool):
-            self.writer.send({"id": request_id, "error": "background must be true or false"})
-        elif background:
+        if request.background:
             threading.Thread(
-                target=lambda: self.writer.send(self.perform(request_id, call, args)),
-                name=f"{call}-{request_id}",
+                target=lambda: self.writer.send(
+                    self.perform(request.id, request.call, request.args)
+                ),
+                name=f"{request.call}-{request.id}",
                 daemon=True,
             ).start()
         else:
-            self.writer.send(self.perform(request_id, call, args))
+            self.writer.send(self.perform(request.id, request.call, request.args))
 
     def perform(self, request_id: int, call: str, args: Mapping[str, Any]) -> dict[str, Any]:
         """Performs one call and builds its response."""

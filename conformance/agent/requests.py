@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from conformance.agent.protocol import MESSAGE_FLAGS
@@ -101,6 +102,46 @@ class Args:
 
     def message_flags(self) -> int:
         return self.names("flags", MESSAGE_FLAGS, optional=True)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One well-formed request line."""
+
+    id: int
+    call: str
+    args: dict[str, Any]
+    background: bool
+
+
+class MalformedRequest(Exception):
+    """A request line that is not a request; `response` is the "error" answer to send."""
+
+    def __init__(self, request_id: int | None, message: str) -> None:
+        super().__init__(message)
+        self.response = {"id": request_id, "error": message}
+
+
+def parse_request(line: bytes) -> Request:
+    """Read one request line; raises MalformedRequest with the answer to send."""
+    try:
+        request = json.loads(line)
+    except ValueError as exc:
+        raise MalformedRequest(None, f"request is not JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise MalformedRequest(None, "request is not a JSON object")
+    request_id = request.get("id")
+    if not isinstance(request_id, int) or isinstance(request_id, bool):
+        raise MalformedRequest(None, f"id must be an integer, not {request_id!r}")
+    call, args = request.get("call"), request.get("args", {})
+    background = request.get("background", False)
+    if not isinstance(call, str):
+        raise MalformedRequest(request_id, "call must be a string")
+    if not isinstance(args, dict):
+        raise MalformedRequest(request_id, "args must be an object")
+    if not isinstance(background, bool):
+        raise MalformedRequest(request_id, "background must be true or false")
+    return Request(request_id, call, args, background)
 
 
 class ResponseWriter:

@@ -43,15 +43,13 @@ class RefTarget:
         agent = AgentClient(argv, name=f"reference stack in {lab.name}", pass_fds=(tap_fd,))
         try:
             hello = agent.hello()
+            if hello.get("protocol") != 1:
+                raise HarnessError(f"it speaks protocol {hello.get('protocol')}")
         except Exception as error:
             agent.close()
             wire.close()
             stderr = agent.stderr_text.strip()[-2000:]
             raise HarnessError(f"the reference stack did not start: {error}\n{stderr}") from error
-        if hello.get("protocol") != 1:
-            agent.close()
-            wire.close()
-            raise HarnessError(f"the reference stack speaks protocol {hello.get('protocol')}")
         return StartedDut(host=addressing.DUT, wire=wire, agent=agent, lab=lab)
 
     def describe(self) -> dict[str, Any]:

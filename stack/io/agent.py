@@ -8,7 +8,6 @@ tried again each time the stack changes, until it completes or its deadline pass
 from __future__ import annotations
 
 import base64
-import json
 import sys
 import traceback
 from collections.abc import Callable
@@ -27,7 +26,14 @@ from conformance.agent.protocol import (
     SHUTDOWN_HOW,
     SOCKET_OPTIONS,
 )
-from conformance.agent.requests import Args, BadRequest, NotSupported, ResponseWriter
+from conformance.agent.requests import (
+    Args,
+    BadRequest,
+    MalformedRequest,
+    NotSupported,
+    ResponseWriter,
+    parse_request,
+)
 from stack.errors import SocketError, Unsupported
 from stack.sockets import SocketApi
 from stack.timing import MILLISECOND, Nanoseconds, earliest
@@ -79,26 +85,13 @@ class RefAgent:
 
     def handle_line(self, line: bytes, now: Nanoseconds) -> None:
         try:
-            request = json.loads(line)
-        except ValueError as exc:
-            self.writer.send({"id": None, "error": f"request is not JSON: {exc}"})
+            request = parse_request(line)
+        except MalformedRequest as problem:
+            self.writer.send(problem.response)
             return
-        if not isinstance(request, dict):
-            self.writer.send({"id": None, "error": "request is not a JSON object"})
-            return
-        request_id = request.get("id")
-        if not isinstance(request_id, int) or isinstance(request_id, bool):
-            self.writer.send({"id": None, "error": f"id must be an integer, not {request_id!r}"})
-            return
-        call, args = request.get("call"), request.get("args", {})
-        if not isinstance(call, str):
-            self.writer.send({"id": request_id, "error": "call must be a string"})
-        elif not isinstance(args, dict):
-            self.writer.send({"id": request_id, "error": "args must be an object"})
-        elif not isinstance(request.get("background", False), bool):
-            self.writer.send({"id": request_id, "error": "background must be true or false"})
-        else:
-            self._attempt(_Parked(request_id, call, Args(args), None, None), now, first=True)
+        # "background" needs nothing here: a call that would block is parked anyway.
+        self._attempt(_Parked(request.id, request.call, Args(request.args), None, None), now,
+                      first=True)
 
     def retry(self, now: Nanoseconds) -> None:
         """Try every parked call again, after the stack changed or time passed."""

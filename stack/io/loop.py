@@ -1,8 +1,8 @@
 """The event loop: frames from the TAP device, requests from the tester, timers.
 
-One thread. Each turn reads what is ready, hands it to the stack with the time it was
-read, tries parked agent calls again, and writes what the stack has to send; it sleeps
-in select() until the next frame, request or timer.
+One thread. Each turn runs the stack's timers, tries parked agent calls again, writes
+what the stack has to send, sleeps in select() until the next frame, request or timer,
+and hands what arrived to the stack with the time it was read.
 """
 
 from __future__ import annotations
@@ -51,8 +51,6 @@ class EventLoop:
             except BlockingIOError:
                 break
             self.host.receive(frame, time.monotonic_ns())
-        self.agent.retry(time.monotonic_ns())
-        self._flush()
 
     def _read_requests(self) -> bool:
         """Handle the complete request lines that arrived; False at end of input."""
