@@ -423,7 +423,7 @@ def _sigint_ignored() -> Iterator[None]:
 @click.option("--expectations", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Known deviations [default: suites/expectations/<target>.toml].")
 @click.option("--catalogue", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Requirement catalogue [default: suites/requirements.toml].")
+              help="Requirement catalogue [default: suites/requirements/].")
 @click.option("--json", "as_json", is_flag=True,
               help="Print results.json on stdout instead of the summary.")
 @click.pass_context
@@ -577,7 +577,7 @@ def collect_cases(
 @cli.command("list")
 @click.option("-k", "keyword", metavar="EXPR", help="Only cases whose name matches EXPR.")
 @click.option("--catalogue", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Requirement catalogue [default: suites/requirements.toml].")
+              help="Requirement catalogue [default: suites/requirements/].")
 @click.option("--json", "as_json", is_flag=True, help="Print the cases as JSON.")
 def list_cases(keyword: str | None, catalogue: Path | None, as_json: bool) -> None:
     """List the cases (ID, requirements, level, intent) without running them."""
@@ -595,7 +595,7 @@ def list_cases(keyword: str | None, catalogue: Path | None, as_json: bool) -> No
 
 @cli.command()
 @click.option("--catalogue", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Requirement catalogue [default: suites/requirements.toml].")
+              help="Requirement catalogue [default: suites/requirements/].")
 @click.option("-k", "keyword", metavar="EXPR",
               help="Count only the cases whose name matches EXPR (pytest -k syntax).")
 @click.option("--rfc", "rfcs", multiple=True, metavar="RFC",
@@ -862,7 +862,7 @@ def _compare_targets(
               callback=_check_ref_settings,
               help="With --targets: set a reference-stack setting for the ref DUT.")
 @click.option("--catalogue", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="With --targets: requirement catalogue [default: suites/requirements.toml].")
+              help="With --targets: requirement catalogue [default: suites/requirements/].")
 @click.pass_context
 def compare(
     ctx: click.Context, run_a: Path | None, run_b: Path | None, targets: list[str] | None,

@@ -60,7 +60,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "case: how the project's tests break it on purpose")
     group.addoption("--expectations", help="expectations file (default: "
                     "suites/expectations/<target>.toml)")
-    group.addoption("--catalogue", help="requirement catalogue (default suites/requirements.toml)")
+    group.addoption("--catalogue", help="requirement catalogue (default suites/requirements/)")
     group.addoption("--slow", action="store_true", help="also run cases marked slow")
     group.addoption("--msl", type=float, default=30.0, metavar="SECONDS",
                     help="the Maximum Segment Lifetime TIME-WAIT is judged against "

@@ -216,7 +216,7 @@ def test_the_real_suites_and_catalogue() -> None:
     report = json.loads(result.stdout)
     assert report["summary"]["gaps"] == 0
     assert report["summary"]["requirements"] == len(Catalogue.load(
-        conformance.plugin.SUITES_ROOT / "requirements.toml").requirements)
+        conformance.plugin.SUITES_ROOT / "requirements").requirements)
 
 
 def test_build_coverage_counts_a_case_once_per_requirement() -> None:

@@ -1,4 +1,4 @@
-"""The requirement catalogue (`suites/requirements.toml`): IDs, levels and summaries."""
+"""The requirement catalogue (`suites/requirements/*.toml`): IDs, levels and summaries."""
 
 import re
 import tomllib
@@ -48,20 +48,11 @@ class Catalogue:
 
     @classmethod
     def load(cls, path: Path) -> "Catalogue":
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise UsageError(f"cannot read the requirement catalogue {path}: {error}") from error
-        requirements = []
-        for entry in data.get("requirement", []):
-            if entry.get("level") not in LEVELS:
-                raise UsageError(f"{path}: {entry.get('id')}: level must be one of {LEVELS}")
-            requirements.append(
-                Requirement(
-                    id=entry["id"], level=entry["level"], summary=entry["summary"],
-                    uncovered=entry.get("uncovered"),
-                )
-            )
+        """The catalogue in ``path``: one TOML file, or a directory of them."""
+        files = sorted(path.glob("*.toml")) if path.is_dir() else [path]
+        if not files:
+            raise UsageError(f"no requirement catalogue (*.toml) in {path}")
+        requirements = [requirement for file in files for requirement in _read(file)]
         ids = [requirement.id for requirement in requirements]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
@@ -81,4 +72,22 @@ class Catalogue:
 
 
 def default_catalogue_path() -> Path:
-    return Path(__file__).resolve().parents[2] / "suites" / "requirements.toml"
+    return Path(__file__).resolve().parents[2] / "suites" / "requirements"
+
+
+def _read(path: Path) -> list[Requirement]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise UsageError(f"cannot read the requirement catalogue {path}: {error}") from error
+    requirements = []
+    for entry in data.get("requirement", []):
+        if entry.get("level") not in LEVELS:
+            raise UsageError(f"{path}: {entry.get('id')}: level must be one of {LEVELS}")
+        requirements.append(
+            Requirement(
+                id=entry["id"], level=entry["level"], summary=entry["summary"],
+                uncovered=entry.get("uncovered"),
+            )
+        )
+    return requirements
