@@ -14,9 +14,11 @@ from stack.timing import MILLISECOND, SECOND, Nanoseconds
 
 ZeroNextHopPolicy = Literal["plateau", "minimum"]
 OverlapPolicy = Literal["discard_datagram", "last_wins"]
+AcceptOverflowPolicy = Literal["drop", "reset"]
 CHOICES: dict[str, tuple[str, ...]] = {
     "zero_next_hop_mtu": ("plateau", "minimum"),
     "fragment_overlap": ("discard_datagram", "last_wins"),
+    "tcp_accept_overflow": ("drop", "reset"),
 }
 
 
@@ -62,6 +64,37 @@ class Settings:
     # What one queued datagram costs against SO_RCVBUF besides its payload (Linux charges
     # the buffer's truesize).
     datagram_overhead: int = 768
+
+    # --- TCP ----------------------------------------------------------------------------
+    # TIME-WAIT lasts 2 x MSL (RFC 9293 3.6); Linux's TCP_TIMEWAIT_LEN is a fixed 60 s.
+    tcp_msl: Nanoseconds = 30 * SECOND
+    tcp_rto_initial: Nanoseconds = 1 * SECOND  # RFC 6298 2.1; Linux TCP_TIMEOUT_INIT
+    # Linux TCP_RTO_MIN; RFC 6298 2.4 recommends 1 s, and allows less.
+    tcp_rto_min: Nanoseconds = 200 * MILLISECOND
+    tcp_rto_max: Nanoseconds = 120 * SECOND  # Linux TCP_RTO_MAX; RFC 6298 2.5: >= 60 s
+    tcp_syn_retries: int = 6  # net.ipv4.tcp_syn_retries
+    tcp_synack_retries: int = 5  # net.ipv4.tcp_synack_retries
+    tcp_retries1: int = 3  # net.ipv4.tcp_retries1: R1 of RFC 1122 4.2.3.5
+    tcp_retries2: int = 15  # net.ipv4.tcp_retries2: R2
+    # RFC 1122 4.2.3.2: an ACK is delayed less than 0.5 s; Linux's bounds are 40-200 ms.
+    tcp_delayed_ack_min: Nanoseconds = 40 * MILLISECOND  # TCP_DELACK_MIN
+    tcp_delayed_ack_max: Nanoseconds = 200 * MILLISECOND  # TCP_DELACK_MAX
+    # RFC 1122 4.2.3.6: keep-alives off by default, and an interval of >= 2 hours.
+    tcp_keepalive_time: Nanoseconds = 7200 * SECOND  # net.ipv4.tcp_keepalive_time
+    tcp_keepalive_interval: Nanoseconds = 75 * SECOND  # net.ipv4.tcp_keepalive_intvl
+    tcp_keepalive_probes: int = 9  # net.ipv4.tcp_keepalive_probes
+    tcp_initial_window_segments: int = 10  # RFC 6928; Linux TCP_INIT_CWND
+    # RFC 1122 4.2.2.6: without an MSS option the peer's MSS is 536.
+    tcp_default_mss: int = 536
+    tcp_max_syn_backlog: int = 1024  # net.ipv4.tcp_max_syn_backlog
+    somaxconn: int = 4096  # net.core.somaxconn: listen()'s backlog is capped at this
+    # A final ACK that finds the accept queue full: Linux drops it (and retransmits the
+    # SYN-ACK later) unless net.ipv4.tcp_abort_on_overflow, which resets ("reset").
+    tcp_accept_overflow: AcceptOverflowPolicy = "drop"
+    # RFC 1337: ignore RST in TIME-WAIT. Linux net.ipv4.tcp_rfc1337 = 0 lets it close.
+    tcp_rfc1337: bool = False
+    tcp_receive_buffer: int = 131072  # net.ipv4.tcp_rmem default
+    tcp_send_buffer: int = 16384  # net.ipv4.tcp_wmem default
 
     @classmethod
     def with_overrides(cls, overrides: dict[str, str]) -> Settings:
