@@ -73,10 +73,11 @@ class TcpFlow:
         ack: int | None = None,
         options: list[tuple[str, object]] | None = None,
         advance: bool = True,
+        window: int | None = None,
     ) -> Packet:
         """Send a segment; unless it is a retransmission (`advance=False` or an explicit
-        `seq`), snd_nxt moves past its data and SYN/FIN."""
-        packet = self.segment(flags, data, seq=seq, ack=ack, options=options)
+        `seq`), snd_nxt moves past its data and SYN/FIN. `window` overrides the flow's."""
+        packet = self.segment(flags, data, seq=seq, ack=ack, options=options, window=window)
         self.tb.send(packet, why)
         if advance and seq is None:
             self.snd_nxt += len(data) + ("S" in flags) + ("F" in flags)
