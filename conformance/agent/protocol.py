@@ -104,6 +104,9 @@ SOCKET_OPTIONS: Final[Mapping[str, SocketOption]] = {
     "TCP_KEEPIDLE": SocketOption(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
     "TCP_KEEPINTVL": SocketOption(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
     "TCP_KEEPCNT": SocketOption(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+    # Milliseconds unacknowledged data may wait before the connection is aborted: R2 of
+    # RFC 9293 3.8.3 (MUST-21), set per connection.
+    "TCP_USER_TIMEOUT": SocketOption(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
     "UDP_CORK": SocketOption(SOL_UDP, UDP_CORK),
 }
 
