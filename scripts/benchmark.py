@@ -1,12 +1,19 @@
 """Benchmarks of the tester and the reference stack (needs root).
 
     python scripts/benchmark.py [--labs 20] [--skip-suite] [--datagrams 20000]
+    python scripts/benchmark.py --bulk-mb 100 [--pair-mb 20]
+
 
 Prints the per-case overhead of setting up and removing a lab (namespace, TAP device,
 Linux agent), broken down by step; the same for the reference stack (bare TAP, packet
 socket, stack process); the wall time of the default suite against each target; and the
 reference stack's core rate (UDP datagrams received and sent per second, in process,
 no I/O). Figures go in the notes; tests never assert on them.
+
+With ``--bulk-mb`` or ``--pair-mb`` only the TCP bulk transfers run (scripts/bulk.py):
+N MB each way between the reference stack and the Linux kernel over a lab's TAP link,
+checked by sha256, with MB/s each way and the stack's packets per second; and N MB
+between two reference stacks in one process, in segments per second.
 """
 
 import argparse
@@ -126,7 +133,21 @@ def main() -> int:
     parser.add_argument("--labs", type=int, default=20)
     parser.add_argument("--skip-suite", action="store_true")
     parser.add_argument("--datagrams", type=int, default=20000)
+    parser.add_argument("--bulk-mb", type=int, default=0,
+                        help="TCP transfer of this many MB each way, ref stack <-> Linux")
+    parser.add_argument("--pair-mb", type=int, default=0,
+                        help="TCP transfer of this many MB between two stacks in process")
     options = parser.parse_args()
+    if options.bulk_mb or options.pair_mb:
+        import bulk  # scripts/bulk.py, beside this file
+
+        bulk_report: dict[str, object] = {}
+        if options.pair_mb:
+            bulk_report["tcp_in_process"] = bulk.pair_transfer(options.pair_mb)
+        if options.bulk_mb:
+            bulk_report["tcp_ref_linux"] = bulk.lab_transfer(options.bulk_mb)
+        print(json.dumps(bulk_report, indent=2))
+        return 0
     report: dict[str, object] = {
         "lab_overhead_linux": lab_overhead(options.labs),
         "lab_overhead_ref": ref_start_overhead(options.labs),
