@@ -1,0 +1,148 @@
+"""Segment arrival in the synchronized states (RFC 9293 3.10.7.4, 3.5.2, 3.5.3).
+
+Each case brings a connection the DUT accepted into one state (tcp_states.enter_state:
+the DUT half-closes with shutdown(SHUT_WR), so its socket stays usable) and sends one
+segment: out of window, an RST in or out of the window, a SYN, a FIN. A connection that
+is gone answers an ACK-bearing segment with a reset (3.10.7.1, or 3.10.7.2 as its
+listener is still there); one that lives answers an unacceptable one with an ACK.
+"""
+
+import pytest
+from scapy.layers.inet import TCP
+
+from conformance.case import Errno, requirement
+from conformance.targets.dut import Dut
+from conformance.testbench.bench import Testbench
+from conformance.testbench.tcp_states import (
+    FAR_AHEAD,
+    SYNCHRONIZED_STATES,
+    empty_ack_template,
+    enter_state,
+    far_ahead_segment,
+)
+
+PORT = 5010
+QUIET_S = 0.5
+# States in which the application still holds an open socket that RFC 9293 3.10.7.4 says
+# must hear of a reset ("connection reset" to RECEIVEs and SENDs).
+USER_INFORMED = ("ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "CLOSE-WAIT")
+STATES_BUT_TIME_WAIT = [state for state in SYNCHRONIZED_STATES if state != "TIME-WAIT"]
+
+
+@pytest.mark.parametrize("state", SYNCHRONIZED_STATES)
+@requirement("RFC9293-3.5.2d")
+def test_unacceptable_segment_is_acknowledged(dut: Dut, tb: Testbench, state: str) -> None:
+    """Data far beyond the receive window is answered with an empty ACK carrying
+    SND.NXT and RCV.NXT, and is not delivered (RFC 9293 3.5.2 case 3, 3.10.7.4 first)."""
+    connection = enter_state(dut, tb, state, PORT)
+    flow = connection.flow
+    far_ahead_segment(flow, "data far beyond the DUT's receive window")
+    answer = tb.expect([empty_ack_template(flow), flow.template("R"), flow.template("RA")],
+                       within=1.0, why="an ACK of SND.NXT / RCV.NXT, nothing else")
+    assert not answer[TCP].flags.R, "the DUT reset the connection"
+    assert len(answer[TCP].payload) == 0, "the ACK carries data"
+    received = dut.recv(connection.sock, 100, ["MSG_DONTWAIT"])
+    tb.observe("recv_after_unacceptable_data", str(received))
+    assert received != b"out of window", "the unacceptable data was delivered"
+
+
+@pytest.mark.parametrize("state", STATES_BUT_TIME_WAIT)
+@requirement("RFC9293-3.5.3a", "RFC9293-3.6a", "RFC1122-4.2.2.13f")
+def test_rst_in_window_aborts_the_connection(dut: Dut, tb: Testbench, state: str) -> None:
+    """An RST at RCV.NXT aborts the connection (RFC 9293 3.10.7.4 second): it answers the
+    next segment with a reset, and an open socket reports an error."""
+    connection = enter_state(dut, tb, state, PORT)
+    flow = connection.flow
+    flow.send("R", why="an RST exactly at RCV.NXT")
+    far_ahead_segment(flow, "a probe: does the connection still exist?")
+    probe = flow.tb.expect([flow.template("R"), flow.template("RA"), empty_ack_template(flow)],
+                           within=1.0, why="a reset (the connection is gone) or an ACK")
+    assert probe[TCP].flags.R, "the connection survived an RST at RCV.NXT"
+    error = dut.getsockopt(connection.sock, "SO_ERROR")
+    tb.observe("so_error_after_rst", error)
+    if state in USER_INFORMED:  # 3.6 MUST-12: the user learns it was aborted
+        assert error is not None, "the socket reports no error after the reset"
+
+
+@pytest.mark.parametrize("state", STATES_BUT_TIME_WAIT)
+@requirement("RFC9293-3.5.3a")
+def test_rst_out_of_window_is_ignored(dut: Dut, tb: Testbench, state: str) -> None:
+    """An RST whose sequence number is outside the receive window is dropped: the
+    connection lives on (RFC 9293 3.5.3, 3.10.7.4 first)."""
+    connection = enter_state(dut, tb, state, PORT)
+    flow = connection.flow
+    flow.send("R", seq=flow.snd_nxt + FAR_AHEAD, why="an RST far outside the window")
+    tb.expect_none(flow.template("R"), within=QUIET_S / 2, why="no reset answers a reset")
+    far_ahead_segment(flow, "a probe: does the connection still exist?")
+    probe = tb.expect([empty_ack_template(flow), flow.template("R"), flow.template("RA")],
+                      within=1.0, why="an ACK: the connection is still there")
+    assert not probe[TCP].flags.R, "an out-of-window RST aborted the connection"
+    assert dut.getsockopt(connection.sock, "SO_ERROR") is None
+
+
+@requirement("RFC9293-3.10.7.4i")
+def test_rst_in_window_but_not_at_rcv_nxt(dut: Dut, tb: Testbench) -> None:
+    """An RST inside the window but not at RCV.NXT: RFC 5961 answers a challenge ACK and
+    keeps the connection, RFC 793 resets it; which one is recorded."""
+    connection = enter_state(dut, tb, "ESTABLISHED", PORT)
+    flow = connection.flow
+    flow.send("R", seq=flow.snd_nxt + 100, why="an RST 100 octets into the window")
+    answer = tb.expect_or_none(empty_ack_template(flow), within=QUIET_S,
+                               why="a challenge ACK (RFC 5961)")
+    error = dut.getsockopt(connection.sock, "SO_ERROR")
+    tb.observe("rst_not_at_rcv_nxt", "challenge-ack" if answer is not None
+               else "reset" if error is not None else "ignored")
+
+
+@pytest.mark.parametrize("state", STATES_BUT_TIME_WAIT)
+@requirement("RFC9293-3.10.7.4d")
+def test_syn_in_synchronized_state(dut: Dut, tb: Testbench, state: str) -> None:
+    """A SYN inside the window of a synchronized connection draws a challenge ACK
+    (RFC 5961) or a reset (RFC 793), never a SYN-ACK (RFC 9293 3.10.7.4 fourth)."""
+    connection = enter_state(dut, tb, state, PORT)
+    flow = connection.flow
+    flow.send("S", seq=flow.snd_nxt, options=[("MSS", 1460)], why="a SYN inside the window")
+    answer = tb.expect([empty_ack_template(flow), flow.template("R"), flow.template("RA"),
+                        flow.template("SA")], within=1.0, why="challenge ACK or reset")
+    tb.observe("answer_to_syn", "reset" if answer[TCP].flags.R else
+               "syn-ack" if answer[TCP].flags.S else "challenge-ack")
+    assert not answer[TCP].flags.S, "a SYN-ACK: the SYN was taken for a new connection"
+
+
+FIN_STATES = ("ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK")
+
+
+@pytest.mark.parametrize("state", FIN_STATES)
+@requirement("RFC9293-3.10.7.4j")
+def test_fin_is_acknowledged(dut: Dut, tb: Testbench, state: str) -> None:
+    """A FIN (or a retransmitted one, where the tester has sent its FIN already) is
+    acknowledged: RCV.NXT moves past it once (RFC 9293 3.10.7.4 eighth)."""
+    connection = enter_state(dut, tb, state, PORT)
+    flow = connection.flow
+    if state in ("CLOSE-WAIT", "CLOSING", "LAST-ACK"):
+        flow.send("FA", seq=flow.snd_nxt - 1, ack=flow.rcv_nxt - (state in ("CLOSING", "LAST-ACK")),
+                  why="the tester's FIN again, as if the ACK were lost")
+    else:
+        flow.send("FA", why="the tester's FIN")
+    flow.expect("A", ack=flow.snd_nxt, within=1.0, why="the FIN acknowledged")
+    if state in ("ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2"):
+        eof = dut.recv(connection.sock, 100, ["MSG_DONTWAIT"])
+        tb.observe("recv_after_fin", str(eof))
+        assert eof == b"", f"recv after the FIN: {eof!r}, not end of file"  # 3.6 MUST-12
+
+
+@requirement("RFC9293-3.10.7.4k")
+def test_ack_of_unsent_data_is_dropped(dut: Dut, tb: Testbench) -> None:
+    """A segment acknowledging data the DUT never sent is dropped, its data undelivered,
+    and answered with an ACK (RFC 9293 3.10.7.4 fifth, ESTABLISHED)."""
+    connection = enter_state(dut, tb, "ESTABLISHED", PORT)
+    flow = connection.flow
+    flow.send("PA", b"acks the future", ack=flow.rcv_nxt + 1000, advance=False,
+              why="data whose ACK field is 1000 octets beyond SND.NXT")
+    answer = tb.expect_or_none(empty_ack_template(flow), within=QUIET_S,
+                               why="an ACK of what the DUT really has")
+    tb.observe("ack_for_unsent_ack", answer is not None)
+    received = dut.recv(connection.sock, 100, ["MSG_DONTWAIT"])
+    tb.observe("recv_after_bad_ack", str(received))
+    assert received == Errno("EAGAIN"), f"the segment's data was delivered: {received!r}"
+    assert answer is not None, "no ACK answered the segment acknowledging unsent data"
