@@ -1,0 +1,124 @@
+"""Reset generation and processing outside the synchronized states (RFC 9293 3.5.2,
+3.5.3, 3.10.7.1-2) and RSTs that carry data or meet a zero window (3.4, 3.5.3)."""
+
+from scapy.layers.inet import TCP
+
+from conformance.case import Errno, requirement
+from conformance.targets.dut import Dut
+from conformance.testbench.bench import Testbench
+from conformance.testbench.tcp import MOD, TcpFlow
+from conformance.testbench.tcp_states import enter_state, listen
+
+PORT = 5030
+CLOSED_PORT = 5039  # nothing listens there
+QUIET_S = 0.5
+
+
+@requirement("RFC9293-3.5.2a")
+def test_segment_with_ack_to_a_closed_port_draws_rst(dut: Dut, tb: Testbench) -> None:
+    """An ACK-bearing segment to a closed port draws <SEQ=SEG.ACK><CTL=RST>."""
+    flow = TcpFlow(tb, tb.host, sport=43100, dport=CLOSED_PORT, dut_isn=7_000_000)
+    flow.send("PA", b"hello", why="data with ACK to a closed port")
+    reset = tb.expect(flow.template(), within=1.0, why="the reset")
+    assert str(reset[TCP].flags) == "R", f"flags {reset[TCP].flags}, not RST alone"
+    assert reset[TCP].seq == 7_000_000, "the RST's SEQ is not SEG.ACK"
+    assert len(reset[TCP].payload) == 0
+
+
+@requirement("RFC9293-3.5.2a")
+def test_segment_without_ack_to_a_closed_port_draws_rst_ack(dut: Dut, tb: Testbench) -> None:
+    """A SYN with data and FIN (SEG.LEN = 1 + 5 + 1) to a closed port draws
+    <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>."""
+    flow = TcpFlow(tb, tb.host, sport=43101, dport=CLOSED_PORT)
+    flow.send("SF", b"hello", why="SYN with data and FIN to a closed port")
+    reset = tb.expect(flow.template(), within=1.0, why="the reset")
+    assert str(reset[TCP].flags) == "RA", f"flags {reset[TCP].flags}, not RST,ACK"
+    assert reset[TCP].seq == 0, "the RST's SEQ is not zero"
+    assert reset[TCP].ack == (flow.isn + 7) % MOD, "the RST's ACK is not SEG.SEQ+SEG.LEN"
+
+
+@requirement("RFC9293-3.5.2b")
+def test_rst_to_a_closed_port_is_not_answered(dut: Dut, tb: Testbench) -> None:
+    """A reset to a closed port draws nothing."""
+    flow = TcpFlow(tb, tb.host, sport=43102, dport=CLOSED_PORT, dut_isn=7_000_000)
+    flow.send("RA", why="an RST,ACK for no connection")
+    flow.send("R", seq=5, why="an RST for no connection")
+    flow.expect_none(within=QUIET_S, why="a reset is never answered")
+
+
+@requirement("RFC9293-3.5.3c")
+def test_listener_ignores_rst(dut: Dut, tb: Testbench) -> None:
+    """An RST to a listener is ignored: no answer, and the listener still accepts."""
+    listener = listen(dut, PORT)
+    stray = TcpFlow(tb, tb.host, sport=43103, dport=PORT, dut_isn=7_000_000)
+    stray.send("R", why="an RST to the listener")
+    stray.expect_none(within=QUIET_S, why="nothing answers the RST")
+    TcpFlow(tb, tb.host, sport=43104, dport=PORT).connect()
+    assert isinstance(dut.accept(listener), tuple)
+
+
+@requirement("RFC9293-3.10.7.2a", "RFC9293-3.5.2c")
+def test_listener_answers_ack_with_rst(dut: Dut, tb: Testbench) -> None:
+    """An ACK-bearing segment to a listener draws <SEQ=SEG.ACK><CTL=RST>; the listener
+    keeps listening."""
+    listener = listen(dut, PORT)
+    stray = TcpFlow(tb, tb.host, sport=43105, dport=PORT, dut_isn=7_000_000)
+    stray.send("A", ack=123, why="an ACK for a connection the listener never had")
+    reset = tb.expect(stray.template(), within=1.0, why="the reset")
+    assert str(reset[TCP].flags) == "R", f"flags {reset[TCP].flags}"
+    assert reset[TCP].seq == 7_000_123, "the RST's SEQ is not SEG.ACK"
+    TcpFlow(tb, tb.host, sport=43106, dport=PORT).connect()
+    assert isinstance(dut.accept(listener), tuple)
+
+
+@requirement("RFC9293-3.5.3b", "RFC1122-4.2.2.12")
+def test_rst_carrying_data_resets(dut: Dut, tb: Testbench) -> None:
+    """An RST with data in it (a diagnostic text) resets the connection all the same."""
+    connection = enter_state(dut, tb, "ESTABLISHED", PORT)
+    connection.flow.send("R", b"diagnostic: going away", why="an RST at RCV.NXT with data")
+    received = dut.recv(connection.sock, 100)
+    tb.observe("recv_after_rst_with_data", str(received))
+    assert received == Errno("ECONNRESET"), f"recv: {received!r}"
+
+
+@requirement("RFC9293-3.6a", "RFC1122-4.2.2.13f")
+def test_rst_is_reported_to_a_blocked_recv(dut: Dut, tb: Testbench) -> None:
+    """A recv waiting on the connection returns ECONNRESET when the RST arrives."""
+    connection = enter_state(dut, tb, "ESTABLISHED", PORT)
+    blocked = dut.start("recv", sock=connection.sock, size=100, flags=[])
+    connection.flow.send("R", why="an RST at RCV.NXT")
+    assert blocked.wait(2.0), "the blocked recv was not woken by the reset"
+    assert blocked.result(timeout=1.0) == Errno("ECONNRESET")
+
+
+RCVBUF = 2048
+CHUNK = 1000
+
+
+@requirement("RFC9293-3.4a")
+def test_rst_is_processed_with_a_zero_window(dut: Dut, tb: Testbench) -> None:
+    """With its receive window full (the application reads nothing), the DUT still
+    acts on an RST at RCV.NXT."""
+    listener = dut.socket("tcp")
+    dut.setsockopt(listener, "SO_RCVBUF", RCVBUF)  # inherited by the accepted socket
+    dut.bind(listener, dut.ip, PORT)
+    dut.listen(listener, 8)
+    flow = TcpFlow(tb, tb.host, sport=43107, dport=PORT)
+    flow.connect()
+    connection, _ = dut.accept(listener)
+    window = 1
+    for _ in range(64):  # fill the window: each ACK tells how much room is left
+        flow.send("PA", b"x" * CHUNK, why="data the application does not read")
+        ack = flow.expect("A", within=1.0, why="the ACK with the window left")
+        flow.snd_nxt = flow.relative_ack(ack)
+        window = int(ack[TCP].window)
+        if window == 0:
+            break
+    tb.observe("window_closed", window == 0)
+    assert window == 0, "the receive window never closed"
+    flow.send("R", why="an RST at RCV.NXT while the window is zero")
+    flow.send("PA", b"probe", seq=flow.snd_nxt + (1 << 20), why="a probe")
+    probe = tb.expect([flow.template("R"), flow.template("A")], within=1.0,
+                      why="a reset: the connection is gone")
+    assert probe[TCP].flags.R, "the RST was ignored while the window was zero"
+    assert dut.getsockopt(connection, "SO_ERROR") == "ECONNRESET"
