@@ -1,0 +1,116 @@
+"""Connections set up for data-transfer cases, and the DUT's data segments read off the wire.
+
+Two ways to a connection: the tester opens it (`open_to_dut`: the DUT listens and
+accepts) or the DUT opens it (`open_from_dut`: the tester answers the DUT's SYN). Either
+way the case gets a `TcpFlow` with relative sequence numbers and the DUT's socket handle.
+"""
+
+import time
+from dataclasses import dataclass
+
+from scapy.layers.inet import IP, TCP
+
+from conformance.errors import HarnessError
+from conformance.lab.addressing import Host
+from conformance.targets.dut import Dut, Errno
+from conformance.testbench.bench import ExpectationFailed, Received, Testbench
+from conformance.testbench.tcp import TcpFlow
+
+
+@dataclass
+class Connection:
+    flow: TcpFlow
+    sock: int
+    syn: Received | None = None  # the DUT's SYN, when the DUT opened the connection
+
+
+def open_to_dut(
+    dut: Dut, tb: Testbench, port: int, *, sport: int, mss: int | None = 1460,
+    window: int = 65535, rcvbuf: int | None = None, source: Host | None = None,
+) -> Connection:
+    """The tester connects to a DUT listener (SYN with an MSS option unless `mss` is None)
+    and the DUT accepts. `rcvbuf` sets SO_RCVBUF on the listener before listen()."""
+    listener = dut.socket("tcp")
+    dut.setsockopt(listener, "SO_REUSEADDR", 1)
+    if rcvbuf is not None:
+        dut.setsockopt(listener, "SO_RCVBUF", rcvbuf)
+    dut.bind(listener, dut.ip, port)
+    dut.listen(listener, 4)
+    accepting = dut.start("accept", sock=listener)
+    flow = TcpFlow(tb, source or tb.host, sport=sport, dport=port, window=window,
+                   mss=mss or 536)
+    options: list[tuple[str, object]] = [("MSS", mss)] if mss is not None else []
+    flow.send("S", options=options, why=f"SYN from port {sport}"
+              + ("" if mss is not None else ", without an MSS option"))
+    flow.expect_synack(within=1.0)
+    flow.send("A", why="ACK completing the handshake")
+    accepted = accepting.result(timeout=2.0)
+    if isinstance(accepted, Errno):
+        raise HarnessError(f"accept failed: {accepted}")
+    return Connection(flow, accepted[0])
+
+
+def open_from_dut(
+    dut: Dut, tb: Testbench, port: int, *, host: Host | None = None, mss: int = 1460,
+    window: int = 65535,
+) -> Connection:
+    """The DUT connects to `host` (the tester by default), which answers its SYN."""
+    peer = host or tb.host
+    sock = dut.socket("tcp")
+    connecting = dut.start("connect", sock=sock, addr=peer.ip, port=port)
+    syn = tb.expect(IP(src=dut.ip, dst=peer.ip) / TCP(dport=port, flags="S"), within=1.0,
+                    why="the DUT's SYN")
+    flow = TcpFlow(tb, peer, sport=port, dport=syn[TCP].sport, window=window, mss=mss)
+    flow.dut_isn, flow.rcv_nxt = syn[TCP].seq, 1
+    flow.send("SA", options=[("MSS", mss)], why="SYN-ACK from the tester")
+    flow.expect("A", ack=flow.snd_nxt, within=1.0, why="the DUT's ACK completing the handshake")
+    result = connecting.result(timeout=2.0)
+    if result is not None:
+        raise HarnessError(f"connect failed: {result}")
+    return Connection(flow, sock, syn)
+
+
+def payload(received: Received) -> bytes:
+    return bytes(received[TCP].payload)
+
+
+def next_data(flow: TcpFlow, *, within: float, why: str = "a data segment") -> Received:
+    """The next segment of the flow that carries data (pure ACKs on the way are skipped)."""
+    deadline = time.monotonic() + within
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ExpectationFailed(f"no data segment from the DUT within {within}s ({why})")
+        segment = flow.expect(within=remaining, why=why)
+        if len(segment[TCP].payload) > 0:
+            return segment
+
+
+def next_data_or_none(flow: TcpFlow, *, within: float, why: str) -> Received | None:
+    try:
+        return next_data(flow, within=within, why=why)
+    except ExpectationFailed:
+        return None
+
+
+def receive_stream(flow: TcpFlow, length: int, *, within: float, ack: bool = True,
+                   window: int | None = None) -> list[Received]:
+    """Data segments until the DUT's first `length` data octets have all arrived in order,
+    acknowledging each (unless `ack` is False). Returns every data segment seen."""
+    segments: list[Received] = []
+    while flow.rcv_nxt < 1 + length:
+        segment = next_data(flow, within=within, why=f"data up to octet {length}")
+        segments.append(segment)
+        if ack:
+            flow.send("A", why=f"ACK of the DUT's data up to {flow.rcv_nxt}", window=window)
+    return segments
+
+
+def data_of(segments: list[Received], flow: TcpFlow) -> bytes:
+    """The byte stream the segments carry, reassembled by relative sequence number."""
+    stream: dict[int, int] = {}
+    for segment in segments:
+        start = flow.relative_seq(segment)
+        for offset, octet in enumerate(payload(segment)):
+            stream.setdefault(start + offset, octet)
+    return bytes(stream[index] for index in sorted(stream))

@@ -1,0 +1,215 @@
+"""Retransmission and congestion control (RFC 9293 3.8.1-3.8.3 with RFC 6298 and RFC 5681;
+RFC 1122 4.2.3.1, 4.2.3.5).
+
+The tester withholds ACKs and reads the times of the DUT's retransmissions off the
+capture. Tolerances are stated next to each judgement; timers on a loaded 2-core machine
+run late rather than early, so lower bounds are tight and upper bounds generous.
+"""
+
+import itertools
+import time
+
+from scapy.layers.inet import IP, TCP
+
+from conformance.case import Errno, requirement, slow
+from conformance.targets.dut import Dut, PendingCall
+from conformance.testbench.bench import Received, Testbench
+from conformance.testbench.tcp import TcpFlow
+from conformance.testbench.tcp_data import (
+    Connection,
+    next_data,
+    next_data_or_none,
+    open_to_dut,
+    payload,
+)
+
+PORT = 5120
+SILENT_PORT = 5121  # the tester never answers SYNs to it
+
+
+def unanswered_syns(dut: Dut, tb: Testbench, count: int) -> tuple[list[Received], PendingCall]:
+    """A connect() whose SYN the tester ignores: the first SYN and `count` retransmissions."""
+    sock = dut.socket("tcp")
+    connecting = dut.start("connect", sock=sock, addr=tb.ip, port=SILENT_PORT)
+    template = IP(src=dut.ip, dst=tb.ip) / TCP(dport=SILENT_PORT, flags="S")
+    syns = [tb.expect(template, within=1.0, why="the DUT's SYN")]
+    for attempt in range(1, count + 1):
+        syns.append(tb.expect(template, within=4.0 * 2 ** attempt,
+                              why=f"SYN retransmission {attempt}"))
+    return syns, connecting
+
+
+def intervals(segments: list[Received]) -> list[float]:
+    return [round(later.time_s - earlier.time_s, 3)
+            for earlier, later in itertools.pairwise(segments)]
+
+
+@requirement("RFC9293-3.8.3g", "RFC1122-4.2.3.1", "RFC1122-4.2.3.1c")
+def test_unanswered_syn_is_retransmitted_with_backoff(dut: Dut, tb: Testbench) -> None:
+    """An unanswered SYN is sent again, same sequence number, each interval at least 1.5
+    times the one before (exponential backoff)."""
+    syns, _ = unanswered_syns(dut, tb, 3)
+    gaps = intervals(syns)
+    tb.observe("syn_intervals_s", gaps)
+    assert len({syn[TCP].seq for syn in syns}) == 1, "the retransmitted SYNs differ in sequence"
+    for earlier, later in itertools.pairwise(gaps):
+        assert later >= 1.5 * earlier, f"no exponential backoff: intervals {gaps} s"
+
+
+@requirement("RFC1122-4.2.3.1d")
+def test_initial_rto_is_about_one_second(dut: Dut, tb: Testbench) -> None:
+    """The first SYN retransmission comes about 1 s after the SYN (RFC 6298 2.1), judged
+    within 0.9-1.5 s."""
+    syns, _ = unanswered_syns(dut, tb, 1)
+    first = round(syns[1].time_s - syns[0].time_s, 3)
+    tb.observe("initial_rto_s", first)
+    assert 0.9 <= first <= 1.5, f"first SYN retransmission after {first} s, not about 1 s"
+
+
+DATA = bytes(range(256)) * 40  # 10240 octets
+
+
+def unacknowledged_data(dut: Dut, tb: Testbench, sport: int, size: int = 100,
+                        mss: int = 1460) -> tuple[Connection, Received]:
+    connection = open_to_dut(dut, tb, PORT, sport=sport, mss=mss)
+    assert dut.send(connection.sock, DATA[:size]) == size
+    first = next_data(connection.flow, within=1.0, why="the data the tester will not ACK")
+    return connection, first
+
+
+@requirement("RFC9293-3.8.1a", "RFC9293-3.8.2a", "RFC1122-4.2.3.1", "RFC1122-4.2.3.1b",
+             "RFC9293-3.8.1b")
+def test_unacknowledged_data_is_retransmitted_with_backoff(dut: Dut, tb: Testbench) -> None:
+    """Data the peer never acknowledges is sent again after the RTO, and again after
+    intervals that grow at least 1.5 times each (RFC 6298 5.5)."""
+    connection, first = unacknowledged_data(dut, tb, 43200)
+    flow, start = connection.flow, connection.flow.relative_seq(first)
+    sent = [first]
+    for attempt in range(1, 4):
+        again = flow.expect(seq=start, within=4.0 * 2 ** attempt,
+                            why=f"retransmission {attempt} of the unacknowledged data")
+        assert payload(again)[:1] == payload(first)[:1], "the retransmission carries other data"
+        sent.append(again)
+    gaps = intervals(sent)
+    tb.observe("rto_s", gaps[0])
+    tb.observe("retransmission_intervals_s", gaps)
+    tb.observe("same_ip_id", sent[1][IP].id == first[IP].id)
+    for earlier, later in itertools.pairwise(gaps):
+        assert later >= 1.5 * earlier, f"no exponential backoff: intervals {gaps} s"
+
+
+@requirement("RFC9293-3.8.2e", "RFC9293-3.8.2a")
+def test_first_flight_is_within_the_initial_window(dut: Dut, tb: Testbench) -> None:
+    """With 30 segments' worth of data and a 65535-octet window, the DUT sends at most
+    the initial window (RFC 6928: min(10 MSS, max(2 MSS, 14600))) before an ACK comes;
+    after one ACK of it all, the next flight is at most twice as large (slow start)."""
+    mss = 1000
+    connection = open_to_dut(dut, tb, PORT, sport=43201, mss=mss)
+    flow = connection.flow
+    assert dut.send(connection.sock, DATA * 3) == len(DATA) * 3
+    initial_window = min(10 * mss, max(2 * mss, 14600))
+    flight = flight_until_quiet(flow)
+    first_flight = sum(len(payload(segment)) for segment in flight)
+    tb.observe("first_flight_octets", first_flight)
+    assert 0 < first_flight <= initial_window, (
+        f"{first_flight} octets in the first flight, initial window {initial_window}")
+    flow.rcv_nxt = max(flow.relative_seq(s) + len(payload(s)) for s in flight)
+    flow.send("A", why="one ACK of the whole first flight")
+    second_flight = sum(len(payload(segment)) for segment in flight_until_quiet(flow))
+    tb.observe("second_flight_octets", second_flight)
+    assert second_flight <= 2 * first_flight + mss, (
+        f"{second_flight} octets after one ACK of {first_flight}: more than slow start allows")
+
+
+def flight_until_quiet(flow: TcpFlow, quiet: float = 0.15) -> list[Received]:
+    """Data segments until none has come for `quiet` seconds (retransmissions excluded:
+    the RTO is longer than the window, and a segment below the highest seen ends it)."""
+    segments: list[Received] = []
+    highest = -1
+    while True:
+        segment = next_data_or_none(flow, within=quiet, why="the flight")
+        if segment is None:
+            return segments
+        start = flow.relative_seq(segment)
+        if start <= highest:
+            return segments
+        highest = start
+        segments.append(segment)
+
+
+@requirement("RFC9293-3.8.2d")
+def test_third_duplicate_ack_triggers_fast_retransmit(dut: Dut, tb: Testbench) -> None:
+    """Three duplicate ACKs for the first of five segments bring its retransmission within
+    0.1 s, well before the RTO (RFC 5681 3.2)."""
+    mss = 1000
+    connection = open_to_dut(dut, tb, PORT, sport=43202, mss=mss)
+    flow = connection.flow
+    assert dut.send(connection.sock, DATA[:5 * mss]) == 5 * mss
+    segments = [next_data(flow, within=1.0, why=f"segment {n + 1} of 5") for n in range(5)]
+    lost = segments[0]
+    flow.rcv_nxt = flow.relative_seq(lost)  # the first segment "was lost"
+    for n in range(3):
+        flow.send("A", why=f"duplicate ACK {n + 1} (segment 1 missing)")
+    third = tb.capture.frames[-1]
+    again = flow.expect(seq=flow.relative_seq(lost), within=1.0,
+                        why="segment 1 again: fast retransmit")
+    delay = round(again.time_s - third.time_s, 3)
+    tb.observe("fast_retransmit_delay_s", delay)
+    assert delay <= 0.1, f"segment 1 came again {delay} s after the third duplicate ACK"
+
+
+USER_TIMEOUT_MS = 2000
+
+
+@requirement("RFC9293-3.8.3a", "RFC9293-3.8.3c", "RFC1122-4.2.3.5a", "RFC1122-4.2.3.5b",
+             "RFC9293-3.9.1.8a")
+def test_user_timeout_aborts_a_connection_with_etimedout(dut: Dut, tb: Testbench) -> None:
+    """With R2 set to 2 s (TCP_USER_TIMEOUT), data never acknowledged ends the connection
+    with ETIMEDOUT, after retransmissions, within 2-8 s of the first transmission."""
+    connection = open_to_dut(dut, tb, PORT, sport=43203)
+    dut.setsockopt(connection.sock, "TCP_USER_TIMEOUT", USER_TIMEOUT_MS)
+    assert dut.send(connection.sock, b"x" * 100) == 100
+    first = next_data(connection.flow, within=1.0, why="data the tester will never ACK")
+    reading = dut.start("recv", sock=connection.sock, size=100, flags=[])
+    assert reading.wait(8.0), "the connection was not aborted within 8 s"
+    ended = time.monotonic()
+    result = reading.result(timeout=1.0)
+    tb.observe("recv_result", str(result))
+    retransmissions = [frame for frame in tb.capture.frames[first.frame.number:]
+                       if frame.sender == "dut"]
+    tb.observe("frames_after_first", len(retransmissions))
+    assert result == Errno("ETIMEDOUT"), f"recv returned {result}"
+    lasted = ended - first.time_s
+    tb.observe("lasted_s", round(lasted, 1))
+    assert lasted >= USER_TIMEOUT_MS / 1000 - 0.1, f"aborted after {lasted:.1f} s"
+    assert retransmissions, "aborted without a single retransmission"
+
+
+@slow
+@requirement("RFC9293-3.8.3f", "RFC1122-4.2.3.5d")
+def test_r2_is_at_least_100_seconds(dut: Dut, tb: Testbench) -> None:
+    """Data never acknowledged does not end the connection within 100 s (default R2)."""
+    connection, first = unacknowledged_data(dut, tb, 43204)
+    pause = max(0.0, first.time_s + 100 - time.monotonic())
+    # Wait on the DUT itself: a poll for an error that must not come within the window.
+    events = dut.call("poll", sock=connection.sock, events=["POLLIN"],
+                      timeout_ms=int(pause * 1000), timeout=pause + 10)
+    tb.observe("poll_during_100_s", events)
+    assert "POLLERR" not in events, f"the connection failed within 100 s: {events}"
+
+
+@slow
+@requirement("RFC9293-3.8.3h", "RFC1122-4.2.3.5e")
+def test_syn_retransmissions_last_at_least_3_minutes(dut: Dut, tb: Testbench) -> None:
+    """connect() to a host that never answers keeps trying for at least 3 minutes."""
+    sock = dut.socket("tcp")
+    connecting = dut.start("connect", sock=sock, addr=tb.ip, port=SILENT_PORT)
+    syn = tb.expect(IP(src=dut.ip, dst=tb.ip) / TCP(dport=SILENT_PORT, flags="S"),
+                    within=1.0, why="the DUT's SYN")
+    gave_up = connecting.wait(200.0)
+    lasted = time.monotonic() - syn.time_s
+    tb.observe("gave_up", gave_up)
+    if gave_up:
+        tb.observe("connect_result", str(connecting.result(timeout=1.0)))
+        tb.observe("lasted_s", round(lasted))
+    assert not gave_up or lasted >= 180, f"connect() gave up after {lasted:.0f} s"

@@ -1,0 +1,308 @@
+"""ICMP errors and path MTU discovery for TCP (RFC 9293 3.7.2, 3.9.2.2, 3.9.2.3; RFC 1122
+4.2.3.9, 4.2.3.10; RFC 1191).
+
+Hard errors (protocol or port unreachable) end a connection attempt; soft errors
+(network or host unreachable, source route failed, time exceeded, parameter problem)
+never abort a connection; a Datagram Too Big lowers the size of the segments the DUT
+sends, retransmissions included. Every ICMP message quotes a segment the DUT really sent.
+"""
+
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP
+
+from conformance.case import Errno, Unsupported, requirement
+from conformance.targets.dut import Dut, PendingCall
+from conformance.testbench.bench import Received, Testbench
+from conformance.testbench.tcp import TcpFlow
+from conformance.testbench.tcp_data import (
+    Connection,
+    data_of,
+    next_data,
+    next_data_or_none,
+    open_from_dut,
+    open_to_dut,
+    payload,
+)
+
+PORT = 5110
+QUIET_S = 0.5
+FRAG_NEEDED = {"type": 3, "code": 4}
+
+
+def connection_attempt(dut: Dut, tb: Testbench) -> tuple[int, Received, PendingCall]:
+    """A blocking connect from the DUT to the tester, whose SYN the tester leaves
+    unanswered. Returns the socket, the SYN and the pending connect call."""
+    sock = dut.socket("tcp")
+    connecting = dut.start("connect", sock=sock, addr=tb.ip, port=PORT)
+    syn = tb.expect(IP(src=dut.ip, dst=tb.ip) / TCP(dport=PORT, flags="S"), within=1.0,
+                    why="the DUT's SYN")
+    return sock, syn, connecting
+
+
+def answer_with_icmp(tb: Testbench, offending: Received, *, type: int, code: int,
+                     what: str) -> None:
+    error = tb.icmp_error(offending.packet, type=type, code=code, source=tb.router)
+    tb.send(error, why=f"router: {what}, quoting frame {offending.frame.number}")
+
+
+HARD_ERRORS = [
+    pytest.param(2, "ENOPROTOOPT", id="protocol-unreachable"),
+    pytest.param(3, "ECONNREFUSED", id="port-unreachable"),
+]
+
+
+@requirement("RFC9293-3.9.2.2c", "RFC9293-3.9.2.2a", "RFC1122-4.2.3.9c")
+@pytest.mark.parametrize(("code", "errno_name"), HARD_ERRORS)
+def test_hard_error_aborts_a_connection_attempt(
+    dut: Dut, tb: Testbench, code: int, errno_name: str
+) -> None:
+    """A Destination Unreachable with a hard code (2 protocol, 3 port) for the DUT's SYN
+    ends the connect() with an error, and the SYN is not retransmitted."""
+    _, syn, connecting = connection_attempt(dut, tb)
+    answer_with_icmp(tb, syn, type=3, code=code, what=f"destination unreachable code {code}")
+    assert connecting.wait(1.0), "connect() still blocked 1 s after a hard ICMP error"
+    result = connecting.result(timeout=1.0)
+    tb.observe("connect_result", str(result))
+    assert isinstance(result, Errno), f"connect() returned {result} after a hard ICMP error"
+    tb.observe("errno_is_the_usual_one", result == Errno(errno_name))
+    # The SYN retransmission timer (about 1 s) would fire within this window.
+    tb.expect_none(IP(src=dut.ip) / TCP(dport=PORT, flags="S"), within=1.5,
+                   why="the attempt is over: no SYN retransmission")
+
+
+SOFT_ERRORS = [
+    pytest.param(3, 0, id="net-unreachable"),
+    pytest.param(3, 1, id="host-unreachable"),
+    pytest.param(3, 5, id="source-route-failed"),
+    pytest.param(11, 0, id="time-exceeded"),
+    pytest.param(12, 0, id="parameter-problem"),
+]
+
+
+@requirement("RFC9293-3.9.2.2c")
+def test_soft_error_during_a_connection_attempt(dut: Dut, tb: Testbench) -> None:
+    """A host unreachable for the DUT's SYN: many stacks end the attempt (RFC 5461 4),
+    others retransmit the SYN; recorded."""
+    _, syn, connecting = connection_attempt(dut, tb)
+    answer_with_icmp(tb, syn, type=3, code=1, what="host unreachable")
+    ended = connecting.wait(1.5)
+    tb.observe("attempt_ended", ended)
+    if ended:
+        tb.observe("connect_result", str(connecting.result(timeout=1.0)))
+
+
+def dut_sends(connection: Connection, data: bytes, dut: Dut, why: str) -> Received:
+    assert dut.send(connection.sock, data) == len(data)
+    return next_data(connection.flow, within=1.0, why=why)
+
+
+def still_alive(dut: Dut, connection: Connection, sent: Received, tb: Testbench) -> None:
+    """The connection works after an ICMP error: the data is (re)sent and acknowledged,
+    and data from the tester reaches the application."""
+    flow = connection.flow
+    start = flow.relative_seq(sent)
+    retransmission = next_data_or_none(flow, within=2.0, why="the data again, not aborted")
+    if retransmission is not None:
+        tb.observe("retransmitted", flow.relative_seq(retransmission) == start)
+    flow.rcv_nxt = start + len(payload(sent))
+    flow.send("PA", b"still there?", why="ACK of the data, with data of the tester's own")
+    received = dut.recv(connection.sock, 100, [])
+    assert received == b"still there?", f"recv after the ICMP error: {received}"
+
+
+@requirement("RFC9293-3.9.2.2b", "RFC9293-3.9.2.2a", "RFC1122-4.2.3.9a", "RFC1122-4.2.3.9d")
+@pytest.mark.parametrize(("type_", "code"), SOFT_ERRORS)
+def test_soft_error_does_not_abort_an_established_connection(
+    dut: Dut, tb: Testbench, type_: int, code: int
+) -> None:
+    """A soft ICMP error (destination unreachable 0, 1, 5; time exceeded; parameter
+    problem) about an established connection's data does not abort the connection."""
+    connection = open_to_dut(dut, tb, PORT, sport=43000)
+    sent = dut_sends(connection, b"x" * 100, dut, "data the ICMP error will quote")
+    answer_with_icmp(tb, sent, type=type_, code=code, what=f"ICMP type {type_} code {code}")
+    tb.observe("so_error_after_icmp", str(dut.getsockopt(connection.sock, "SO_ERROR")))
+    still_alive(dut, connection, sent, tb)
+    # Whether a soft error shows without asking (IP_RECVERR) is the API's choice: recorded.
+    tb.observe("so_error_at_the_end", str(dut.getsockopt(connection.sock, "SO_ERROR")))
+
+
+@requirement("RFC9293-3.9.2.2d", "RFC1122-4.2.3.9e", "RFC9293-3.9.1.8a")
+def test_soft_error_is_made_available_to_the_application(dut: Dut, tb: Testbench) -> None:
+    """A host unreachable about an established connection reaches the application that
+    asked for error reports (IP_RECVERR on Linux): in SO_ERROR or the error queue."""
+    connection = open_to_dut(dut, tb, PORT, sport=43001)
+    dut.setsockopt(connection.sock, "IP_RECVERR", 1)
+    sent = dut_sends(connection, b"x" * 100, dut, "data the ICMP error will quote")
+    answer_with_icmp(tb, sent, type=3, code=1, what="host unreachable")
+    events = dut.poll(connection.sock, ["POLLIN"], timeout_ms=1000)
+    tb.observe("poll_after_icmp", events)
+    so_error = dut.getsockopt(connection.sock, "SO_ERROR")
+    queued = dut.recvmsg(connection.sock, 100, ["MSG_ERRQUEUE", "MSG_DONTWAIT"])
+    tb.observe("so_error", str(so_error))
+    tb.observe("errqueue", str(queued.errqueue.errno) if not isinstance(queued, Errno)
+               and queued.errqueue else str(queued))
+    reported = so_error == "EHOSTUNREACH" or (
+        not isinstance(queued, Errno) and queued.errqueue is not None
+        and queued.errqueue.errno == "EHOSTUNREACH")
+    assert reported, "the host unreachable was not reported to the application"
+
+
+@requirement("RFC9293-3.9.2.2e")
+def test_source_quench_is_silently_discarded(dut: Dut, tb: Testbench) -> None:
+    """A Source Quench about an established connection's data is ignored: no error for
+    the application (not even with IP_RECVERR), and the connection carries on."""
+    connection = open_to_dut(dut, tb, PORT, sport=43002)
+    dut.setsockopt(connection.sock, "IP_RECVERR", 1)
+    sent = dut_sends(connection, b"x" * 100, dut, "data the Source Quench will quote")
+    answer_with_icmp(tb, sent, type=4, code=0, what="source quench")
+    events = dut.poll(connection.sock, ["POLLIN"], timeout_ms=int(QUIET_S * 1000))
+    assert "POLLERR" not in events, f"poll after a Source Quench: {events}"
+    queued = dut.recvmsg(connection.sock, 100, ["MSG_ERRQUEUE", "MSG_DONTWAIT"])
+    assert queued == Errno("EAGAIN"), f"the Source Quench was reported: {queued}"
+    still_alive(dut, connection, sent, tb)
+
+
+# ---- path MTU discovery -------------------------------------------------------------------
+
+NEXT_HOP_MTU = 1280
+DATA = bytes(range(256)) * 16  # 4096 octets, several full segments
+
+
+def full_segments_to_remote(dut: Dut, tb: Testbench) -> tuple[Connection, list[Received]]:
+    """The DUT connects to a host beyond the router (MSS 1460) and sends DATA; the tester
+    holds its ACKs, so the first flight stays unacknowledged."""
+    connection = open_from_dut(dut, tb, PORT, host=tb.remote)
+    assert dut.send(connection.sock, DATA) == len(DATA)
+    first = next_data(connection.flow, within=1.0, why="the first full-sized segment")
+    return connection, [first]
+
+
+def too_big(tb: Testbench, segment: Received) -> None:
+    tb.send(tb.icmp_error(segment.packet, mtu=NEXT_HOP_MTU, source=tb.router, **FRAG_NEEDED),
+            why=f"router: fragmentation needed, next-hop MTU {NEXT_HOP_MTU}, quoting frame "
+                f"{segment.frame.number}")
+
+
+def collect_everything(flow: TcpFlow, segments: list[Received], length: int) -> None:
+    """Read data segments, acknowledging in order, until the whole stream has arrived."""
+    while flow.rcv_nxt < 1 + length:
+        segment = next_data(flow, within=3.0, why="the rest of the data")
+        segments.append(segment)
+        flow.send("A", why=f"ACK up to {flow.rcv_nxt}")
+
+
+@requirement("RFC1191-3a", "RFC1191-3b", "RFC9293-3.7.1e")
+def test_datagram_too_big_lowers_the_segment_size(dut: Dut, tb: Testbench) -> None:
+    """After a Datagram Too Big (next-hop MTU 1280) for a full-sized segment, the DUT sends
+    that data again, and everything after it, in datagrams of at most 1280 octets; the
+    stream arrives intact."""
+    connection, segments = full_segments_to_remote(dut, tb)
+    flow = connection.flow
+    big = segments[0]
+    assert big[IP].len > NEXT_HOP_MTU, f"first segment only {big[IP].len} octets"
+    too_big(tb, big)
+    lost_seq = flow.relative_seq(big)
+    flow.rcv_nxt = lost_seq  # take the stream again from the lost segment
+    retransmission = flow.expect(seq=lost_seq, within=2.0,
+                                 why="the quoted data sent again, smaller")
+    tb.observe("retransmission_delay_s", round(retransmission.time_s - big.time_s, 3))
+    tb.observe("retransmission_ip_len", retransmission[IP].len)
+    assert retransmission[IP].len <= NEXT_HOP_MTU, (
+        f"retransmitted in a {retransmission[IP].len}-octet datagram after MTU {NEXT_HOP_MTU}")
+    segments.append(retransmission)
+    flow.send("A", why=f"ACK up to {flow.rcv_nxt}")
+    collect_everything(flow, segments, len(DATA))
+    after = [segment for segment in segments if segment.time_s >= retransmission.time_s]
+    sizes = sorted({segment[IP].len for segment in after})
+    tb.observe("sizes_after", sizes)
+    assert all(size <= NEXT_HOP_MTU for size in sizes), f"datagrams after the ICMP: {sizes}"
+    assert data_of(segments, flow)[: len(DATA)] == DATA, "the stream arrived damaged"
+    try:
+        tb.observe("ip_mtu", dut.getsockopt(connection.sock, "IP_MTU"))
+    except Unsupported:
+        tb.observe("ip_mtu", "unsupported")
+
+
+@requirement("RFC1191-2")
+def test_tcp_segments_carry_df(dut: Dut, tb: Testbench) -> None:
+    """TCP segments are sent with DF set (path MTU discovery in use): recorded."""
+    connection = open_from_dut(dut, tb, PORT, host=tb.remote)
+    sent = dut_sends(connection, b"x" * 100, dut, "a data segment")
+    assert connection.syn is not None
+    tb.observe("syn_df", bool(connection.syn[IP].flags.DF))
+    tb.observe("data_df", bool(sent[IP].flags.DF))
+
+
+# ---- address validation (RFC 9293 3.9.2.3, RFC 1122 4.2.3.10) ----------------------------
+
+INVALID_REMOTE = [
+    pytest.param("192.0.2.255", id="directed-broadcast"),
+    pytest.param("255.255.255.255", id="limited-broadcast"),
+    pytest.param("224.0.0.1", id="multicast"),
+]
+
+
+@requirement("RFC9293-3.9.2.3a", "RFC1122-4.2.3.10a")
+@pytest.mark.parametrize("address", INVALID_REMOTE)
+def test_connect_to_broadcast_or_multicast_is_refused(
+    dut: Dut, tb: Testbench, address: str
+) -> None:
+    """connect() to a broadcast or multicast address fails, and no SYN leaves the DUT."""
+    sock = dut.socket("tcp")
+    result = dut.call("connect", sock=sock, addr=address, port=PORT, timeout=5.0)
+    tb.observe("connect_result", str(result))
+    assert isinstance(result, Errno), f"connect({address}) returned {result}"
+    tb.expect_none(IP(src=dut.ip) / TCP(flags="S"), within=QUIET_S, why="no SYN for it")
+
+
+LISTENER_PORT = 5111
+
+
+def listening(dut: Dut) -> int:
+    listener = dut.socket("tcp")
+    dut.bind(listener, "0.0.0.0", LISTENER_PORT)
+    dut.listen(listener, 4)
+    return listener
+
+
+SYN_DESTINATIONS = [
+    pytest.param("192.0.2.255", "ff:ff:ff:ff:ff:ff", id="directed-broadcast"),
+    pytest.param("255.255.255.255", "ff:ff:ff:ff:ff:ff", id="limited-broadcast"),
+    pytest.param("224.0.0.1", "01:00:5e:00:00:01", id="multicast"),
+]
+
+
+@requirement("RFC9293-3.9.2.3c", "RFC1122-4.2.3.10c")
+@pytest.mark.parametrize(("address", "link_destination"), SYN_DESTINATIONS)
+def test_syn_to_broadcast_or_multicast_is_discarded(
+    dut: Dut, tb: Testbench, address: str, link_destination: str
+) -> None:
+    """A SYN addressed to a broadcast or multicast address, for a listening port, is
+    dropped silently: no SYN-ACK, no RST."""
+    listening(dut)
+    syn = IP(src=tb.ip, dst=address) / TCP(sport=43100, dport=LISTENER_PORT, flags="S",
+                                           seq=1000, options=[("MSS", 1460)])
+    tb.send(syn, why=f"SYN to {address}", link_destination=link_destination)
+    tb.expect_none(IP(dst=tb.ip) / TCP(dport=43100), within=QUIET_S,
+                   why="a SYN to a broadcast or multicast address gets no answer")
+
+
+INVALID_SOURCES = [
+    pytest.param("224.0.0.5", id="multicast"),
+    pytest.param("255.255.255.255", id="limited-broadcast"),
+    pytest.param("127.0.0.1", id="loopback"),
+    pytest.param("0.0.0.0", id="this-host"),
+]
+
+
+@requirement("RFC9293-3.9.2.3b", "RFC1122-4.2.3.10b")
+@pytest.mark.parametrize("source", INVALID_SOURCES)
+def test_syn_from_an_invalid_source_is_ignored(dut: Dut, tb: Testbench, source: str) -> None:
+    """A SYN from an address no host can have (multicast, broadcast, loopback, 0.0.0.0)
+    opens nothing and draws no answer."""
+    listening(dut)
+    flow = TcpFlow(tb, tb.host, sport=43101, dport=LISTENER_PORT, source_ip=source)
+    flow.send("S", options=[("MSS", 1460)], why=f"SYN from the invalid source {source}")
+    tb.expect_none(IP(src=dut.ip) / TCP(sport=LISTENER_PORT, dport=43101), within=QUIET_S,
+                   why="nothing answers a SYN from an invalid source")
+    tb.expect_none(IP(src=dut.ip) / ICMP(), within=0.01, why="nor an ICMP error")
