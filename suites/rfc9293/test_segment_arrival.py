@@ -146,3 +146,34 @@ def test_ack_of_unsent_data_is_dropped(dut: Dut, tb: Testbench) -> None:
     tb.observe("recv_after_bad_ack", str(received))
     assert received == Errno("EAGAIN"), f"the segment's data was delivered: {received!r}"
     assert answer is not None, "no ACK answered the segment acknowledging unsent data"
+
+
+@requirement("RFC9293-3.10.7.4e", "RFC9293-3.10.7.4f", "RFC9293-3.10.7.4g",
+             "RFC1122-4.2.2.20a", "RFC1122-4.2.2.20b", "RFC1122-4.2.2.20c")
+def test_queued_segments_are_acknowledged_once(dut: Dut, tb: Testbench) -> None:
+    """Three segments beyond a gap are held; the one filling the gap draws a single ACK
+    of all four (MUST-58/59), and the data reads in order. ACKs for the out-of-order
+    segments themselves (MAY-13) are counted."""
+    connection = enter_state(dut, tb, "ESTABLISHED", PORT)
+    flow = connection.flow
+    start = flow.snd_nxt
+    for index in (1, 2, 3):
+        flow.send("PA", bytes([65 + index]) * 100, seq=start + 100 * index,
+                  why=f"segment {index + 1} of 4, beyond the gap")
+    duplicate_acks = 0
+    while tb.expect_or_none(flow.template("A", ack=start), within=0.1,
+                            why="a duplicate ACK for the gap") is not None:
+        duplicate_acks += 1
+    tb.observe("acks_for_out_of_order_segments", duplicate_acks)
+    flow.send("PA", b"A" * 100, seq=start, why="segment 1 of 4, filling the gap")
+    flow.snd_nxt = start + 400
+    answer = tb.expect(flow.template("A"), within=1.0, why="the ACK after the gap is filled")
+    assert flow.relative_ack(answer) == start + 400, (
+        f"ACK of {flow.relative_ack(answer)}, not of all four segments ({start + 400})")
+    tb.expect_none(flow.template("A"), within=QUIET_S / 2, why="one ACK, not one per segment")
+    received = b""
+    while len(received) < 400:
+        chunk = dut.recv(connection.sock, 400)
+        assert isinstance(chunk, bytes) and chunk, f"recv: {chunk!r}"
+        received += chunk
+    assert received == b"A" * 100 + b"B" * 100 + b"C" * 100 + b"D" * 100
