@@ -68,7 +68,7 @@ def test_time_wait_acknowledges_a_retransmitted_fin(dut: Dut, tb: Testbench) -> 
     flow.expect("A", ack=flow.snd_nxt, within=1.0, why="the FIN acknowledged again")
 
 
-@requirement("RFC1122-4.2.2.13b")
+@requirement("RFC1122-4.2.2.13b", "RFC9293-3.6e")
 def test_new_syn_above_the_old_sequence_space_may_reopen(dut: Dut, tb: Testbench) -> None:
     """A SYN above the old connection's sequence space may reopen it from TIME-WAIT."""
     flow, _, _ = enter_time_wait(dut, tb)
@@ -141,7 +141,7 @@ PROBE_INTERVAL_S = 0.5
 
 
 @slow
-@requirement("RFC1122-4.2.2.13a")
+@requirement("RFC1122-4.2.2.13a", "RFC9293-3.6d")
 def test_time_wait_lasts_two_msl(dut: Dut, tb: Testbench, msl: float) -> None:
     """TIME-WAIT lasts at least 2 x MSL (MSL from --msl). Measured without touching the
     wire, which would restart the timer: bind() is retried until the address is free."""
