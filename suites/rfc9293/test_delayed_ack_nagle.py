@@ -1,0 +1,144 @@
+"""When to send an ACK and when to send data (RFC 9293 3.7.4, 3.8.6.3; RFC 1122 4.2.3.2,
+4.2.3.4): delayed ACKs, an ACK for every second full segment, Nagle and TCP_NODELAY.
+
+ACK delays are measured from the capture timestamp of the tester's segment to that of
+the DUT's ACK.
+"""
+
+from scapy.layers.inet import TCP
+
+from conformance.case import requirement
+from conformance.targets.dut import Dut
+from conformance.testbench.bench import Received, Testbench
+from conformance.testbench.tcp import TcpFlow
+from conformance.testbench.tcp_data import Connection, next_data, open_to_dut
+
+PORT = 5130
+ACK_DEADLINE_S = 0.5  # RFC 9293 MUST-40: an ACK is delayed by less than 0.5 s
+HOLD_WINDOW_S = 0.15  # shorter than any RTO (Linux's minimum is 0.2 s)
+PROMPT_S = 0.1
+
+
+def ack_of(flow: TcpFlow, *, within: float, why: str) -> Received:
+    """The DUT's first segment acknowledging everything the tester sent."""
+    return flow.expect(ack=flow.snd_nxt, within=within, why=why)
+
+
+def small_segment_delays(connection: Connection, rounds: int) -> list[float]:
+    """Send small segments one at a time, each after the ACK of the previous one; the
+    delay of each ACK in seconds."""
+    flow, delays = connection.flow, []
+    for n in range(rounds):
+        sent = flow.send("PA", b"%02d" % n, why=f"small segment {n + 1}")
+        frame = flow.tb.capture.frames[-1]
+        del sent
+        ack = ack_of(flow, within=1.0, why=f"ACK of small segment {n + 1}")
+        delays.append(round(ack.time_s - frame.time_s, 4))
+    return delays
+
+
+@requirement("RFC9293-3.8.6.3b", "RFC1122-4.2.3.2b")
+def test_ack_is_delayed_by_less_than_half_a_second(dut: Dut, tb: Testbench) -> None:
+    """Each of 20 small segments sent one at a time is acknowledged within 0.5 s."""
+    connection = open_to_dut(dut, tb, PORT, sport=43300)
+    delays = small_segment_delays(connection, 20)
+    tb.observe("longest_ack_delay_s", max(delays))
+    assert max(delays) < ACK_DEADLINE_S, f"ACK delays up to {max(delays)} s"
+
+
+@requirement("RFC9293-3.8.6.3a", "RFC1122-4.2.3.2a")
+def test_small_segments_share_a_delayed_ack(dut: Dut, tb: Testbench) -> None:
+    """Pairs of small segments sent back to back: once past any quick-ACK start (up to
+    16 rounds), some pair is acknowledged by one ACK (the ACK is delayed)."""
+    connection = open_to_dut(dut, tb, PORT, sport=43301)
+    flow = connection.flow
+    acks_per_round = []
+    for n in range(24):
+        flow.send("PA", b"a%02d" % n, why=f"round {n + 1}: first small segment")
+        flow.send("PA", b"b%02d" % n, why=f"round {n + 1}: second small segment")
+        first_end = flow.snd_nxt - 3
+        answers = []
+        while True:
+            ack = flow.expect(within=1.0, why=f"ACKs of round {n + 1}")
+            answers.append(flow.relative_ack(ack))
+            if flow.relative_ack(ack) == flow.snd_nxt:
+                break
+        acks_per_round.append(len(answers))
+        if first_end not in answers:
+            break
+    tb.observe("acks_per_round", acks_per_round)
+    assert acks_per_round[-1] == 1, "every small segment was acknowledged on its own"
+
+
+@requirement("RFC9293-3.8.6.3c", "RFC1122-4.2.3.2c")
+def test_two_full_segments_are_acknowledged_without_delay(dut: Dut, tb: Testbench) -> None:
+    """Two full-sized segments (the DUT's MSS), read by the application as they come, are
+    acknowledged at once, not on the delayed-ACK timer: within half the delay the DUT
+    takes for a lone small segment (or 10 ms, whichever is longer)."""
+    connection = open_to_dut(dut, tb, PORT, sport=43302)
+    flow = connection.flow
+    mss = 1460  # what the DUT announced for a 1500-octet link; checked below
+    synack_mss = dict(flow.received[0][TCP].options).get("MSS")
+    tb.observe("dut_mss", synack_mss)
+    mss = synack_mss or mss
+    lone = small_segment_delays(connection, 20)[-1]
+    tb.observe("lone_small_segment_delay_s", lone)
+    assert dut.recv(connection.sock, 1000, ["MSG_DONTWAIT"]) == b"".join(
+        b"%02d" % n for n in range(20)), "the small segments were not delivered"
+    pair_delays = []
+    for n in range(5):
+        # The application reads as the data comes, so the window can advance: a
+        # receiver that is not read from may hold its ACK until the window can move.
+        reading = dut.start("recv", sock=connection.sock, size=2 * mss, flags=["MSG_WAITALL"])
+        flow.send("A", b"x" * mss, why=f"pair {n + 1}: full segment 1")
+        flow.send("A", b"y" * mss, why=f"pair {n + 1}: full segment 2")
+        second = flow.tb.capture.frames[-1]
+        ack = ack_of(flow, within=1.0, why=f"ACK of pair {n + 1}")
+        pair_delays.append(round(ack.time_s - second.time_s, 4))
+        assert reading.result(timeout=1.0) == b"x" * mss + b"y" * mss
+    tb.observe("pair_ack_delays_s", pair_delays)
+    limit = max(0.010, lone / 2)
+    assert max(pair_delays) <= limit, (
+        f"two full segments waited up to {max(pair_delays)} s for their ACK "
+        f"(a lone small segment {lone} s)")
+
+
+def small_write_unacknowledged(dut: Dut, tb: Testbench, sport: int, *,
+                               nodelay: bool) -> tuple[Connection, Received]:
+    connection = open_to_dut(dut, tb, PORT, sport=sport)
+    if nodelay:
+        dut.setsockopt(connection.sock, "TCP_NODELAY", 1)
+    assert dut.send(connection.sock, b"first") == 5
+    first = next_data(connection.flow, within=1.0, why="the first small write")
+    assert dut.send(connection.sock, b"second") == 6
+    return connection, first
+
+
+@requirement("RFC9293-3.7.4a", "RFC1122-4.2.3.4b")
+def test_nagle_holds_a_small_write_while_data_is_unacknowledged(
+    dut: Dut, tb: Testbench
+) -> None:
+    """With Nagle on (the default), a second small write waits while the first is
+    unacknowledged, and goes out as soon as the ACK comes."""
+    connection, first = small_write_unacknowledged(dut, tb, 43303, nodelay=False)
+    flow = connection.flow
+    tb.expect_none(flow.template(seq=6), within=HOLD_WINDOW_S,
+                   why="Nagle: the second small write is held")
+    flow.send("A", why="ACK of the first write")
+    ack_frame = tb.capture.frames[-1]
+    second = flow.expect(seq=6, within=1.0, why="the second write, released by the ACK")
+    delay = round(second.time_s - ack_frame.time_s, 4)
+    tb.observe("released_after_s", delay)
+    assert delay <= PROMPT_S, f"the held data came {delay} s after the ACK"
+    del first
+
+
+@requirement("RFC9293-3.7.4b", "RFC1122-4.2.3.4c")
+def test_nodelay_sends_a_small_write_at_once(dut: Dut, tb: Testbench) -> None:
+    """With TCP_NODELAY, a second small write goes out at once although the first is
+    still unacknowledged."""
+    connection, first = small_write_unacknowledged(dut, tb, 43304, nodelay=True)
+    second = connection.flow.expect(seq=6, within=1.0, why="the second write, not held")
+    delay = round(second.time_s - first.time_s, 4)
+    tb.observe("second_write_after_s", delay)
+    assert delay <= PROMPT_S, f"with TCP_NODELAY the second write waited {delay} s"
