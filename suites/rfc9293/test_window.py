@@ -1,0 +1,199 @@
+"""Window management (RFC 9293 3.8.6, RFC 1122 4.2.2.16, 4.2.2.17, 4.2.3.3, 4.2.3.4): zero
+windows and their probes, shrinking windows, silly window syndrome avoidance on both
+sides.
+
+The tester plays the receiver by advertising windows in its ACKs (a zero window, a
+small opening, a window that ends before data already sent), and the sender by filling
+the DUT's window while the DUT's application does not read.
+"""
+
+import itertools
+
+from scapy.layers.inet import TCP
+
+from conformance.case import requirement
+from conformance.targets.dut import Dut
+from conformance.testbench.bench import Received, Testbench
+from conformance.testbench.tcp import TcpFlow
+from conformance.testbench.tcp_data import (
+    Connection,
+    data_of,
+    next_data,
+    next_data_or_none,
+    open_to_dut,
+    payload,
+    receive_stream,
+)
+
+PORT = 5150
+DATA = bytes(range(256)) * 32  # 8192 octets
+MSS = 1000
+PROBES = 4
+
+
+def closed_window(dut: Dut, tb: Testbench, sport: int) -> Connection:
+    """A connection whose peer (the tester) has closed its window; then the DUT's
+    application writes DATA."""
+    connection = open_to_dut(dut, tb, PORT, sport=sport, mss=MSS)
+    connection.flow.send("A", why="window update: the tester's window is now zero", window=0)
+    assert dut.send(connection.sock, DATA) == len(DATA)
+    return connection
+
+
+def answered_probes(connection: Connection, count: int) -> list[Received]:
+    """`count` zero-window probes, each answered with an ACK still advertising zero.
+    A probe may carry at most one octet of new data (RFC 9293 3.8.6.1)."""
+    flow, probes = connection.flow, []
+    for n in range(count):
+        probe = flow.expect(within=2.0 * 2 ** n + 1.0, why=f"zero-window probe {n + 1}")
+        assert len(payload(probe)) <= 1, (
+            f"{len(payload(probe))} octets sent into a zero window")
+        probes.append(probe)
+        flow.rcv_nxt = 1  # none of the DUT's data is acknowledged while the window is zero
+        flow.send("A", why=f"ACK of probe {n + 1}, window still zero", window=0)
+    return probes
+
+
+@requirement("RFC9293-3.8.6.1a", "RFC9293-3.8.6.1c", "RFC9293-3.8.6g", "RFC1122-4.2.2.17a",
+             "RFC1122-4.2.2.17b")
+def test_zero_window_is_probed_until_it_opens(dut: Dut, tb: Testbench) -> None:
+    """Data written while the peer's window is zero is not sent; the DUT probes the
+    window (answered, still zero, 4 times) and sends all the data once it opens."""
+    connection = closed_window(dut, tb, 43500)
+    flow = connection.flow
+    probes = answered_probes(connection, PROBES)
+    tb.observe("probe_payload_octets", [len(payload(probe)) for probe in probes])
+    tb.observe("probe_seq_relative_to_snd_una", [flow.relative_seq(p) - 1 for p in probes])
+    flow.rcv_nxt = 1
+    flow.send("A", why="window update: the window opens")
+    segments = receive_stream(flow, len(DATA), within=2.0)
+    assert data_of(probes + segments, flow)[: len(DATA)] == DATA, "the data arrived damaged"
+    assert dut.getsockopt(connection.sock, "SO_ERROR") is None
+
+
+@requirement("RFC9293-3.8.6.1d", "RFC9293-3.8.6.1e", "RFC1122-4.2.2.17c")
+def test_zero_window_probes_back_off(dut: Dut, tb: Testbench) -> None:
+    """The first probe of a zero window waits for a retransmission timeout (not sent at
+    once: at least 0.1 s), and the intervals between probes grow exponentially (each at
+    least 1.5 times the one before)."""
+    connection = closed_window(dut, tb, 43501)
+    written = tb.capture.frames[-1]  # the tester's zero-window update precedes the write
+    probes = answered_probes(connection, PROBES)
+    first = round(probes[0].time_s - written.time_s, 3)
+    gaps = [round(b.time_s - a.time_s, 3) for a, b in itertools.pairwise(probes)]
+    tb.observe("first_probe_after_s", first)
+    tb.observe("probe_intervals_s", gaps)
+    assert first >= 0.1, f"the first probe came {first} s after the window closed"
+    for earlier, later in itertools.pairwise(gaps):
+        assert later >= 1.5 * earlier, f"probe intervals do not back off: {gaps} s"
+
+
+@requirement("RFC9293-3.8.6.2a", "RFC1122-4.2.3.4a")
+def test_sender_does_not_fill_a_small_window_opening_at_once(dut: Dut, tb: Testbench) -> None:
+    """With 8 KB waiting and a window that opens from zero to 100 octets (after 65535
+    were offered), the DUT does not send a 100-octet segment at once: only a full
+    segment, half the largest window, or the override timeout (0.1-1 s) allows it."""
+    connection = closed_window(dut, tb, 43502)
+    flow = connection.flow
+    flow.send("A", why="window update: 100 octets", window=100)
+    opened = tb.capture.frames[-1]
+    segment = next_data_or_none(flow, within=1.5, why="data into the small window")
+    if segment is None:
+        tb.observe("data_into_small_window", "none within 1.5 s")
+        return
+    delay = round(segment.time_s - opened.time_s, 3)
+    tb.observe("data_into_small_window", {"octets": len(payload(segment)), "after_s": delay})
+    assert len(payload(segment)) <= 100, "more data than the window allows"
+    assert delay >= 0.09, f"{len(payload(segment))} octets sent {delay} s after a 100-octet opening"
+
+
+def fill_receive_window(
+    dut: Dut, tb: Testbench, sport: int
+) -> tuple[Connection, list[tuple[int, int]]]:
+    """The tester sends data while the DUT's application reads nothing, in segments that
+    fit the window the DUT advertises, until that window is zero. Returns the connection
+    and the (relative ACK, window) of the SYN-ACK and of every ACK."""
+    connection = open_to_dut(dut, tb, PORT, sport=sport, rcvbuf=4096)
+    flow = connection.flow
+    window = flow.received[0][TCP].window
+    advertised = [(1, window)]
+    for n in range(200):
+        if window == 0:
+            return connection, advertised
+        flow.send("PA", DATA[: min(500, window)], why=f"segment {n + 1} into the DUT's window")
+        ack = flow.expect("A", ack=flow.snd_nxt, within=1.0, why="the DUT's ACK")
+        window = ack[TCP].window
+        advertised.append((flow.relative_ack(ack), window))
+    raise AssertionError("the DUT's window did not close after 200 segments")
+
+
+@requirement("RFC9293-3.8.6a", "RFC1122-4.2.2.16a")
+def test_receive_window_right_edge_never_moves_left(dut: Dut, tb: Testbench) -> None:
+    """As data fills the receive buffer of an application that does not read, the right
+    edge of the DUT's window (ACK + window) never moves left."""
+    _, advertised = fill_receive_window(dut, tb, 43503)
+    edges = [ack + window for ack, window in advertised]
+    tb.observe("right_edges", edges)
+    for earlier, later in itertools.pairwise(edges):
+        assert later >= earlier, f"the right window edge moved left: {earlier} -> {later}"
+
+
+@requirement("RFC9293-3.8.6.2b", "RFC1122-4.2.3.3")
+def test_receiver_does_not_open_a_silly_window(dut: Dut, tb: Testbench) -> None:
+    """After a zero window, a 10-octet read does not reopen the window by a few octets:
+    the window the DUT then advertises is zero or at least min(MSS, half the largest
+    window it offered)."""
+    connection, advertised = fill_receive_window(dut, tb, 43504)
+    flow = connection.flow
+    largest = max(window for _, window in advertised)
+    assert dut.recv(connection.sock, 10, []) == DATA[:10]
+    flow.send("A", seq=flow.snd_nxt - 1, why="window probe (the last octet again)")
+    answer = flow.expect("A", within=1.0, why="the DUT's answer with its window")
+    window = answer[TCP].window
+    threshold = min(1460, largest // 2)
+    tb.observe("window_after_small_read", window)
+    tb.observe("threshold", threshold)
+    assert window == 0 or window >= threshold, (
+        f"a {window}-octet window after a 10-octet read (threshold {threshold})")
+
+
+def shrunk_window(dut: Dut, tb: Testbench, sport: int) -> tuple[Connection, list[Received]]:
+    """Four segments in flight; the tester acknowledges the first with a window that
+    ends at the end of the second: the right edge moves left of SND.NXT. Then the
+    application writes more."""
+    connection = open_to_dut(dut, tb, PORT, sport=sport, mss=MSS)
+    flow = connection.flow
+    assert dut.send(connection.sock, DATA[: 4 * MSS]) == 4 * MSS
+    flight = [next_data(flow, within=1.0, why=f"segment {n + 1} of 4") for n in range(4)]
+    flow.rcv_nxt = 1 + MSS
+    flow.send("A", why="ACK of segment 1, window shrunk to end at segment 2", window=MSS)
+    assert dut.send(connection.sock, DATA[4 * MSS:]) == len(DATA) - 4 * MSS
+    return connection, flight
+
+
+@requirement("RFC9293-3.8.6b", "RFC1122-4.2.2.16b")
+def test_sender_survives_a_shrunk_window(dut: Dut, tb: Testbench) -> None:
+    """After the peer shrinks its window below data already sent, the connection goes on
+    and, once the window opens again, all the data arrives intact."""
+    connection, flight = shrunk_window(dut, tb, 43505)
+    flow = connection.flow
+    early = next_data_or_none(flow, within=0.5, why="anything sent into the shrunk window")
+    if early is not None:
+        tb.observe("first_after_shrink", {"seq": flow.relative_seq(early),
+                                          "octets": len(payload(early))})
+    flow.rcv_nxt = 1 + MSS
+    flow.send("A", why="window update: open again")
+    segments = receive_stream(flow, len(DATA), within=3.0)
+    received = data_of(flight + ([early] if early else []) + segments, flow)
+    assert received[: len(DATA)] == DATA, "the data arrived damaged"
+
+
+@requirement("RFC9293-3.8.6c")
+def test_no_new_data_beyond_a_shrunk_window(dut: Dut, tb: Testbench) -> None:
+    """While the window is shrunk, the DUT sends no new data (beyond what it had sent);
+    within 1 s, retransmissions of old data are allowed."""
+    connection, flight = shrunk_window(dut, tb, 43506)
+    flow = connection.flow
+    snd_nxt = max(flow.relative_seq(segment) + len(payload(segment)) for segment in flight)
+    new_data = TcpFlow.template(flow, seq=snd_nxt)
+    tb.expect_none(new_data, within=1.0, why="no new data while the window is shrunk")
