@@ -49,6 +49,7 @@ MESSAGE_FLAGS: Final[Mapping[str, int]] = {
     "MSG_WAITALL": socket.MSG_WAITALL,
     "MSG_NOSIGNAL": socket.MSG_NOSIGNAL,
     "MSG_MORE": socket.MSG_MORE,
+    "MSG_OOB": socket.MSG_OOB,  # TCP urgent data (RFC 9293 3.8.5)
 }
 
 # Flags recvmsg reports back in its result.
