@@ -70,6 +70,36 @@ def test_hard_error_aborts_a_connection_attempt(
                    why="the attempt is over: no SYN retransmission")
 
 
+@requirement("RFC9293-3.9.2.2a", "RFC1122-4.2.3.9a")
+def test_icmp_error_reaches_only_the_connection_it_quotes(dut: Dut, tb: Testbench) -> None:
+    """A port unreachable quoting a SYN of another port pair leaves the connection attempt
+    alone; the one quoting the DUT's own SYN ends it."""
+    _, syn, connecting = connection_attempt(dut, tb)
+    other = syn.packet.copy()
+    other[TCP].sport = syn[TCP].sport + 1 if syn[TCP].sport < 65535 else 1024
+    tb.send(tb.icmp_error(other, type=3, code=3),
+            why=f"port unreachable quoting frame {syn.frame.number} with another source port")
+    assert not connecting.wait(QUIET_S), "an ICMP error about another connection ended it"
+    answer_with_icmp(tb, syn, type=3, code=3, what="port unreachable for the real SYN")
+    assert connecting.wait(1.0), "connect() still blocked after its own port unreachable"
+    tb.observe("connect_result", str(connecting.result(timeout=1.0)))
+
+
+@requirement("RFC9293-3.9.2.2c", "RFC1122-4.2.3.9c")
+def test_hard_error_aborts_an_established_connection(dut: Dut, tb: Testbench) -> None:
+    """A port unreachable about an established connection's data aborts it: the
+    application's next call fails (RFC 5461 4.1 notes many stacks ignore it instead)."""
+    connection = open_to_dut(dut, tb, PORT, sport=43003)
+    sent = dut_sends(connection, b"x" * 100, dut, "data the ICMP error will quote")
+    answer_with_icmp(tb, sent, type=3, code=3, what="port unreachable")
+    events = dut.poll(connection.sock, ["POLLIN"], timeout_ms=1000)
+    tb.observe("poll_after_icmp", events)
+    result = dut.recv(connection.sock, 100, ["MSG_DONTWAIT"])
+    tb.observe("recv_after_icmp", str(result))
+    assert isinstance(result, Errno) and result != Errno("EAGAIN"), (
+        f"the connection goes on after a port unreachable: recv {result}")
+
+
 SOFT_ERRORS = [
     pytest.param(3, 0, id="net-unreachable"),
     pytest.param(3, 1, id="host-unreachable"),
