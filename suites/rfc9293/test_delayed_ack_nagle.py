@@ -29,9 +29,8 @@ def small_segment_delays(connection: Connection, rounds: int) -> list[float]:
     delay of each ACK in seconds."""
     flow, delays = connection.flow, []
     for n in range(rounds):
-        sent = flow.send("PA", b"%02d" % n, why=f"small segment {n + 1}")
+        flow.send("PA", b"%02d" % n, why=f"small segment {n + 1}")
         frame = flow.tb.capture.frames[-1]
-        del sent
         ack = ack_of(flow, within=1.0, why=f"ACK of small segment {n + 1}")
         delays.append(round(ack.time_s - frame.time_s, 4))
     return delays
@@ -120,7 +119,7 @@ def test_nagle_holds_a_small_write_while_data_is_unacknowledged(
 ) -> None:
     """With Nagle on (the default), a second small write waits while the first is
     unacknowledged, and goes out as soon as the ACK comes."""
-    connection, first = small_write_unacknowledged(dut, tb, 43303, nodelay=False)
+    connection, _ = small_write_unacknowledged(dut, tb, 43303, nodelay=False)
     flow = connection.flow
     tb.expect_none(flow.template(seq=6), within=HOLD_WINDOW_S,
                    why="Nagle: the second small write is held")
@@ -130,7 +129,6 @@ def test_nagle_holds_a_small_write_while_data_is_unacknowledged(
     delay = round(second.time_s - ack_frame.time_s, 4)
     tb.observe("released_after_s", delay)
     assert delay <= PROMPT_S, f"the held data came {delay} s after the ACK"
-    del first
 
 
 @requirement("RFC9293-3.7.4b", "RFC1122-4.2.3.4c")
