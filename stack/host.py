@@ -25,6 +25,7 @@ from stack.icmp import (
 from stack.ipv4 import Reassembler, bad_source_reason, fragment, is_broadcast
 from stack.pmtu import PathMtuCache
 from stack.settings import Settings
+from stack.tcp.layer import TcpLayer
 from stack.timing import Nanoseconds, earliest
 from stack.udp import UdpLayer
 from stack.wire.arp import ArpPacket
@@ -60,6 +61,7 @@ class Host:
         self.pmtu = PathMtuCache(config.mtu, self.settings)
         self.icmp_limiter = IcmpRateLimiter(self.settings)
         self.udp = UdpLayer(self, self.settings, self.rng)
+        self.tcp = TcpLayer(self, self.settings, self.rng)
         self.drops = DropLog()
         self.redirects: dict[IPv4Address, IPv4Address] = {}
         self._outbox: list[bytes] = []
@@ -92,6 +94,7 @@ class Host:
     def poll(self, now: Nanoseconds) -> None:
         self._after_arp(self.arp.poll(now), now)
         self.pmtu.poll(now)
+        self.tcp.poll(now)
         for expired in self.reassembler.poll(now):
             self.drops.record(now, "ipv4.reassembly_timeout", str(expired.key))
             # RFC 1122 3.2.1.4 / RFC 792: if fragment zero came, send Time Exceeded code 1.
@@ -103,7 +106,8 @@ class Host:
 
     def next_timer(self) -> Nanoseconds | None:
         return earliest(
-            self.arp.next_timer(), self.pmtu.next_timer(), self.reassembler.next_timer()
+            self.arp.next_timer(), self.pmtu.next_timer(), self.reassembler.next_timer(),
+            self.tcp.next_timer(),
         )
 
     # --- what transport layers use (stack.udp.IpService) --------------------------------
@@ -251,6 +255,8 @@ class Host:
                 self.drops.record(now, "udp.no_socket", suppressed or "answered: port unreachable")
             elif udp_reason is not None:
                 self.drops.record(now, udp_reason)
+        elif header.protocol == IpProtocol.TCP:
+            self.tcp.receive(packet, now, broadcast=broadcast or link_broadcast)
         else:
             # RFC 1122 3.2.2.1: a transport protocol we lack draws Protocol Unreachable.
             suppressed = self.send_icmp_error(
@@ -300,6 +306,8 @@ class Host:
         reason = None
         if quoted.protocol == IpProtocol.UDP:
             reason = self.udp.icmp_error(error, now)
+        elif quoted.protocol == IpProtocol.TCP:
+            reason = self.tcp.icmp_error(error, now)
         else:
             reason = "icmp.error_for_unknown_protocol"
         if reason is not None:

@@ -94,6 +94,12 @@ class Settings:
     # RFC 1337: ignore RST in TIME-WAIT. Linux net.ipv4.tcp_rfc1337 = 0 lets it close.
     tcp_rfc1337: bool = False
     tcp_receive_buffer: int = 131072  # net.ipv4.tcp_rmem default
+    # How long an orphaned connection (closed by the user) may stay in FIN-WAIT-2.
+    tcp_fin_timeout: Nanoseconds = 60 * SECOND  # net.ipv4.tcp_fin_timeout
+    # RFC 5961 3.2 / 4.2 (folded into RFC 9293 3.10.7.4): a RST not exactly at RCV.NXT,
+    # or a SYN, in a synchronized state draws a challenge ACK. Linux always does this;
+    # False resets on any in-window RST, as RFC 793 did.
+    tcp_challenge_ack: bool = True
     tcp_send_buffer: int = 16384  # net.ipv4.tcp_wmem default
 
     @classmethod

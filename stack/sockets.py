@@ -3,6 +3,8 @@
 Every call is non-blocking at heart: a call that would block raises
 ``SocketError("EAGAIN")``, and whoever runs the stack (``stack/io``) decides whether to
 report that or to wait for the stack to change and call again, as ``would_block`` says.
+A TCP connect raises EINPROGRESS and ``finish_connect`` tells when it is done; a TCP
+close with SO_LINGER returns a ``Linger`` to wait on.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ from typing import Any, Final
 
 from stack.errors import SocketError, Unsupported
 from stack.host import Host
+from stack.tcp.calls import Linger
+from stack.tcp.connection import TcpSocket
 from stack.timing import Nanoseconds
 from stack.udp import Endpoint, Message, UdpSocket
+
+OptionValue = int | str | tuple[int, int]
 
 FIRST_HANDLE: Final = 3  # like file descriptors, after stdin, stdout and stderr
 # poll(2): these are reported whether or not they were asked for.
@@ -30,51 +36,97 @@ class Accepted:
 class SocketApi:
     def __init__(self, host: Host) -> None:
         self.host = host
-        self._sockets: dict[int, UdpSocket] = {}
+        self._sockets: dict[int, UdpSocket | TcpSocket] = {}
 
     def socket(self, kind: str) -> int:
-        if kind == "tcp":
-            raise Unsupported("TCP is not implemented in the reference stack yet")
-        if kind != "udp":
+        if kind not in ("udp", "tcp"):
             raise SocketError("EPROTONOSUPPORT", f"socket type {kind!r}")
-        handle = FIRST_HANDLE
-        while handle in self._sockets:
-            handle += 1
-        self._sockets[handle] = self.host.udp.open(handle)
+        handle = self._free_handle()
+        self._sockets[handle] = (
+            self.host.tcp.open(handle) if kind == "tcp" else self.host.udp.open(handle)
+        )
         return handle
 
-    def close(self, handle: int, now: Nanoseconds) -> None:
-        self.host.udp.close(self._take(handle), now)
+    def close(self, handle: int, now: Nanoseconds) -> Linger | None:
+        sock = self._take(handle)
+        if isinstance(sock, TcpSocket):
+            return self.host.tcp.close(sock, now)
+        self.host.udp.close(sock, now)
+        return None
 
     def bind(self, handle: int, address: IPv4Address, port: int) -> None:
-        self.host.udp.bind(self._get(handle), address, port)
+        sock = self._get(handle)
+        if isinstance(sock, TcpSocket):
+            self.host.tcp.bind(sock, address, port)
+        else:
+            self.host.udp.bind(sock, address, port)
 
-    def connect(self, handle: int, address: IPv4Address, port: int) -> None:
-        self.host.udp.connect(self._get(handle), address, port)
+    def connect(self, handle: int, address: IPv4Address, port: int,
+                now: Nanoseconds = 0) -> None:
+        """For TCP: raises EINPROGRESS once the SYN is sent (see ``finish_connect``)."""
+        sock = self._get(handle)
+        if isinstance(sock, TcpSocket):
+            self.host.tcp.connect(sock, address, port, now)
+        else:
+            self.host.udp.connect(sock, address, port)
 
-    def listen(self, handle: int, backlog: int) -> None:
-        raise SocketError("EOPNOTSUPP", "listen on a UDP socket")
+    def finish_connect(self, handle: int) -> bool:
+        """A TCP connect under way: True when established, False while it runs; raises
+        the reason it failed."""
+        return self.host.tcp.finish_connect(self._get_tcp(handle))
+
+    def listen(self, handle: int, backlog: int, now: Nanoseconds = 0) -> None:
+        sock = self._get(handle)
+        if not isinstance(sock, TcpSocket):
+            raise SocketError("EOPNOTSUPP", "listen on a UDP socket")
+        self.host.tcp.listen(sock, backlog, now)
 
     def accept(self, handle: int) -> Accepted:
-        raise SocketError("EOPNOTSUPP", "accept on a UDP socket")
+        sock = self._get(handle)
+        if not isinstance(sock, TcpSocket):
+            raise SocketError("EOPNOTSUPP", "accept on a UDP socket")
+        child = self.host.tcp.accept(sock)
+        new_handle = self._free_handle()
+        self.host.tcp.adopt(child, new_handle)
+        self._sockets[new_handle] = child
+        return Accepted(new_handle, child.peer)
 
     def sendto(
         self, handle: int, data: bytes, destination: Endpoint | None, flags: set[str],
         now: Nanoseconds,
     ) -> int:
-        return self.host.udp.sendto(self._get(handle), data, destination, flags, now)
+        sock = self._get(handle)
+        if isinstance(sock, TcpSocket):
+            return self.host.tcp.sendto(sock, data, destination, flags, now)
+        return self.host.udp.sendto(sock, data, destination, flags, now)
 
-    def recvmsg(self, handle: int, size: int, flags: set[str]) -> Message:
-        return self.host.udp.recvmsg(self._get(handle), size, flags)
+    def recvmsg(self, handle: int, size: int, flags: set[str],
+                now: Nanoseconds | None = None) -> Message:
+        sock = self._get(handle)
+        if isinstance(sock, TcpSocket):
+            return self.host.tcp.recvmsg(sock, size, flags, self._now(now))
+        return self.host.udp.recvmsg(sock, size, flags)
 
-    def setsockopt(self, handle: int, name: str, value: int | str, now: Nanoseconds) -> None:
-        self.host.udp.setsockopt(self._get(handle), name, value, now)
+    def setsockopt(self, handle: int, name: str, value: OptionValue, now: Nanoseconds) -> None:
+        sock = self._get(handle)
+        if isinstance(sock, TcpSocket):
+            self.host.tcp.setsockopt(sock, name, value, now)
+            return
+        if name == "SO_LINGER" or isinstance(value, tuple):
+            raise Unsupported(f"{name} on a UDP socket")
+        self.host.udp.setsockopt(sock, name, value, now)
 
-    def getsockopt(self, handle: int, name: str, now: Nanoseconds) -> int | str | None:
-        return self.host.udp.getsockopt(self._get(handle), name, now)
+    def getsockopt(self, handle: int, name: str, now: Nanoseconds) -> OptionValue | None:
+        sock = self._get(handle)
+        if isinstance(sock, TcpSocket):
+            return self.host.tcp.getsockopt(sock, name, now)
+        return self.host.udp.getsockopt(sock, name, now)
 
     def ioctl(self, handle: int, request: str) -> int:
-        return self.host.udp.ioctl(self._get(handle), request)
+        sock = self._get(handle)
+        if isinstance(sock, TcpSocket):
+            return self.host.tcp.ioctl(sock, request)
+        return self.host.udp.ioctl(sock, request)
 
     def get_nonblocking(self, handle: int) -> bool:
         return self._get(handle).nonblocking
@@ -82,15 +134,21 @@ class SocketApi:
     def set_nonblocking(self, handle: int, nonblocking: bool) -> None:
         self._get(handle).nonblocking = nonblocking
 
-    def shutdown(self, handle: int, how: str) -> None:
+    def shutdown(self, handle: int, how: str, now: Nanoseconds | None = None) -> None:
         if how not in ("SHUT_RD", "SHUT_WR", "SHUT_RDWR"):
             raise SocketError("EINVAL", f"shutdown how {how!r}")
-        self.host.udp.shutdown(self._get(handle), how)
+        sock = self._get(handle)
+        if isinstance(sock, TcpSocket):
+            self.host.tcp.shutdown(sock, how, self._now(now))
+        else:
+            self.host.udp.shutdown(sock, how)
 
     def poll(self, handle: int, events: set[str]) -> set[str]:
-        if handle not in self._sockets:
+        sock = self._sockets.get(handle)
+        if sock is None:
             return {"POLLNVAL"}
-        return self._sockets[handle].events() & (events | ALWAYS_POLLED)
+        returned = self.host.tcp.events(sock) if isinstance(sock, TcpSocket) else sock.events()
+        return returned & (events | ALWAYS_POLLED)
 
     def getsockname(self, handle: int) -> Endpoint:
         sock = self._get(handle)
@@ -98,6 +156,8 @@ class SocketApi:
 
     def getpeername(self, handle: int) -> Endpoint:
         sock = self._get(handle)
+        if isinstance(sock, TcpSocket):
+            return self.host.tcp.peer_of(sock)
         if sock.remote is None:
             raise SocketError("ENOTCONN", "not connected")
         return sock.remote
@@ -107,12 +167,20 @@ class SocketApi:
         sock = self._sockets.get(handle)
         return sock is not None and not sock.nonblocking and "MSG_DONTWAIT" not in flags
 
+    def is_tcp(self, handle: int) -> bool:
+        return isinstance(self._sockets.get(handle), TcpSocket)
+
     def snapshot(self, now: Nanoseconds) -> dict[str, Any]:
         """Sockets, caches, drop counters and settings: the evidence of a case."""
         host = self.host
+        users = {id(sock) for sock in self._sockets.values()}
         return {
             "sockets": [
                 self._describe(handle, sock) for handle, sock in sorted(self._sockets.items())
+            ],
+            "tcp_connections": [
+                describe_tcp(None, sock) for sock in host.tcp.connections.values()
+                if id(sock) not in users
             ],
             "settings": host.settings.as_dict(),
             "arp_cache": host.arp.entries(now),
@@ -124,7 +192,9 @@ class SocketApi:
             ],
         }
 
-    def _describe(self, handle: int, sock: UdpSocket) -> dict[str, Any]:
+    def _describe(self, handle: int, sock: UdpSocket | TcpSocket) -> dict[str, Any]:
+        if isinstance(sock, TcpSocket):
+            return describe_tcp(handle, sock)
         return {
             "sock": handle,
             "type": "udp",
@@ -138,13 +208,54 @@ class SocketApi:
             "drops": sock.drops,
         }
 
-    def _get(self, handle: int) -> UdpSocket:
+    def _now(self, now: Nanoseconds | None) -> Nanoseconds:
+        return now if now is not None else self.host.tcp.clock
+
+    def _free_handle(self) -> int:
+        handle = FIRST_HANDLE
+        while handle in self._sockets:
+            handle += 1
+        return handle
+
+    def _get(self, handle: int) -> UdpSocket | TcpSocket:
         sock = self._sockets.get(handle)
         if sock is None:
             raise SocketError("EBADF", f"no socket {handle}")
         return sock
 
-    def _take(self, handle: int) -> UdpSocket:
+    def _get_tcp(self, handle: int) -> TcpSocket:
+        sock = self._get(handle)
+        if not isinstance(sock, TcpSocket):
+            raise SocketError("EOPNOTSUPP", "not a TCP socket")
+        return sock
+
+    def _take(self, handle: int) -> UdpSocket | TcpSocket:
         sock = self._get(handle)
         del self._sockets[handle]
         return sock
+
+
+def describe_tcp(handle: int | None, sock: TcpSocket) -> dict[str, Any]:
+    return {
+        "sock": handle,
+        "type": "tcp",
+        "state": sock.state.value,
+        "local": {"addr": str(sock.local_address), "port": sock.local_port},
+        "peer": None
+        if sock.remote is None
+        else {"addr": str(sock.remote[0]), "port": sock.remote[1]},
+        "snd_una": sock.snd_una,
+        "snd_nxt": sock.snd_nxt,
+        "snd_wnd": sock.snd_wnd,
+        "rcv_nxt": sock.rcv_nxt,
+        "mss": sock.mss,
+        "rto_ns": sock.rto.rto,
+        "cwnd": sock.congestion.cwnd,
+        "send_queued": len(sock.send_buffer),
+        "receive_queued": len(sock.receive_buffer),
+        "accept_queue": None if sock.listener is None else len(sock.listener.accept_queue),
+        "syn_queue": None if sock.listener is None else len(sock.listener.syn_queue),
+        "pending_error": sock.error,
+        "soft_error": sock.soft_error,
+        "history": [list(entry) for entry in sock.state_history[-8:]],
+    }

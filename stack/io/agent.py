@@ -49,10 +49,16 @@ class Blocked(Exception):
     """The call has to wait. It is tried again whenever the stack changes; at
     ``deadline`` (None: never) it answers ``on_deadline`` instead."""
 
-    def __init__(self, deadline: Nanoseconds | None = None, on_deadline: Any = None) -> None:
+    def __init__(
+        self, deadline: Nanoseconds | None = None, on_deadline: Any = None,
+        retry: Callable[[Nanoseconds], Any] | None = None,
+    ) -> None:
         super().__init__()
         self.deadline = deadline
         self.on_deadline = on_deadline
+        # What to call instead of the handler when tried again (a call half done, such as
+        # a TCP connect whose SYN is out); it may raise Blocked again.
+        self.retry = retry
 
 
 @dataclass
@@ -62,6 +68,11 @@ class _Parked:
     args: Args
     deadline: Nanoseconds | None
     on_deadline: Any
+    retry: Callable[[Nanoseconds], Any] | None = None
+
+
+def _continuation(retry: Callable[[Nanoseconds], Any]) -> Handler:
+    return lambda args, now: retry(now)
 
 
 def endpoint_json(endpoint: Endpoint | None) -> dict[str, Any]:
@@ -107,14 +118,18 @@ class RefAgent:
 
     def _attempt(self, call: _Parked, now: Nanoseconds, *, first: bool) -> None:
         handler = self.handlers.get(call.call)
+        if call.retry is not None:
+            handler = _continuation(call.retry)
         if handler is None:
             self.writer.send({"id": call.request_id, "unsupported": f"unknown call {call.call!r}"})
             return
         try:
             response: dict[str, Any] = {"result": handler(call.args, now)}
         except Blocked as blocked:
-            if first:
+            if first or blocked.deadline is not None:
                 call.deadline, call.on_deadline = blocked.deadline, blocked.on_deadline
+            if blocked.retry is not None:
+                call.retry = blocked.retry
             self.parked.append(call)
             return
         except SocketError as error:
@@ -137,10 +152,10 @@ class RefAgent:
     def _flags(self, args: Args) -> set[str]:
         return args.name_set("flags", MESSAGE_FLAGS, optional=True)
 
-    def _receive(self, args: Args) -> Message:
+    def _receive(self, args: Args, now: Nanoseconds) -> Message:
         handle, flags = args.integer("sock"), self._flags(args)
         try:
-            return self.api.recvmsg(handle, args.integer("size"), flags)
+            return self.api.recvmsg(handle, args.integer("size"), flags, now)
         except SocketError as error:
             if error.errno == "EAGAIN" and self.api.would_block(handle, flags):
                 raise Blocked() from None
@@ -161,32 +176,72 @@ class RefAgent:
         self.api.bind(args.integer("sock"), *self._endpoint(args))
 
     def call_connect(self, args: Args, now: Nanoseconds) -> None:
-        self.api.connect(args.integer("sock"), *self._endpoint(args))
+        handle = args.integer("sock")
+        try:
+            self.api.connect(handle, *self._endpoint(args), now)
+        except SocketError as error:
+            # A blocking TCP connect waits for the handshake to end (tcp(7)).
+            if error.errno != "EINPROGRESS" or not self.api.would_block(handle, set()):
+                raise
+
+            def finish(now: Nanoseconds) -> None:
+                if not self.api.finish_connect(handle):
+                    raise Blocked() from None
+
+            raise Blocked(retry=finish) from None
 
     def call_listen(self, args: Args, now: Nanoseconds) -> None:
-        self.api.listen(args.integer("sock"), args.integer("backlog"))
+        self.api.listen(args.integer("sock"), args.integer("backlog"), now)
 
     def call_accept(self, args: Args, now: Nanoseconds) -> dict[str, Any]:
-        accepted = self.api.accept(args.integer("sock"))
+        handle = args.integer("sock")
+        try:
+            accepted = self.api.accept(handle)
+        except SocketError as error:
+            if error.errno == "EAGAIN" and self.api.would_block(handle, set()):
+                raise Blocked() from None
+            raise
         return {"sock": accepted.handle, **endpoint_json(accepted.peer)}
 
     def call_send(self, args: Args, now: Nanoseconds) -> int:
-        return self.api.sendto(args.integer("sock"), args.data(), None, self._flags(args), now)
+        return self._send(args.integer("sock"), args.data(), None, self._flags(args), now)
 
     def call_sendto(self, args: Args, now: Nanoseconds) -> int:
-        return self.api.sendto(
+        return self._send(
             args.integer("sock"), args.data(), self._endpoint(args), self._flags(args), now
         )
 
+    def _send(self, handle: int, data: bytes, destination: Endpoint | None,
+              flags: set[str], now: Nanoseconds) -> int:
+        """A blocking TCP send returns once all of ``data`` is in the send buffer."""
+        sent = 0
+
+        def attempt(now: Nanoseconds) -> int:
+            nonlocal sent
+            blocking = self.api.is_tcp(handle) and self.api.would_block(handle, flags)
+            while True:
+                try:
+                    sent += self.api.sendto(handle, data[sent:], destination, flags, now)
+                except SocketError as error:
+                    if error.errno != "EAGAIN" or not blocking:
+                        if sent and error.errno == "EAGAIN":
+                            return sent
+                        raise
+                    raise Blocked(retry=attempt) from None
+                if sent >= len(data) or not blocking:
+                    return sent
+
+        return attempt(now)
+
     def call_recv(self, args: Args, now: Nanoseconds) -> dict[str, Any]:
-        return {"data": data_json(self._receive(args).data)}
+        return {"data": data_json(self._receive(args, now).data)}
 
     def call_recvfrom(self, args: Args, now: Nanoseconds) -> dict[str, Any]:
-        message = self._receive(args)
+        message = self._receive(args, now)
         return {"data": data_json(message.data), **endpoint_json(message.address)}
 
     def call_recvmsg(self, args: Args, now: Nanoseconds) -> dict[str, Any]:
-        message = self._receive(args)
+        message = self._receive(args, now)
         error = message.error
         errqueue = None
         if error is not None:
@@ -216,7 +271,12 @@ class RefAgent:
         value = args.value("value")
         if option.kind == "pmtudisc_mode":
             args.choice("value", PMTUDISC_MODES)
-        elif option.kind == "linger" or not isinstance(value, int):
+        elif option.kind == "linger":
+            if not isinstance(value, dict):
+                raise BadRequest(f"SO_LINGER value must be {{onoff, linger}}, not {value!r}")
+            linger = Args(value)
+            value = (linger.integer("onoff"), linger.integer("linger"))
+        elif not isinstance(value, int):
             raise NotSupported(f"{name} with value {value!r}")
         self.api.setsockopt(args.integer("sock"), name, int(value) if isinstance(value, bool)
                             else value, now)
@@ -225,7 +285,10 @@ class RefAgent:
         name = args.text("name")
         if name not in SOCKET_OPTIONS:
             raise NotSupported(f"unknown socket option {name!r}")
-        return self.api.getsockopt(args.integer("sock"), name, now)
+        value = self.api.getsockopt(args.integer("sock"), name, now)
+        if isinstance(value, tuple):
+            return {"onoff": value[0], "linger": value[1]}
+        return value
 
     def call_ioctl(self, args: Args, now: Nanoseconds) -> int:
         request = args.text("request")
@@ -247,10 +310,17 @@ class RefAgent:
         how = args.text("how")
         if how not in SHUTDOWN_HOW:
             raise NotSupported(f"unknown how {how!r}")
-        self.api.shutdown(args.integer("sock"), how)
+        self.api.shutdown(args.integer("sock"), how, now)
 
     def call_close(self, args: Args, now: Nanoseconds) -> None:
-        self.api.close(args.integer("sock"), now)
+        linger = self.api.close(args.integer("sock"), now)
+        if linger is not None and not linger.done():
+            # SO_LINGER: close waits until the FIN is acknowledged or the time is up.
+            def wait(now: Nanoseconds) -> None:
+                if not linger.done():
+                    raise Blocked()
+
+            raise Blocked(linger.deadline, on_deadline=None, retry=wait)
 
     def call_poll(self, args: Args, now: Nanoseconds) -> list[str]:
         events = args.name_set("events", POLL_EVENTS)

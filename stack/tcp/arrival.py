@@ -1,0 +1,337 @@
+"""SEGMENT ARRIVES for a connection (RFC 9293 3.10.7.3 and 3.10.7.4), in the order the
+RFC gives: sequence number check, RST, SYN, ACK, URG (ignored), text, FIN.
+
+The LISTEN state is in ``listener``; a segment for no socket is answered in ``layer``.
+Each step is a module function, so that a test can replace one (``--ref-patch``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from stack.tcp import output, seq
+from stack.tcp.connection import TcpSocket
+from stack.tcp.state import Event, State, change_state
+from stack.timing import Nanoseconds
+from stack.wire.tcp import Mss, TcpFlags, TcpSegment
+
+if TYPE_CHECKING:
+    from stack.tcp.layer import TcpLayer
+
+A, S, F, R = TcpFlags.ACK, TcpFlags.SYN, TcpFlags.FIN, TcpFlags.RST
+RECEIVING_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
+
+
+def segment_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+                    now: Nanoseconds) -> None:
+    if sock.state is State.SYN_SENT:
+        syn_sent_arrives(layer, sock, segment, now)
+        return
+    flags = segment.flags
+    if (sock.state is State.SYN_RECEIVED and S in flags and A not in flags
+            and segment.seq == sock.irs):
+        # The peer's SYN again: our SYN-ACK was lost (Linux tcp_check_req resends it).
+        output.send_syn(layer, sock, now)
+        return
+    # First: check the sequence number.
+    if not acceptable(sock, segment):
+        if R not in flags:
+            output.send_ack(layer, sock, now)  # RFC 9293 3.10.7.4: <SEQ=SND.NXT><ACK=RCV.NXT>
+        layer.record_drop(now, "tcp.unacceptable_segment", f"seq {segment.seq}")
+        return
+    if sock.keepalive_at is not None:
+        sock.keepalive_at = now + sock.option("TCP_KEEPIDLE") * 1_000_000_000
+        sock.keepalive_probes = 0
+    # Second: the RST bit.
+    if R in flags:
+        reset_arrives(layer, sock, segment, now)
+        return
+    # Fourth: the SYN bit. RFC 9293 3.10.7.4 (RFC 5961 4.2): in a synchronized state a
+    # SYN draws a challenge ACK and is dropped; so does one in SYN-RECEIVED.
+    if S in flags:
+        output.send_ack(layer, sock, now)
+        layer.record_drop(now, "tcp.syn_in_window", sock.state.value)
+        return
+    # Fifth: the ACK field; without ACK the segment is dropped.
+    if A not in flags:
+        layer.record_drop(now, "tcp.no_ack", sock.state.value)
+        return
+    if not ack_arrives(layer, sock, segment, now):
+        return
+    # Sixth: URG is ignored (RFC 9293 3.8.5 / RFC 6093: no urgent data support).
+    # Seventh and eighth: the text and the FIN.
+    if segment.payload or F in flags:
+        text_arrives(layer, sock, segment, now)
+    if sock.state in output.SENDING_STATES:
+        output.transmit(layer, sock, now)
+
+
+def acceptable(sock: TcpSocket, segment: TcpSegment) -> bool:
+    """RFC 9293 3.10.7.4, the four cases of the acceptability test (MUST-9 of 3.4)."""
+    length = segment.sequence_length
+    window = max(0, seq.diff(sock.rcv_adv, sock.rcv_nxt))
+    start = segment.seq
+    if length == 0 and window == 0:
+        return start == sock.rcv_nxt
+    if length == 0:
+        return seq.le(sock.rcv_nxt, start) and seq.lt(start, seq.add(sock.rcv_nxt, window))
+    if window == 0:
+        return False
+    end = seq.add(start, length - 1)
+    right = seq.add(sock.rcv_nxt, window)
+    return (seq.le(sock.rcv_nxt, start) and seq.lt(start, right)) or (
+        seq.le(sock.rcv_nxt, end) and seq.lt(end, right))
+
+
+def syn_sent_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+                     now: Nanoseconds) -> None:
+    """RFC 9293 3.10.7.3."""
+    flags = segment.flags
+    if A in flags and (seq.le(segment.ack, sock.iss) or seq.gt(segment.ack, sock.snd_max)):
+        # An ACK of something we never sent: <SEQ=SEG.ACK><CTL=RST>, unless a RST.
+        if R not in flags:
+            layer.send_reset_reply(segment, sock.local, sock.peer, now)
+        layer.record_drop(now, "tcp.syn_sent_bad_ack", str(segment.ack))
+        return
+    if R in flags:
+        if A in flags:
+            # tcp(7): a RST answering our SYN is "connection refused".
+            layer.terminate(sock, Event.RESET, now, "ECONNREFUSED")
+        else:
+            layer.record_drop(now, "tcp.syn_sent_rst_without_ack")
+        return
+    if S not in flags:
+        layer.record_drop(now, "tcp.syn_sent_no_syn")
+        return
+    take_peer_syn(layer, sock, segment, now)
+    if A in flags:
+        sock.snd_una = segment.ack
+        syn_acknowledged(sock, segment, now)
+        change_state(sock, Event.RECEIVE_SYN_ACK, now)
+        layer.connected(sock, now)
+        output.send_ack(layer, sock, now)
+        output.transmit(layer, sock, now)
+    else:
+        # Simultaneous open: SYN-RECEIVED, and our SYN again with the ACK of theirs.
+        change_state(sock, Event.RECEIVE_SYN, now)
+        sock.retransmit_at = None
+        output.send_syn(layer, sock, now)
+
+
+def take_peer_syn(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+                  now: Nanoseconds) -> None:
+    """Record the peer's ISN, window and MSS from its SYN."""
+    sock.irs = segment.seq
+    sock.rcv_nxt = seq.add(segment.seq, 1)
+    sock.rcv_adv = sock.rcv_nxt
+    mss = segment.find_option(Mss)
+    # RFC 9293 3.7.1 (MUST-15): without the option, assume 536 (tcp_default_mss).
+    sock.peer_mss = mss.value if mss is not None else None
+    layer.update_mss(sock, now)
+
+
+def syn_acknowledged(sock: TcpSocket, segment: TcpSegment, now: Nanoseconds) -> None:
+    """Our SYN is acknowledged: take the window, the RTT sample, stop the timer."""
+    sock.snd_wnd = segment.window
+    sock.max_snd_wnd = max(sock.max_snd_wnd, segment.window)
+    sock.snd_wl1, sock.snd_wl2 = segment.seq, segment.ack
+    sock.send_start = seq.add(sock.iss, 1)
+    if sock.rtt_seq is not None and sock.retransmissions == 0:
+        sock.rto.on_rtt_sample(now - sock.rtt_sent_at)  # RFC 6298 3: Karn
+    sock.rtt_seq = None
+    sock.retransmissions = 0
+    sock.retransmit_at = None
+
+
+def reset_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+                  now: Nanoseconds) -> None:
+    """RFC 9293 3.10.7.4 second check. RFC 5961 3.2 (as Linux): only a RST at exactly
+    RCV.NXT resets; one elsewhere in the window draws a challenge ACK."""
+    if segment.seq != sock.rcv_nxt and sock.settings.tcp_challenge_ack:
+        output.send_ack(layer, sock, now)
+        layer.record_drop(now, "tcp.rst_challenged", str(segment.seq))
+        return
+    if sock.state is State.SYN_RECEIVED and sock.parent is not None:
+        # A passive open goes back to LISTEN: only this embryonic connection goes.
+        layer.terminate(sock, Event.RESET, now, None)
+        return
+    # Linux tcp_reset: the errno each state reports.
+    errno: str | None = {State.SYN_RECEIVED: "ECONNREFUSED", State.CLOSE_WAIT: "EPIPE"}.get(
+        sock.state, "ECONNRESET")
+    if sock.state in (State.CLOSING, State.LAST_ACK, State.TIME_WAIT):
+        errno = None
+    layer.terminate(sock, Event.RESET, now, errno)
+
+
+def ack_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+                now: Nanoseconds) -> bool:
+    """RFC 9293 3.10.7.4 fifth check; False when the segment goes no further."""
+    ack = segment.ack
+    if sock.state is State.SYN_RECEIVED:
+        if not (seq.lt(sock.snd_una, ack) and seq.le(ack, sock.snd_max)):
+            # An unacceptable ACK: <SEQ=SEG.ACK><CTL=RST>.
+            layer.send_reset_reply(segment, sock.local, sock.peer, now)
+            layer.record_drop(now, "tcp.syn_received_bad_ack", str(ack))
+            return False
+        if not layer.admit(sock, now):
+            return False  # the accept queue is full (listener.admit says what it did)
+        sock.snd_una = ack
+        syn_acknowledged(sock, segment, now)
+        change_state(sock, Event.RECEIVE_ACK_OF_SYN, now)
+        layer.connected(sock, now)
+        return True
+    if seq.gt(ack, sock.snd_max):
+        # An ACK of something not yet sent: ACK, drop (RFC 9293 3.10.7.4).
+        output.send_ack(layer, sock, now)
+        layer.record_drop(now, "tcp.ack_of_unsent", str(ack))
+        return False
+    window_before = sock.snd_wnd
+    if seq.gt(ack, sock.snd_una):
+        new_acknowledgement(layer, sock, ack, now)
+    elif is_duplicate_ack(sock, segment) and sock.congestion.on_duplicate_ack(
+            sock.flight, sock.snd_nxt):
+        output.retransmit_first(layer, sock, now)  # RFC 5681 3.2: fast retransmit
+    # RFC 9293 3.10.7.4: update the send window from the most recent segment only.
+    if seq.le(sock.snd_una, ack) and (seq.lt(sock.snd_wl1, segment.seq) or (
+            sock.snd_wl1 == segment.seq and seq.le(sock.snd_wl2, ack))):
+        sock.snd_wnd = segment.window
+        sock.snd_wl1, sock.snd_wl2 = segment.seq, ack
+        sock.max_snd_wnd = max(sock.max_snd_wnd, segment.window)
+        if sock.snd_wnd > window_before:
+            sock.persist_at = None
+            sock.persist_backoff = 0
+    if sock.fin_acknowledged:
+        if sock.state is State.FIN_WAIT_1:
+            change_state(sock, Event.RECEIVE_ACK_OF_FIN, now)
+            if sock.orphan:
+                sock.fin_wait_2_at = now + sock.settings.tcp_fin_timeout
+        elif sock.state is State.CLOSING:
+            change_state(sock, Event.RECEIVE_ACK_OF_FIN, now)
+            layer.enter_time_wait(sock, now)
+            return False
+        elif sock.state is State.LAST_ACK:
+            layer.terminate(sock, Event.RECEIVE_ACK_OF_FIN, now, None)
+            return False
+    return True
+
+
+def is_duplicate_ack(sock: TcpSocket, segment: TcpSegment) -> bool:
+    """RFC 5681 2: same ACK, no data, no SYN or FIN, same window, data outstanding."""
+    return (segment.ack == sock.snd_una and not segment.payload
+            and not segment.flags & (S | F) and segment.window == sock.snd_wnd
+            and sock.flight > 0)
+
+
+def new_acknowledgement(layer: TcpLayer, sock: TcpSocket, ack: int, now: Nanoseconds) -> None:
+    """SND.UNA < SEG.ACK =< SND.MAX: release what was acknowledged, sample the RTT,
+    restart or stop the retransmission timer (RFC 6298 5.2, 5.3)."""
+    acked = seq.diff(ack, sock.snd_una)
+    data_acked = min(len(sock.send_buffer), max(0, seq.diff(ack, sock.send_start)))
+    del sock.send_buffer[:data_acked]
+    sock.send_start = seq.add(sock.send_start, data_acked)
+    sock.snd_una = ack
+    if seq.lt(sock.snd_nxt, ack):
+        sock.snd_nxt = ack
+    if sock.rtt_seq is not None and seq.gt(ack, sock.rtt_seq):
+        sock.rto.on_rtt_sample(now - sock.rtt_sent_at)
+        sock.rtt_seq = None
+    sock.retransmissions = 0
+    if sock.congestion.on_new_ack(acked, ack):
+        output.retransmit_first(layer, sock, now)  # RFC 6582: a partial ACK
+    sock.retransmit_at = None if sock.flight == 0 else now + sock.rto.rto
+
+
+def text_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+                 now: Nanoseconds) -> None:
+    """RFC 9293 3.10.7.4 seventh (text) and eighth (FIN) steps. Data in order goes to
+    the receive buffer, data beyond RCV.NXT waits in order (RFC 9293 3.10.7.4: SHOULD be
+    held), then anything it completes follows."""
+    if sock.state not in RECEIVING_STATES:
+        if segment.payload:
+            layer.record_drop(now, "tcp.text_after_fin", sock.state.value)
+        if F in segment.flags and seq.add(segment.seq, len(segment.payload)) == seq.add(
+                sock.rcv_nxt, -1):
+            output.send_ack(layer, sock, now)  # a retransmitted FIN: acknowledge it again
+        return
+    start, data, fin = segment.seq, segment.payload, F in segment.flags
+    if sock.orphan and data and seq.gt(seq.add(start, len(data)), sock.rcv_nxt):
+        # Linux: new data for a socket the user closed is answered with RST.
+        output.send_reset(layer, sock, now)
+        layer.terminate(sock, Event.ABORT, now, None)
+        return
+    if seq.lt(start, sock.rcv_nxt):
+        data = data[seq.diff(sock.rcv_nxt, start):]
+        start = sock.rcv_nxt
+    room = max(0, seq.diff(sock.rcv_adv, start))
+    if len(data) > room:
+        data, fin = data[:room], False  # beyond the window we advertised
+    full = len(segment.payload) >= sock.rcv_mss
+    if start != sock.rcv_nxt:
+        sock.out_of_order[start] = (data, fin)
+        output.send_ack(layer, sock, now)  # RFC 5681 4.2: an out-of-order segment, ACK now
+        return
+    gap_filled = bool(sock.out_of_order)
+    deliver(sock, data)
+    fin_in_order = fin
+    while sock.out_of_order and not fin_in_order:
+        following = next((s for s in sock.out_of_order if seq.le(s, sock.rcv_nxt)), None)
+        if following is None:
+            break
+        queued, queued_fin = sock.out_of_order.pop(following)
+        skip = seq.diff(sock.rcv_nxt, following)
+        if skip <= len(queued):
+            deliver(sock, queued[skip:])
+            fin_in_order = queued_fin
+    if fin_in_order:
+        fin_arrives(layer, sock, now)
+        return
+    if gap_filled:
+        sock.ack_now = True  # RFC 5681 4.2: filling a gap is acknowledged at once
+    if data or gap_filled:
+        output.schedule_ack(layer, sock, now, full_segment=full)
+
+
+def deliver(sock: TcpSocket, data: bytes) -> None:
+    sock.receive_buffer += data
+    sock.rcv_nxt = seq.add(sock.rcv_nxt, len(data))
+
+
+def fin_arrives(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+    """RFC 9293 3.10.7.4 eighth: the FIN advances RCV.NXT, is acknowledged, and the user
+    hears the end of the stream."""
+    sock.out_of_order.clear()
+    sock.rcv_nxt = seq.add(sock.rcv_nxt, 1)
+    sock.fin_received = True
+    sock.rcv_shutdown = True
+    change_state(sock, Event.RECEIVE_FIN, now)
+    output.send_ack(layer, sock, now)
+    if sock.state is State.TIME_WAIT:
+        layer.enter_time_wait(sock, now)
+
+
+def time_wait_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+                      now: Nanoseconds) -> bool:
+    """A segment in TIME-WAIT, as Linux tcp_timewait_state_process handles it. Returns
+    True for a SYN that may open a new connection (RFC 1122 4.2.2.13: a SYN above the old
+    connection's sequence space); the caller hands it to the listener."""
+    flags = segment.flags
+    in_window_bare = segment.seq == sock.rcv_nxt and (
+        segment.sequence_length == 0 or R in flags)
+    if R in flags:
+        # RFC 9293 3.10.7.4: a RST closes TIME-WAIT; RFC 1337 (tcp_rfc1337) ignores it.
+        if in_window_bare and not sock.settings.tcp_rfc1337:
+            layer.terminate(sock, Event.RESET, now, None)
+        else:
+            layer.record_drop(now, "tcp.rst_in_time_wait_ignored")
+        return False
+    if S in flags and A not in flags and seq.gt(segment.seq, sock.rcv_nxt):
+        return True
+    if in_window_bare:
+        sock.time_wait_at = now + 2 * sock.settings.tcp_msl
+        return False
+    # RFC 9293 3.10.7.4: a retransmitted FIN is acknowledged and restarts the 2 MSL
+    # timeout (Linux restarts it on any segment with ACK).
+    if A in flags or F in flags:
+        sock.time_wait_at = now + 2 * sock.settings.tcp_msl
+    output.send_ack(layer, sock, now)
+    return False

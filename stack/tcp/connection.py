@@ -1,0 +1,177 @@
+"""One TCP socket: its options, its transmission control block (RFC 9293 3.3.1) and
+its buffers and timers. Behaviour lives elsewhere (``arrival``, ``output``, ``timers``,
+``calls``); this module holds the data and a few derived values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import TYPE_CHECKING, Final
+
+from stack.settings import Settings
+from stack.tcp import seq
+from stack.tcp.congestion import CongestionControl
+from stack.tcp.rto import RetransmissionTimeout
+from stack.tcp.state import State
+from stack.timing import Nanoseconds
+
+if TYPE_CHECKING:
+    from stack.tcp.listener import Listener
+
+Endpoint = tuple[IPv4Address, int]
+ANY: Final = IPv4Address("0.0.0.0")
+MAX_WINDOW: Final = 65535  # no window scaling (RFC 7323) yet
+
+
+@dataclass
+class TcpSocket:
+    handle: int | None  # None: not (or no longer) reachable by the user
+    settings: Settings
+    local_address: IPv4Address = ANY
+    local_port: int = 0
+    remote: Endpoint | None = None
+    state: State = State.CLOSED
+    state_history: list[tuple[Nanoseconds, str, str, str]] = field(default_factory=list)
+    nonblocking: bool = False
+    options: dict[str, int | str] = field(default_factory=dict)
+    linger: tuple[int, int] = (0, 0)  # SO_LINGER (onoff, seconds)
+    listener: Listener | None = None  # when in LISTEN
+    parent: TcpSocket | None = None  # the listener of a connection not yet accepted
+    connecting: bool = False  # connect() started and not yet reported (Linux SS_CONNECTING)
+    ever_connected: bool = False
+    orphan: bool = False  # closed by the user, finishing on its own
+    port_locked: bool = False  # bound by the user to a given port (Linux BINDPORT_LOCK)
+    rcv_shutdown_by_user: bool = False  # shutdown(SHUT_RD): reads return 0 (tcp(7))
+
+    # --- send sequence variables (RFC 9293 3.3.1) -----------------------------------------
+    iss: int = 0
+    snd_una: int = 0
+    snd_nxt: int = 0
+    snd_max: int = 0  # the highest sequence number sent (snd_nxt goes back on a timeout)
+    snd_wnd: int = 0
+    snd_wl1: int = 0
+    snd_wl2: int = 0
+    max_snd_wnd: int = 0  # RFC 9293 3.8.6.2.1: the largest window the peer offered
+    send_buffer: bytearray = field(default_factory=bytearray)
+    send_start: int = 0  # the sequence number of send_buffer[0]
+    fin_queued: bool = False  # the user closed the sending side: a FIN follows the data
+    mss: int = 536  # effective send MSS (RFC 9293 3.7.1)
+    peer_mss: int | None = None
+    user_mss: int = 0  # TCP_MAXSEG set by the user, 0 when not
+    rcv_mss: int = 536  # the MSS we announced: what we expect a full segment to hold
+
+    # --- receive sequence variables -----------------------------------------------------
+    irs: int = 0
+    rcv_nxt: int = 0
+    rcv_adv: int = 0  # the right edge of the window we advertised (RCV.NXT + RCV.WND)
+    receive_buffer: bytearray = field(default_factory=bytearray)
+    out_of_order: dict[int, tuple[bytes, bool]] = field(default_factory=dict)  # seq: data, FIN
+    fin_received: bool = False
+    urgent_data: int = 0
+
+    # --- shutdown and errors (Linux sk_shutdown, sk_err, sk_err_soft) -----------------------
+    rcv_shutdown: bool = False
+    snd_shutdown: bool = False
+    error: str | None = None
+    soft_error: str | None = None
+    done: bool = False  # the connection is over (Linux SOCK_DONE)
+
+    # --- timers (absolute deadlines, None when not running) -------------------------------
+    retransmit_at: Nanoseconds | None = None
+    delayed_ack_at: Nanoseconds | None = None
+    persist_at: Nanoseconds | None = None
+    keepalive_at: Nanoseconds | None = None
+    time_wait_at: Nanoseconds | None = None
+    fin_wait_2_at: Nanoseconds | None = None
+    retransmissions: int = 0  # consecutive timeouts of the retransmission timer
+    persist_backoff: int = 0
+    keepalive_probes: int = 0
+    rtt_seq: int | None = None  # Karn: the segment being timed, None when none is
+    rtt_sent_at: Nanoseconds = 0
+    unacknowledged_segments: int = 0  # full segments received since our last ACK
+    ack_now: bool = False
+    rto: RetransmissionTimeout = field(init=False)
+    congestion: CongestionControl = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rto = RetransmissionTimeout(self.settings)
+        self.congestion = CongestionControl(self.mss, self.settings)
+        defaults: dict[str, int | str] = {
+            "SO_REUSEADDR": 0,
+            "SO_KEEPALIVE": 0,  # RFC 1122 4.2.3.6: MUST default to off
+            "SO_RCVBUF": self.settings.tcp_receive_buffer,
+            "SO_SNDBUF": self.settings.tcp_send_buffer,
+            "IP_TTL": self.settings.default_ttl,
+            "IP_TOS": 0,
+            "IP_RECVERR": 0,
+            "IP_MTU_DISCOVER": "IP_PMTUDISC_WANT"
+            if self.settings.path_mtu_discovery
+            else "IP_PMTUDISC_DONT",
+            "TCP_NODELAY": 0,
+            "TCP_KEEPIDLE": self.settings.tcp_keepalive_time // 1_000_000_000,
+            "TCP_KEEPINTVL": self.settings.tcp_keepalive_interval // 1_000_000_000,
+            "TCP_KEEPCNT": self.settings.tcp_keepalive_probes,
+        }
+        self.options = {**defaults, **self.options}
+
+    # --- derived values -----------------------------------------------------------------
+
+    @property
+    def bound(self) -> bool:
+        return self.local_port != 0
+
+    @property
+    def local(self) -> Endpoint:
+        return self.local_address, self.local_port
+
+    @property
+    def peer(self) -> Endpoint:
+        assert self.remote is not None, "a connection always has a peer"
+        return self.remote
+
+    @property
+    def syn_unacknowledged(self) -> bool:
+        return seq.le(self.snd_una, self.iss)
+
+    @property
+    def fin_seq(self) -> int | None:
+        """The sequence number our FIN takes, once the user closed the sending side."""
+        if not self.fin_queued:
+            return None
+        return seq.add(self.send_start, len(self.send_buffer))
+
+    @property
+    def fin_acknowledged(self) -> bool:
+        fin = self.fin_seq
+        return fin is not None and seq.gt(self.snd_una, fin)
+
+    @property
+    def flight(self) -> int:
+        """Sequence space sent and not yet acknowledged."""
+        return max(0, seq.diff(self.snd_nxt, self.snd_una))
+
+    @property
+    def unsent(self) -> int:
+        """Bytes of the send buffer not yet sent."""
+        return max(0, len(self.send_buffer) - max(0, seq.diff(self.snd_nxt, self.send_start)))
+
+    @property
+    def receive_space(self) -> int:
+        buffer = self.options["SO_RCVBUF"]
+        assert isinstance(buffer, int)
+        return max(0, buffer - len(self.receive_buffer))
+
+    @property
+    def send_space(self) -> int:
+        buffer = self.options["SO_SNDBUF"]
+        assert isinstance(buffer, int)
+        return max(0, buffer - len(self.send_buffer))
+
+    def option(self, name: str) -> int:
+        value = self.options[name]
+        assert isinstance(value, int)
+        return value
+
+    def take_error(self) -> str | None:
+        error, self.error = self.error, None
+        return error
