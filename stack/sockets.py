@@ -81,7 +81,8 @@ class SocketApi:
             raise SocketError("EOPNOTSUPP", "listen on a UDP socket")
         self.host.tcp.listen(sock, backlog, now)
 
-    def accept(self, handle: int) -> Accepted:
+    def accept(self, handle: int, now: Nanoseconds | None = None) -> Accepted:
+        """``now`` is accepted for symmetry with the other calls; accept sends nothing."""
         sock = self._get(handle)
         if not isinstance(sock, TcpSocket):
             raise SocketError("EOPNOTSUPP", "accept on a UDP socket")

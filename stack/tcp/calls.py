@@ -163,7 +163,7 @@ class TcpCalls:
         layer.connections[(sock.local, remote)] = sock
         layer.update_mss(sock, now)
         sock.iss = layer.initial_sequence(sock, now)
-        sock.snd_una = sock.snd_nxt = sock.snd_max = sock.iss
+        sock.snd_una = sock.snd_nxt = sock.snd_max = sock.small_segment_end = sock.iss
         change_state(sock, Event.ACTIVE_OPEN, now)
         sock.connecting = True
         output.send_syn(layer, sock, now)

@@ -54,6 +54,7 @@ class TcpSocket:
     max_snd_wnd: int = 0  # RFC 9293 3.8.6.2.1: the largest window the peer offered
     send_buffer: bytearray = field(default_factory=bytearray)
     send_start: int = 0  # the sequence number of send_buffer[0]
+    small_segment_end: int = 0  # where the last segment shorter than the MSS ended
     fin_queued: bool = False  # the user closed the sending side: a FIN follows the data
     mss: int = 536  # effective send MSS (RFC 9293 3.7.1)
     peer_mss: int | None = None

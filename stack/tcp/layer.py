@@ -181,7 +181,8 @@ class TcpLayer(TcpCalls):
         before = sock.mss
         self.update_mss(sock, now)
         if sock.mss < before and sock.flight > 0:
-            sock.snd_nxt = sock.snd_una  # go back: send it all again in smaller segments
+            # Go back: send it all again in smaller segments (Nagle holds none of it).
+            sock.snd_nxt = sock.small_segment_end = sock.snd_una
             sock.rtt_seq = None
             if sock.syn_unacknowledged:
                 output.send_syn(self, sock, now)

@@ -78,7 +78,7 @@ def listen_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment, local:
     child.peer_mss = mss.value if mss is not None else None
     layer.update_mss(child, now)
     child.iss = isn if isn is not None else layer.initial_sequence(child, now)
-    child.snd_una = child.snd_nxt = child.snd_max = child.iss
+    child.snd_una = child.snd_nxt = child.snd_max = child.small_segment_end = child.iss
     child.snd_wnd = segment.window
     child.snd_wl1 = segment.seq
     output.send_syn(layer, child, now)

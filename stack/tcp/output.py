@@ -149,10 +149,11 @@ def transmit(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, *,
             if size < sock.mss and not whole and size < sock.max_snd_wnd // 2:
                 arm_persist(sock, now)
                 break
-            # RFC 1122 4.2.3.4 (Nagle): while data is unacknowledged, hold back a
-            # segment smaller than the MSS, unless TCP_NODELAY.
-            if (size < sock.mss and sock.flight > 0
-                    and not sock.option("TCP_NODELAY")):
+            # RFC 1122 4.2.3.4 (Nagle), in Minshall's variant as Linux has it: hold
+            # back a segment smaller than the MSS while an earlier small segment is
+            # unacknowledged, unless TCP_NODELAY.
+            if (size < sock.mss and not sock.option("TCP_NODELAY")
+                    and seq.gt(sock.small_segment_end, sock.snd_una)):
                 break
         payload = bytes(sock.send_buffer[offset : offset + size])
         send_data(layer, sock, now, payload, fin=whole and fin is not None and size <= room)
@@ -167,6 +168,8 @@ def send_data(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, payload: bytes
     start = sock.snd_nxt
     emit(layer, sock, now, sequence=start, flags=flags, payload=payload)
     end = seq.add(start, len(payload) + fin)
+    if len(payload) < sock.mss:
+        sock.small_segment_end = end  # Nagle (Minshall): the last small segment
     new_data = seq.ge(start, sock.snd_max)
     sock.snd_nxt = end
     if seq.gt(end, sock.snd_max):

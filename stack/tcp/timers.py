@@ -71,7 +71,7 @@ def retransmission_timeout(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -
     # RFC 5681 3.1 eq. 4: ssthresh halves, cwnd is one segment; then go back to
     # SND.UNA and send again from there as the window allows.
     sock.congestion.on_timeout(sock.flight, sock.snd_nxt)
-    sock.snd_nxt = sock.snd_una
+    sock.snd_nxt = sock.small_segment_end = sock.snd_una  # Nagle holds no retransmission
     output.transmit(layer, sock, now)
     if sock.retransmit_at is None and sock.flight > 0:
         sock.retransmit_at = now + sock.rto.rto
