@@ -100,14 +100,17 @@ def test_unacknowledged_data_is_retransmitted_with_backoff(dut: Dut, tb: Testben
 
 @requirement("RFC9293-3.8.2e", "RFC9293-3.8.2a")
 def test_first_flight_is_within_the_initial_window(dut: Dut, tb: Testbench) -> None:
-    """With 30 segments' worth of data and a 65535-octet window, the DUT sends at most
+    """With up to 30 segments' worth of data and a 65535-octet window, the DUT sends at most
     the initial window (RFC 6928: min(10 MSS, max(2 MSS, 14600))) before an ACK comes;
     after one ACK of it all, the next flight is at most twice as large (slow start)."""
     mss = 1000
     connection = open_to_dut(dut, tb, PORT, sport=43201, mss=mss)
     flow = connection.flow
-    assert dut.send(connection.sock, DATA * 3) == len(DATA) * 3
+    # As much as the send buffer takes at once: more than the initial window, for sure.
+    accepted = dut.send(connection.sock, DATA * 3, ["MSG_DONTWAIT"])
+    tb.observe("octets_accepted", accepted)
     initial_window = min(10 * mss, max(2 * mss, 14600))
+    assert isinstance(accepted, int) and accepted > initial_window, f"send took {accepted}"
     flight = flight_until_quiet(flow)
     first_flight = sum(len(payload(segment)) for segment in flight)
     tb.observe("first_flight_octets", first_flight)
