@@ -52,8 +52,10 @@ RUNS_DIRECTORY = Path("pcaps/runs")
 CHILD_EXIT_WAIT_S = 2.0
 # pytest in this process: only the plugins the tool needs (not whatever else is installed),
 # no cache directory, and no terminal reporter (the console module draws instead).
+# Plain asserts: without the terminal plugin, pytest's rewritten asserts lose their
+# message; a case's own message (and, lacking one, its source line) is the verdict's.
 PYTEST_ISOLATION = ("--disable-plugin-autoload", "-p", "conformance.plugin",
-                    "-p", "no:cacheprovider", "-p", "no:terminal")
+                    "-p", "no:cacheprovider", "-p", "no:terminal", "--assert=plain")
 
 
 class Failure(click.ClickException):

@@ -263,6 +263,9 @@ def describe_observations(record: CaseRecord) -> str:
 
 def _exception_message(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
     text = str(excinfo.value).strip()
+    if not text and isinstance(excinfo.value, AssertionError):
+        # An assert without a message: the failing statement says what was checked.
+        text = str(excinfo.traceback[-1].statement).strip()
     return f"{excinfo.typename}: {text}" if text else excinfo.typename
 
 

@@ -425,6 +425,16 @@ def wait_until(condition: Callable[[], bool], *, within: float) -> bool:
 @pytest.mark.privileged
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 class TestPrivileged:
+    def test_a_failed_case_keeps_its_assertion_message(self, tmp_path: Path) -> None:
+        """The verdict's message is the case's own (a known Linux deviation fails here)."""
+        case_name = "test_unanswered_syn_is_retransmitted_with_backoff"
+        run_conformance("run", "--target", "linux", "-k", case_name,
+                        "--out", str(tmp_path / "run"), cwd=tmp_path)
+        results = json.loads((tmp_path / "run" / "linux" / "results.json").read_text())
+        [entry] = results["cases"]
+        assert entry["verdict"] == "fail"
+        assert entry["message"].startswith("AssertionError: no exponential backoff"), entry
+
     def test_run_writes_the_evidence_and_show_reads_it(self, tmp_path: Path) -> None:
         out = tmp_path / "run"
         child = subprocess.Popen(
