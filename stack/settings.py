@@ -100,6 +100,13 @@ class Settings:
     # or a SYN, in a synchronized state draws a challenge ACK. Linux always does this;
     # False resets on any in-window RST, as RFC 793 did.
     tcp_challenge_ack: bool = True
+    # RFC 1122 4.2.3.9 / RFC 9293 3.9.2.2 (SHLD-26): a hard ICMP error (protocol or port
+    # unreachable) SHOULD abort even an established connection. Linux aborts only while
+    # the connection opens (False here).
+    tcp_hard_error_aborts: bool = True
+    # net.ipv4.tcp_ecn: 0 never, 1 also ask for ECN on outgoing SYNs, 2 agree to ECN when
+    # a peer's SYN asks for it (RFC 3168 6.1.1; Linux's default).
+    tcp_ecn: int = 2
     tcp_send_buffer: int = 16384  # net.ipv4.tcp_wmem default
 
     @classmethod

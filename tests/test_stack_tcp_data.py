@@ -3,6 +3,7 @@ virtual clock and exact deadlines."""
 
 from __future__ import annotations
 
+import pytest
 from scapy.layers.inet import TCP
 
 from stack.errors import SocketError
@@ -215,3 +216,62 @@ def test_keepalive_gives_up_after_the_probe_count() -> None:
     link.advance_to(start + 20 * SECOND)
     assert [s.flags for s in peer.received()] == ["A", "A", "RA"]
     assert link.api.getsockopt(handle, "SO_ERROR", link.now) == "ETIMEDOUT"
+
+
+def test_user_timeout_aborts_at_its_deadline() -> None:
+    """TCP_USER_TIMEOUT (RFC 5482, Linux): R2 as a time, the last timer clamped to it."""
+    link, peer, handle = established_active()
+    link.api.setsockopt(handle, "TCP_USER_TIMEOUT", 1000, link.now)
+    send(link, handle, b"never acknowledged")
+    first = link.now
+    peer.received()
+    link.advance_to(first + SECOND - 1)
+    assert link.api.poll(handle, {"POLLIN"}) == set()
+    link.advance_to(first + SECOND)
+    with pytest.raises(SocketError, match="ETIMEDOUT"):
+        link.api.recvmsg(handle, 10, set())
+
+
+def test_urgent_data_is_taken_out_of_the_stream_and_signalled() -> None:
+    """RFC 9293 3.8.5: the urgent pointer points after the urgent data; as Linux, the
+    last urgent octet is read with MSG_OOB and POLLPRI tells of it."""
+    link, peer, handle = established_passive()
+    segment = peer.segment("PAU", b"abc")
+    segment[TCP].urgptr = 3
+    link.inject(segment)
+    peer.snd_nxt += 3
+    assert link.api.poll(handle, {"POLLPRI"}) == {"POLLPRI"}
+    assert link.api.recvmsg(handle, 10, {"MSG_OOB"}).data == b"c"
+    assert link.api.recvmsg(handle, 10, set()).data == b"ab"
+
+
+def test_msg_oob_sends_urg_with_the_pointer_after_the_data() -> None:
+    link, peer, handle = established_active()
+    link.api.sendto(handle, b"xyz", None, {"MSG_OOB"}, link.now)
+    (segment,) = peer.received()
+    assert "U" in str(segment.flags) and segment.urgptr == 3
+
+
+def test_ecn_is_agreed_when_the_syn_asks_for_it() -> None:
+    """RFC 3168 6.1.1, Linux tcp_ecn = 2."""
+    from tests.stack_link import Link
+    from tests.stack_tcp import Peer, listening
+
+    link = Link()
+    listening(link)
+    peer = Peer(link)
+    peer.send("SEC")
+    synack = peer.received_one()
+    assert str(synack.flags) == "SAE"
+
+
+def test_hard_icmp_error_aborts_an_established_connection() -> None:
+    """RFC 1122 4.2.3.9 (SHOULD); Linux keeps it soft (tcp_hard_error_aborts=0)."""
+    for aborts, outcome in ((True, "ECONNREFUSED"), (False, "EAGAIN")):
+        link, _peer, handle = established_active(Settings(tcp_hard_error_aborts=aborts))
+        send(link, handle, b"q")
+        (segment,) = link.sent()
+        link.inject(icmp_error_about(segment, 3, 3))
+        with pytest.raises(SocketError) as raised:
+            link.api.recvmsg(handle, 10, {"MSG_DONTWAIT"})
+        assert raised.value.errno == outcome

@@ -284,3 +284,31 @@ def test_bind_rules_with_a_listener() -> None:
         assert error.errno == "EADDRINUSE"  # a listener blocks the port even so (Linux)
     else:
         raise AssertionError("bound next to a listener")
+
+
+def test_connect_to_a_broadcast_address_is_refused() -> None:
+    """RFC 1122 4.2.3.10: no SYN to a broadcast or multicast address (Linux ENETUNREACH)."""
+    link = Link()
+    for address in ("192.0.2.255", "255.255.255.255", "224.0.0.1"):
+        handle = link.api.socket("tcp")
+        try:
+            link.api.connect(handle, IPv4Address(address), DUT_PORT, link.now)
+        except SocketError as error:
+            assert error.errno == "ENETUNREACH", address
+        else:
+            raise AssertionError(f"connected to {address}")
+    assert link.sent() == []
+
+
+def test_simultaneous_open_completes_on_a_synack_repeating_the_syn() -> None:
+    """The peer's SYN-ACK in a simultaneous open carries its ISN again (Linux)."""
+    link = Link()
+    handle = link.api.socket("tcp")
+    connect_errno(link, handle)
+    syn = link.sent()[0][TCP]
+    peer = Peer(link, sport=DUT_PORT, dport=syn.sport)
+    peer.rcv_nxt = syn.seq + 1
+    peer.send("S")
+    peer.received_one()
+    peer.send("SA", seq=PEER_ISN)
+    assert link.api.finish_connect(handle)

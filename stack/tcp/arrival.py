@@ -7,6 +7,7 @@ Each step is a module function, so that a test can replace one (``--ref-patch``)
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from stack.tcp import output, seq
@@ -28,6 +29,15 @@ def segment_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
         syn_sent_arrives(layer, sock, segment, now)
         return
     flags = segment.flags
+    if (sock.state is State.SYN_RECEIVED and flags & (S | A) == S | A
+            and segment.seq == sock.irs and not segment.payload
+            and segment.ack == sock.snd_nxt):
+        # Simultaneous open: the peer's SYN-ACK repeats its SYN; what counts is its ACK
+        # (Linux tcp_validate_incoming lets it through).
+        segment = replace(segment, seq=sock.rcv_nxt, flags=flags & ~S)
+        flags = segment.flags
+    if TcpFlags.CWR in flags:
+        sock.ecn_echo = False  # RFC 3168 6.1.3: the peer reduced its window
     if (sock.state is State.SYN_RECEIVED and S in flags and A not in flags
             and segment.seq == sock.irs):
         # The peer's SYN again: our SYN-ACK was lost (Linux tcp_check_req resends it).
@@ -58,7 +68,12 @@ def segment_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
         return
     if not ack_arrives(layer, sock, segment, now):
         return
-    # Sixth: URG is ignored (RFC 9293 3.8.5 / RFC 6093: no urgent data support).
+    # Sixth: the URG bit (RFC 9293 3.8.5): RCV.UP = max(RCV.UP, SEG.UP).
+    if TcpFlags.URG in flags and sock.state in RECEIVING_STATES and segment.urgent_pointer:
+        urgent_pointer = seq.add(segment.seq, segment.urgent_pointer)
+        if seq.gt(urgent_pointer, sock.rcv_nxt) and (
+                sock.rcv_up is None or seq.gt(urgent_pointer, sock.rcv_up)):
+            sock.rcv_up = urgent_pointer
     # Seventh and eighth: the text and the FIN.
     if segment.payload or F in flags:
         text_arrives(layer, sock, segment, now)
@@ -104,6 +119,9 @@ def syn_sent_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
         layer.record_drop(now, "tcp.syn_sent_no_syn")
         return
     take_peer_syn(layer, sock, segment, now)
+    # RFC 3168 6.1.1: a SYN-ACK with ECE (and not CWR) agrees to the ECN we asked for.
+    sock.ecn = (sock.settings.tcp_ecn == 1 and TcpFlags.ECE in flags
+                and TcpFlags.CWR not in flags)
     if A in flags:
         sock.snd_una = segment.ack
         syn_acknowledged(sock, segment, now)
@@ -236,6 +254,9 @@ def new_acknowledgement(layer: TcpLayer, sock: TcpSocket, ack: int, now: Nanosec
         sock.rto.on_rtt_sample(now - sock.rtt_sent_at)
         sock.rtt_seq = None
     sock.retransmissions = 0
+    sock.unacknowledged_since = now
+    if sock.snd_up is not None and seq.ge(ack, sock.snd_up):
+        sock.snd_up = None  # the urgent data is through
     if sock.congestion.on_new_ack(acked, ack):
         output.retransmit_first(layer, sock, now)  # RFC 6582: a partial ACK
     sock.retransmit_at = None if sock.flight == 0 else now + sock.rto.rto
@@ -294,6 +315,21 @@ def text_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
 def deliver(sock: TcpSocket, data: bytes) -> None:
     sock.receive_buffer += data
     sock.rcv_nxt = seq.add(sock.rcv_nxt, len(data))
+    take_urgent_octet(sock)
+
+
+def take_urgent_octet(sock: TcpSocket) -> None:
+    """Once the last urgent octet has arrived, take it out of the stream for MSG_OOB
+    (Linux tcp_urg without SO_OOBINLINE)."""
+    if sock.rcv_up is None:
+        return
+    behind = seq.diff(sock.rcv_nxt, seq.add(sock.rcv_up, -1))
+    if not 1 <= behind <= len(sock.receive_buffer):
+        return
+    index = len(sock.receive_buffer) - behind
+    sock.urgent_octet = bytes(sock.receive_buffer[index : index + 1])
+    del sock.receive_buffer[index]
+    sock.rcv_up = None
 
 
 def fin_arrives(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:

@@ -9,7 +9,7 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Final
 
 from stack.errors import SocketError, Unsupported
-from stack.tcp import listener, output
+from stack.tcp import listener, output, seq
 from stack.tcp.connection import ANY, Endpoint, TcpSocket
 from stack.tcp.listener import Listener
 from stack.tcp.state import Event, State, change_state
@@ -25,6 +25,7 @@ MIN_USER_MSS: Final = 88  # Linux TCP_MIN_MSS
 OPENING: Final = frozenset({State.SYN_SENT, State.SYN_RECEIVED})
 # The option ranges Linux accepts (do_tcp_setsockopt).
 OPTION_RANGES: Final = {"TCP_KEEPIDLE": (1, 32767), "TCP_KEEPINTVL": (1, 32767),
+                        "TCP_USER_TIMEOUT": (0, (1 << 31) - 1),
                         "TCP_KEEPCNT": (1, 127)}
 
 
@@ -145,6 +146,10 @@ class TcpCalls:
         if sock.state is not State.CLOSED or sock.ever_connected:
             raise SocketError("EISCONN", f"connect in {sock.state.value}")
         layer.ip.check_route(address)
+        if layer.ip.is_broadcast(address) or address.is_multicast:
+            # RFC 1122 4.2.3.10 / RFC 9293 3.9.2.3: never open to a broadcast or multicast
+            # address (Linux tcp_v4_connect: ENETUNREACH).
+            raise SocketError("ENETUNREACH", f"{address} is not a unicast address")
         if port == 0:
             raise SocketError("ECONNREFUSED", "port 0")
         if not sock.bound:
@@ -198,6 +203,11 @@ class TcpCalls:
             raise SocketError("EAGAIN", "the send buffer is full")
         taken = data[:room]
         sock.send_buffer += taken
+        if "MSG_OOB" in flags:
+            # RFC 9293 3.8.5: the urgent pointer follows the last octet; Linux pushes
+            # urgent data at once, so Nagle does not hold it.
+            sock.snd_up = seq.add(sock.send_start, len(sock.send_buffer))
+            sock.small_segment_end = sock.snd_una
         output.transmit(self._self(), sock, now)
         return len(taken)
 
@@ -207,6 +217,14 @@ class TcpCalls:
             raise SocketError("EINVAL", "negative size")
         if "MSG_ERRQUEUE" in flags:
             raise SocketError("EAGAIN", "the error queue is empty")
+        if "MSG_OOB" in flags:
+            # Linux tcp_recv_urg: the urgent octet, once; EINVAL when there is none.
+            if sock.urgent_octet is None:
+                raise SocketError("EINVAL", "no urgent data")
+            octet = sock.urgent_octet
+            if "MSG_PEEK" not in flags:
+                sock.urgent_octet = None
+            return Message(octet[:size], 1, ["MSG_OOB"], None)
         if sock.state is State.LISTEN:
             raise SocketError("ENOTCONN", "recv on a listener")
         if sock.receive_buffer and not sock.rcv_shutdown_by_user:
@@ -277,6 +295,7 @@ class TcpCalls:
             value = max(MIN_RECEIVE_BUFFER, min(value, sock.settings.receive_buffer_max) * 2)
         if name == "SO_SNDBUF":
             value = max(MIN_SEND_BUFFER, min(value, sock.settings.send_buffer) * 2)
+            sock.sndbuf_locked = True
         if name == "IP_TTL" and not (value == -1 or 1 <= value <= 255):
             raise SocketError("EINVAL", "IP_TTL out of range")
         if name == "IP_TTL" and value == -1:
@@ -335,6 +354,8 @@ class TcpCalls:
             queued = sock.listener is not None and bool(sock.listener.accept_queue)
             return {"POLLIN", "POLLRDNORM"} if queued else set()
         events: set[str] = set()
+        if sock.urgent_octet is not None:
+            events.add("POLLPRI")  # urgent data waits (Linux TCP_URG_VALID)
         if sock.error is not None:
             events.add("POLLERR")
         if (sock.rcv_shutdown and sock.snd_shutdown) or sock.state is State.CLOSED:

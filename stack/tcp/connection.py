@@ -68,7 +68,14 @@ class TcpSocket:
     receive_buffer: bytearray = field(default_factory=bytearray)
     out_of_order: dict[int, tuple[bytes, bool]] = field(default_factory=dict)  # seq: data, FIN
     fin_received: bool = False
-    urgent_data: int = 0
+    # Urgent data (RFC 9293 3.8.5): as Linux without SO_OOBINLINE, the last urgent octet
+    # is taken out of the stream and read with MSG_OOB; until then POLLPRI holds.
+    rcv_up: int | None = None  # the peer's urgent pointer: the octet after urgent data
+    urgent_octet: bytes | None = None
+    snd_up: int | None = None  # ours (MSG_OOB): the octet after our urgent data
+    ecn: bool = False  # ECN agreed in the handshake (RFC 3168 6.1.1)
+    ecn_echo: bool = False  # a CE mark seen: ECE on our ACKs until the peer's CWR
+    sndbuf_locked: bool = False  # SO_SNDBUF set by the user: no automatic growth
 
     # --- shutdown and errors (Linux sk_shutdown, sk_err, sk_err_soft) -----------------------
     rcv_shutdown: bool = False
@@ -85,6 +92,7 @@ class TcpSocket:
     time_wait_at: Nanoseconds | None = None
     fin_wait_2_at: Nanoseconds | None = None
     retransmissions: int = 0  # consecutive timeouts of the retransmission timer
+    unacknowledged_since: Nanoseconds = 0  # when the oldest data in flight was sent
     persist_backoff: int = 0
     keepalive_probes: int = 0
     rtt_seq: int | None = None  # Karn: the segment being timed, None when none is
@@ -109,6 +117,7 @@ class TcpSocket:
             if self.settings.path_mtu_discovery
             else "IP_PMTUDISC_DONT",
             "TCP_NODELAY": 0,
+            "TCP_USER_TIMEOUT": 0,  # milliseconds; 0: R2 counts retransmissions
             "TCP_KEEPIDLE": self.settings.tcp_keepalive_time // 1_000_000_000,
             "TCP_KEEPINTVL": self.settings.tcp_keepalive_interval // 1_000_000_000,
             "TCP_KEEPCNT": self.settings.tcp_keepalive_probes,

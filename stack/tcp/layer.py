@@ -76,6 +76,8 @@ class TcpLayer(TcpCalls):
             listener.listen_arrives(self, listening, segment, local, remote, now, isn=isn)
             return
         if conn is not None:
+            if conn.ecn and header.tos & 0x03 == 0x03:
+                conn.ecn_echo = True  # RFC 3168 6.1.3: Congestion Experienced
             arrival.segment_arrives(self, conn, segment, now)
             return
         listening = self.listener_for(local)
@@ -120,6 +122,10 @@ class TcpLayer(TcpCalls):
             if sock.parent is not None and not error_is_hard(error):
                 return None
             self.terminate(sock, Event.ABORT, now, None if sock.parent else errno)
+            return None
+        if self.settings.tcp_hard_error_aborts and error_is_hard(error):
+            # RFC 1122 4.2.3.9: hard errors SHOULD abort the connection.
+            self.terminate(sock, Event.ABORT, now, errno)
             return None
         # RFC 1122 4.2.3.9: soft errors do not abort; they are reported to SO_ERROR and
         # if the connection later times out. With IP_RECVERR Linux reports them at once.
@@ -195,6 +201,14 @@ class TcpLayer(TcpCalls):
     def connected(self, sock: TcpSocket, now: Nanoseconds) -> None:
         """The connection reached ESTABLISHED."""
         sock.ever_connected = True
+        if not sock.sndbuf_locked:
+            # Linux tcp_sndbuf_expand: room for two initial windows of segments, each
+            # charged a power-of-two buffer (87040 bytes for an MSS of 1460).
+            per_segment = 1 << (sock.mss + 640 - 1).bit_length()
+            segments = max(self.settings.tcp_initial_window_segments,
+                           sock.congestion.cwnd // sock.mss)
+            sock.options["SO_SNDBUF"] = max(sock.option("SO_SNDBUF"),
+                                            2 * segments * (per_segment + 256))
         if sock.option("SO_KEEPALIVE"):
             sock.keepalive_at = now + sock.option("TCP_KEEPIDLE") * 1_000_000_000
 

@@ -77,6 +77,9 @@ def listen_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment, local:
     mss = segment.find_option(Mss)
     child.peer_mss = mss.value if mss is not None else None
     layer.update_mss(child, now)
+    # RFC 3168 6.1.1: a SYN with ECE and CWR asks for ECN; agree when tcp_ecn allows.
+    ecn_setup = TcpFlags.ECE | TcpFlags.CWR
+    child.ecn = layer.settings.tcp_ecn > 0 and flags & ecn_setup == ecn_setup
     child.iss = isn if isn is not None else layer.initial_sequence(child, now)
     child.snd_una = child.snd_nxt = child.snd_max = child.small_segment_end = child.iss
     child.snd_wnd = segment.window

@@ -39,9 +39,16 @@ def emit(
         sock.delayed_ack_at = None
         sock.unacknowledged_segments = 0
         sock.ack_now = False
+        if sock.ecn_echo and R not in flags:
+            flags |= TcpFlags.ECE  # RFC 3168 6.1.3: echo the CE mark until CWR
+    urgent = 0
+    if sock.snd_up is not None and seq.gt(sock.snd_up, sequence) and R not in flags:
+        # RFC 9293 3.8.5 (MUST-62): URG, the pointer at the octet after the urgent data.
+        flags |= TcpFlags.URG
+        urgent = min(seq.diff(sock.snd_up, sequence), 0xFFFF)
     segment = TcpSegment(
         sock.local_port, sock.peer[1], seq=sequence, ack=acknowledgement, flags=flags,
-        window=window, options=options, payload=payload,
+        window=window, options=options, payload=payload, urgent_pointer=urgent,
     )
     send_segment(layer, sock, segment, now)
 
@@ -84,12 +91,18 @@ def send_syn(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
     """SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED), with our MSS (RFC 9293 3.7.1: the MSS
     option is sent on SYN; its value is the path MTU less 40, MUST-14 and MUST-15)."""
     flags = S if sock.state is State.SYN_SENT else S | A
+    if sock.state is State.SYN_SENT and sock.settings.tcp_ecn == 1:
+        flags |= TcpFlags.ECE | TcpFlags.CWR  # RFC 3168 6.1.1: ask for ECN
+    elif sock.ecn and sock.state is State.SYN_RECEIVED:
+        flags |= TcpFlags.ECE  # RFC 3168 6.1.1: agree to it
     emit(layer, sock, now, sequence=sock.iss, flags=flags, options=(Mss(sock.rcv_mss),))
     sock.snd_nxt = seq.add(sock.iss, 1)
     if seq.gt(sock.snd_nxt, sock.snd_max):
         sock.snd_max = sock.snd_nxt
     if sock.retransmissions == 0 and sock.rtt_seq is None:
         sock.rtt_seq, sock.rtt_sent_at = sock.iss, now
+    if sock.retransmissions == 0:
+        sock.unacknowledged_since = now
     if sock.retransmit_at is None:
         sock.retransmit_at = now + sock.rto.rto
 
@@ -171,6 +184,8 @@ def send_data(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, payload: bytes
     if len(payload) < sock.mss:
         sock.small_segment_end = end  # Nagle (Minshall): the last small segment
     new_data = seq.ge(start, sock.snd_max)
+    if new_data and seq.ge(sock.snd_una, sock.snd_max):
+        sock.unacknowledged_since = now  # nothing was outstanding before this
     sock.snd_nxt = end
     if seq.gt(end, sock.snd_max):
         sock.snd_max = end

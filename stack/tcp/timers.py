@@ -56,7 +56,10 @@ def retransmission_timeout(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -
     4.2.3.5) with the last soft error heard, or ETIMEDOUT. R1 (negative advice to the IP
     layer) is not implemented."""
     sock.retransmit_at = None
-    if sock.retransmissions >= retry_limit(sock):
+    user_timeout = sock.option("TCP_USER_TIMEOUT") * 1_000_000
+    expired = (now - sock.unacknowledged_since >= user_timeout if user_timeout
+               else sock.retransmissions >= retry_limit(sock))
+    if expired:
         errno: str | None = sock.soft_error or "ETIMEDOUT"
         if sock.state is State.SYN_RECEIVED and sock.parent is not None:
             errno = None  # an embryonic connection goes quietly (Linux)
@@ -75,6 +78,10 @@ def retransmission_timeout(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -
     output.transmit(layer, sock, now)
     if sock.retransmit_at is None and sock.flight > 0:
         sock.retransmit_at = now + sock.rto.rto
+    if user_timeout and sock.retransmit_at is not None:
+        # Linux tcp_clamp_rto_to_user_timeout: the timer fires when the time is up.
+        sock.retransmit_at = min(sock.retransmit_at,
+                                 max(now + 1, sock.unacknowledged_since + user_timeout))
 
 
 def persist_timeout(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
