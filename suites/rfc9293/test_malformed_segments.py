@@ -22,6 +22,7 @@ from conformance.testbench.tcp_states import (
 PORT = 5050
 QUIET_S = 0.5
 MSS_1460 = b"\x02\x04\x05\xb4"
+MSS_400 = b"\x02\x04\x01\x90"  # below the default MSS of 536 (RFC 1122 4.2.2.6)
 
 
 def data_is_not_delivered(dut: Dut, sock: int) -> None:
@@ -123,19 +124,20 @@ def test_illegal_option_length_on_data(dut: Dut, tb: Testbench, options: bytes) 
 @requirement("RFC9293-3.1h", "RFC1122-4.2.2.5b", "RFC9293-3.1f")
 def test_unknown_option_in_syn_is_skipped(dut: Dut, tb: Testbench) -> None:
     """A SYN with an unknown option (kind 253, length 6) before the MSS opens a
-    connection as usual, and the MSS after it is still read."""
+    connection as usual, and the MSS after it is still read. The MSS (400) is below the
+    default of 536, so a DUT that stops reading at the unknown option shows it."""
     listener = listen(dut, PORT)
     flow = TcpFlow(tb, tb.host, sport=43203, dport=PORT)
-    options = b"\xfd\x06\xaa\xbb\xcc\xdd" + b"\x02\x04\x02\x18" + b"\x00"  # MSS 536, EOL
+    options = b"\xfd\x06\xaa\xbb\xcc\xdd" + MSS_400 + b"\x00"  # unknown, MSS 400, EOL
     send_raw(flow, raw_segment(flow, "S", option_bytes=options),
-             "SYN: unknown option, MSS 536, EOL", advance=1)
+             "SYN: unknown option, MSS 400, EOL", advance=1)
     flow.expect_synack(within=1.0)
     flow.send("A", why="ACK completing the handshake")
     connection, _ = dut.accept(listener)
     dut.send(connection, b"x" * 1500)
-    first = flow.expect("PA", within=1.0, why="the DUT's data in segments of MSS 536")
+    first = flow.expect("PA", within=1.0, why="the DUT's data in segments of MSS 400")
     tb.observe("first_segment_payload", len(first[TCP].payload))
-    assert len(first[TCP].payload) <= 536, "the MSS after the unknown option was ignored"
+    assert len(first[TCP].payload) <= 400, "the MSS after the unknown option was ignored"
 
 
 @requirement("RFC9293-3.1g", "RFC1122-4.2.2.5a")
@@ -155,12 +157,13 @@ def test_options_on_a_data_segment_are_accepted(dut: Dut, tb: Testbench) -> None
              "RFC1122-4.2.2.2d", "RFC1122-4.2.2.2g")
 def test_unaligned_mss_option_is_honoured(dut: Dut, tb: Testbench) -> None:
     """An MSS option starting at an odd offset (after one NOP) is read: the DUT's data
-    segments into a 65535-octet window carry at most 536 octets, full-sized ones first,
-    PSH on the last, and no MSS option."""
+    segments into a 65535-octet window carry at most 400 octets (below the default of
+    536, so an MSS left unread shows), full-sized ones first, PSH on the last, and no MSS
+    option."""
     listener = listen(dut, PORT)
     flow = TcpFlow(tb, tb.host, sport=43204, dport=PORT)
-    send_raw(flow, raw_segment(flow, "S", option_bytes=b"\x01\x02\x04\x02\x18\x00"),
-             "SYN: NOP, MSS 536 (unaligned), EOL", advance=1)
+    send_raw(flow, raw_segment(flow, "S", option_bytes=b"\x01" + MSS_400 + b"\x00"),
+             "SYN: NOP, MSS 400 (unaligned), EOL", advance=1)
     flow.expect_synack(within=1.0)
     flow.send("A", why="ACK completing the handshake")
     connection, _ = dut.accept(listener)
@@ -174,8 +177,8 @@ def test_unaligned_mss_option_is_honoured(dut: Dut, tb: Testbench) -> None:
         assert not option_problems(segment), option_problems(segment)
         flow.send("A", why="ACK of the data")
     tb.observe("segment_sizes", sizes)
-    assert max(sizes) <= 536, f"segments {sizes} exceed the unaligned MSS of 536"
-    assert sizes[0] == 536, f"the first segment is not full-sized: {sizes}"
+    assert max(sizes) <= 400, f"segments {sizes} exceed the unaligned MSS of 400"
+    assert sizes[0] == 400, f"the first segment is not full-sized: {sizes}"
     assert segment[TCP].flags.P, "the last segment of the send carries no PSH"
 
 
