@@ -101,7 +101,8 @@ def test_simultaneous_open(dut: Dut, tb: Testbench) -> None:
                          why="SYN-ACK: the DUT's ISN again, acknowledging the crossing SYN")
     well_formed(synack)
     flow.send("SA", seq=0, options=[("MSS", 1460)], why="the tester's SYN-ACK")
-    assert connecting.result(timeout=2.0) is None, "connect did not succeed"
+    assert connecting.wait(2.0), "connect still pending after the tester's SYN-ACK"
+    assert connecting.result(timeout=1.0) is None, "connect did not succeed"
     dut.send(sock, b"simultaneous")
     data = flow.expect("PA", seq=1, ack=1, within=1.0, why="data on the new connection")
     assert bytes(data[TCP].payload) == b"simultaneous"

@@ -76,7 +76,9 @@ def test_rst_carrying_data_resets(dut: Dut, tb: Testbench) -> None:
     """An RST with data in it (a diagnostic text) resets the connection all the same."""
     connection = enter_state(dut, tb, "ESTABLISHED", PORT)
     connection.flow.send("R", b"diagnostic: going away", why="an RST at RCV.NXT with data")
-    received = dut.recv(connection.sock, 100)
+    receiving = dut.start("recv", sock=connection.sock, size=100, flags=[])
+    assert receiving.wait(2.0), "recv still waiting: the RST with data was not acted on"
+    received = receiving.result(timeout=1.0)
     tb.observe("recv_after_rst_with_data", str(received))
     assert received == Errno("ECONNRESET"), f"recv: {received!r}"
 
