@@ -72,7 +72,10 @@ class Settings:
     # Linux TCP_RTO_MIN; RFC 6298 2.4 recommends 1 s, and allows less.
     tcp_rto_min: Nanoseconds = 200 * MILLISECOND
     tcp_rto_max: Nanoseconds = 120 * SECOND  # Linux TCP_RTO_MAX; RFC 6298 2.5: >= 60 s
-    tcp_syn_retries: int = 6  # net.ipv4.tcp_syn_retries
+    # net.ipv4.tcp_syn_retries. RFC 1122 4.2.3.5: R2 for a SYN MUST be at least 3
+    # minutes. Linux's 6 gives up after 127 s (1 + 2 + ... + 64); 7 retransmissions
+    # keep trying for 255 s.
+    tcp_syn_retries: int = 7
     tcp_synack_retries: int = 5  # net.ipv4.tcp_synack_retries
     tcp_retries1: int = 3  # net.ipv4.tcp_retries1: R1 of RFC 1122 4.2.3.5
     tcp_retries2: int = 15  # net.ipv4.tcp_retries2: R2
