@@ -169,6 +169,7 @@ class TcpCalls:
         layer.update_mss(sock, now)
         sock.iss = layer.initial_sequence(sock, now)
         sock.snd_una = sock.snd_nxt = sock.snd_max = sock.small_segment_end = sock.iss
+        sock.send_start = seq.add(sock.iss, 1)
         change_state(sock, Event.ACTIVE_OPEN, now)
         sock.connecting = True
         output.send_syn(layer, sock, now)

@@ -60,6 +60,7 @@ class TcpSocket:
     peer_mss: int | None = None
     user_mss: int = 0  # TCP_MAXSEG set by the user, 0 when not
     rcv_mss: int = 536  # the MSS we announced: what we expect a full segment to hold
+    path_mtu: int = 0  # the path MTU the MSS was last computed from
 
     # --- receive sequence variables -----------------------------------------------------
     irs: int = 0

@@ -176,7 +176,8 @@ class TcpLayer(TcpCalls):
     def update_mss(self, sock: TcpSocket, now: Nanoseconds) -> None:
         """RFC 9293 3.7.1: we announce the path MTU less 40; we send at most the peer's
         MSS (536 without the option, MUST-15), and never more than our path MTU less 40."""
-        limit = self.ip.path_mtu(sock.peer[0], now) - HEADERS
+        sock.path_mtu = self.ip.path_mtu(sock.peer[0], now)
+        limit = sock.path_mtu - HEADERS
         sock.rcv_mss = min(limit, sock.user_mss) if sock.user_mss else limit
         peer = sock.peer_mss if sock.peer_mss is not None else self.settings.tcp_default_mss
         mss = max(min(peer, limit, sock.user_mss or limit), 8)

@@ -82,6 +82,7 @@ def listen_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment, local:
     child.ecn = layer.settings.tcp_ecn > 0 and flags & ecn_setup == ecn_setup
     child.iss = isn if isn is not None else layer.initial_sequence(child, now)
     child.snd_una = child.snd_nxt = child.snd_max = child.small_segment_end = child.iss
+    child.send_start = seq.add(child.iss, 1)
     child.snd_wnd = segment.window
     child.snd_wl1 = segment.seq
     output.send_syn(layer, child, now)

@@ -140,6 +140,8 @@ def transmit(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, *,
     window rules (the override timeout of RFC 9293 3.8.6.2.1)."""
     if sock.state not in SENDING_STATES:
         return
+    if layer.ip.path_mtu(sock.peer[0], now) != sock.path_mtu:
+        layer.update_mss(sock, now)  # RFC 1191: the path MTU changed (lowered or aged)
     while True:
         offset = seq.diff(sock.snd_nxt, sock.send_start)
         available = len(sock.send_buffer) - offset
