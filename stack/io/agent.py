@@ -126,7 +126,7 @@ class RefAgent:
         try:
             response: dict[str, Any] = {"result": handler(call.args, now)}
         except Blocked as blocked:
-            if first or blocked.deadline is not None:
+            if first:  # the deadline counts from the call, not from a retry
                 call.deadline, call.on_deadline = blocked.deadline, blocked.on_deadline
             if blocked.retry is not None:
                 call.retry = blocked.retry
