@@ -1,0 +1,744 @@
+"""The reference stack broken on purpose for the TCP data, window, timing and error cases,
+one behaviour at a time (suites/rfc9293/test_data_transfer.py, test_window.py,
+test_retransmission.py, test_delayed_ack_nagle.py, test_keepalive.py,
+test_tcp_icmp_pmtu.py).
+
+Each function takes the stack's `Host` before it serves (`--ref-patch FILE:FUNCTION`) and
+replaces one piece of it, the narrowest that holds the behaviour, with what a buggy stack
+would do; everything else keeps working. The stack's TCP modules call each other as
+``output.<function>``, ``arrival.<function>`` and ``timers.<function>``, so replacing a
+module attribute reaches every caller (the stack runs in a process of its own). The cases
+that check the requirement must then fail (tests/test_tcp_data_cases_fail_on_broken_ref.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from ipaddress import IPv4Address
+from typing import Any
+
+from stack.host import Host
+from stack.icmp import ReceivedError
+from stack.tcp import arrival, congestion, output, seq, timers
+from stack.tcp.connection import MAX_WINDOW, TcpSocket
+from stack.tcp.layer import TcpLayer, error_is_hard
+from stack.tcp.state import Event, State
+from stack.timing import Nanoseconds
+from stack.wire.icmp import IcmpType
+from stack.wire.ipv4 import IpProtocol, Ipv4OptionKind, Ipv4Packet, parse_ipv4_options
+from stack.wire.tcp import TcpFlags, TcpSegment
+
+A, S, P, R, URG = TcpFlags.ACK, TcpFlags.SYN, TcpFlags.PSH, TcpFlags.RST, TcpFlags.URG
+TCP = IpProtocol.TCP
+
+
+# ---- helpers ------------------------------------------------------------------------------
+
+
+def _wrap_emit(rewrite: Callable[[TcpSocket, dict[str, Any]], None]) -> None:
+    """Every segment a connection builds passes its keyword arguments (sequence, flags,
+    payload, options) through ``rewrite`` first."""
+    original = output.emit
+
+    def emit(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, **kwargs: Any) -> None:
+        rewrite(sock, kwargs)
+        original(layer, sock, now, **kwargs)
+
+    output.emit = emit
+
+
+def _rewrite_tcp_datagrams(host: Host, rewrite: Callable[[dict[str, Any]], None]) -> None:
+    """The IP parameters (ttl, tos, dont_fragment) of every TCP datagram the host sends
+    pass through ``rewrite``."""
+    original = host.send_datagram
+
+    def send_datagram(now: Nanoseconds, destination: IPv4Address, payload: bytes,
+                      **kwargs: Any) -> None:
+        if kwargs.get("protocol") == TCP:
+            rewrite(kwargs)
+        original(now, destination, payload, **kwargs)
+
+    host.send_datagram = send_datagram  # type: ignore[method-assign]
+
+
+@contextmanager
+def _temporarily(sock: TcpSocket, **values: Any) -> Iterator[None]:
+    """Attributes of ``sock`` (or its options, for upper-case names) set for a while."""
+    saved = {name: sock.options[name] if name.isupper() else getattr(sock, name)
+             for name in values}
+    for name, value in values.items():
+        if name.isupper():
+            sock.options[name] = value
+        else:
+            setattr(sock, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if name.isupper():
+                sock.options[name] = value
+            else:
+                setattr(sock, name, value)
+
+
+def _wrap_transmit(around: Callable[[TcpSocket], Any]) -> None:
+    """``output.transmit`` runs inside the context manager ``around(sock)`` gives."""
+    original = output.transmit
+
+    def transmit(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, **kwargs: Any) -> None:
+        with around(sock):
+            original(layer, sock, now, **kwargs)
+
+    output.transmit = transmit
+
+
+def _connection_of(layer: TcpLayer, error: ReceivedError) -> TcpSocket | None:
+    data = error.quoted_data
+    local = (error.quoted_header.src, int.from_bytes(data[0:2], "big"))
+    remote = (error.quoted_header.dst, int.from_bytes(data[2:4], "big"))
+    return layer.connections.get((local, remote))
+
+
+def _intercept_icmp(host: Host,
+                    instead: Callable[[TcpSocket, ReceivedError, Nanoseconds], bool]) -> None:
+    """ICMP errors about a TCP connection go to ``instead`` first; when it returns True
+    the error has been dealt with, else the stack handles it as usual."""
+    layer = host.tcp
+    original = layer.icmp_error
+
+    def icmp_error(error: ReceivedError, now: Nanoseconds) -> str | None:
+        sock = _connection_of(layer, error)
+        if sock is not None and instead(sock, error, now):
+            return None
+        return original(error, now)
+
+    layer.icmp_error = icmp_error  # type: ignore[method-assign]
+
+
+# ---- data transfer (RFC 9293 3.7.1, 3.9.1, 3.9.2, 3.10.7.4) --------------------------------
+
+
+def no_psh_on_data(host: Host) -> None:
+    """Data segments never carry PSH, not even the last of a write (RFC 9293 3.9.1.2:
+    MUST set PSH in the last buffered segment)."""
+
+    def rewrite(sock: TcpSocket, segment: dict[str, Any]) -> None:
+        segment["flags"] &= ~P
+
+    _wrap_emit(rewrite)
+
+
+def out_of_order_segments_dropped(host: Host) -> None:
+    """A segment beyond RCV.NXT is acknowledged and thrown away, not queued (RFC 9293
+    3.10.7.4: SHOULD be held for later processing)."""
+    original = arrival.text_arrives
+
+    def text_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+                     now: Nanoseconds) -> None:
+        if sock.state in arrival.RECEIVING_STATES and seq.gt(segment.seq, sock.rcv_nxt):
+            output.send_ack(layer, sock, now)
+            layer.record_drop(now, "broken.out_of_order_dropped", str(segment.seq))
+            return
+        original(layer, sock, segment, now)
+
+    arrival.text_arrives = text_arrives
+
+
+def gap_filler_acknowledged_before_the_queue(host: Host) -> None:
+    """A segment that fills a gap is acknowledged on its own first, and only then the
+    queued segments it makes in order are processed (RFC 9293 3.10.7.4: MUST process
+    them before sending any acknowledgement)."""
+    original = arrival.text_arrives
+
+    def text_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+                     now: Nanoseconds) -> None:
+        if not (sock.out_of_order and segment.payload and segment.seq == sock.rcv_nxt):
+            original(layer, sock, segment, now)
+            return
+        queued, sock.out_of_order = sock.out_of_order, {}
+        sock.ack_now = True
+        original(layer, sock, segment, now)  # the filler alone, acknowledged at once
+        sock.out_of_order = queued
+        empty = dataclasses.replace(segment, seq=sock.rcv_nxt, payload=b"",
+                                    flags=segment.flags & ~TcpFlags.FIN)
+        original(layer, sock, empty, now)  # now the queue
+
+    arrival.text_arrives = text_arrives
+
+
+def peer_mss_ignored(host: Host) -> None:
+    """The peer's MSS option is read but not honoured: segments are as large as the path
+    MTU allows (RFC 9293 3.7.1: MUST-14, MUST-16)."""
+    layer = host.tcp
+    original = layer.update_mss
+
+    def update_mss(sock: TcpSocket, now: Nanoseconds) -> None:
+        if sock.peer_mss is None:
+            original(sock, now)
+            return
+        with _temporarily(sock, peer_mss=65535):
+            original(sock, now)
+
+    layer.update_mss = update_mss  # type: ignore[method-assign]
+
+
+def bulk_data_in_half_segments(host: Host) -> None:
+    """A bulk write goes out in segments of half the MSS (RFC 9293 3.9.1.2: SHOULD send
+    full-sized segments)."""
+    _wrap_transmit(lambda sock: _temporarily(sock, mss=max(sock.mss // 2, 1)))
+
+
+def syn_without_mss_option(host: Host) -> None:
+    """SYN and SYN-ACK carry no MSS option (RFC 9293 3.7.1: MUST-14 sends it; SHLD-5)."""
+
+    def rewrite(sock: TcpSocket, segment: dict[str, Any]) -> None:
+        if S in segment["flags"]:
+            segment["options"] = ()
+
+    _wrap_emit(rewrite)
+
+
+def unknown_ip_option_drops_the_segment(host: Host) -> None:
+    """A TCP segment in a datagram carrying an IP option the stack does not know is
+    dropped (RFC 1122 4.2.3.8, RFC 9293 3.9.2: MUST ignore options it does not
+    understand)."""
+    layer = host.tcp
+    original = layer.receive
+    known = {int(kind) for kind in Ipv4OptionKind}
+
+    def receive(packet: Ipv4Packet, now: Nanoseconds, *, broadcast: bool) -> None:
+        kinds = {option.kind for option in parse_ipv4_options(packet.header.options)}
+        if kinds - known:
+            layer.record_drop(now, "broken.unknown_ip_option")
+            return
+        original(packet, now, broadcast=broadcast)
+
+    layer.receive = receive  # type: ignore[method-assign]
+
+
+def ip_ttl_ignored_by_tcp(host: Host) -> None:
+    """IP_TTL is accepted on a TCP socket, but segments keep the default TTL (RFC 9293
+    3.9.2: MUST let the application set the TTL)."""
+
+    def rewrite(datagram: dict[str, Any]) -> None:
+        datagram["ttl"] = host.settings.default_ttl
+
+    _rewrite_tcp_datagrams(host, rewrite)
+
+
+def ip_tos_ignored_by_tcp(host: Host) -> None:
+    """IP_TOS is accepted on a TCP socket, but segments carry DS field 0 (RFC 9293
+    3.9.1.9: MUST let the application set it)."""
+
+    def rewrite(datagram: dict[str, Any]) -> None:
+        datagram["tos"] = 0
+
+    _rewrite_tcp_datagrams(host, rewrite)
+
+
+def ip_tos_fixed_at_first_use(host: Host) -> None:
+    """The DS field a connection first sends with stays, whatever IP_TOS says later (RFC
+    9293 3.9.1.9: SHOULD let it change during the connection)."""
+    original = output.send_segment
+    first: dict[int, int] = {}
+
+    def send_segment(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+                     now: Nanoseconds) -> None:
+        tos = sock.option("IP_TOS")
+        if tos:
+            tos = first.setdefault(id(sock), tos)
+        with _temporarily(sock, IP_TOS=tos):
+            original(layer, sock, segment, now)
+
+    output.send_segment = send_segment
+
+
+def urgent_data_sent_as_normal_data(host: Host) -> None:
+    """MSG_OOB data goes out without URG and urgent pointer (RFC 9293 3.8.5: MUST-30,
+    MUST-62)."""
+    original = output.send_segment
+
+    def send_segment(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+                     now: Nanoseconds) -> None:
+        plain = dataclasses.replace(segment, flags=segment.flags & ~URG, urgent_pointer=0,
+                                    checksum=None)
+        original(layer, sock, plain, now)
+
+    output.send_segment = send_segment
+
+
+def urgent_pointer_ignored(host: Host) -> None:
+    """URG and the urgent pointer of arriving segments are ignored: the application is
+    never told of urgent data (RFC 9293 3.8.5: MUST-31)."""
+    original = arrival.segment_arrives
+
+    def segment_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+                        now: Nanoseconds) -> None:
+        plain = dataclasses.replace(segment, flags=segment.flags & ~URG, urgent_pointer=0,
+                                    checksum=None)
+        original(layer, sock, plain, now)
+
+    arrival.segment_arrives = segment_arrives
+
+
+# ---- windows (RFC 9293 3.8.6, RFC 1122 4.2.2.16, 4.2.2.17, 4.2.3.3, 4.2.3.4) ---------------
+
+
+def _usable_window(sock: TcpSocket) -> int:
+    return seq.diff(seq.add(sock.snd_una, sock.snd_wnd), sock.snd_nxt)
+
+
+def zero_window_never_probed(host: Host) -> None:
+    """A zero window is waited out without probes (RFC 1122 4.2.2.17: MUST probe)."""
+    original = timers.persist_timeout
+
+    def persist_timeout(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+        if _usable_window(sock) <= 0:
+            sock.persist_at = None
+            return
+        original(layer, sock, now)
+
+    timers.persist_timeout = persist_timeout
+
+
+def zero_window_probes_at_a_fixed_interval(host: Host) -> None:
+    """Zero-window probes follow each other at one RTO, without backing off (RFC 1122
+    4.2.2.17: SHOULD increase the interval exponentially)."""
+    original = timers.persist_timeout
+
+    def persist_timeout(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+        original(layer, sock, now)
+        if sock.persist_at is not None:
+            sock.persist_backoff = 0
+            sock.persist_at = now + sock.rto.rto
+
+    timers.persist_timeout = persist_timeout
+
+
+def sender_fills_small_windows(host: Host) -> None:
+    """The sender sends whatever the window allows at once, however small (RFC 1122
+    4.2.3.4, RFC 9293 3.8.6.2.1: MUST avoid the silly window syndrome)."""
+    _wrap_transmit(lambda sock: _temporarily(sock, max_snd_wnd=0))
+
+
+def _advertise(compute: Callable[[TcpSocket], int]) -> None:
+    def advertised_window(sock: TcpSocket) -> int:
+        window = max(0, min(compute(sock), MAX_WINDOW))
+        sock.rcv_adv = seq.add(sock.rcv_nxt, window)
+        return window
+
+    output.advertised_window = advertised_window
+
+
+def window_shrinks_as_data_arrives(host: Host) -> None:
+    """Buffered data is counted twice against the receive buffer (as if its overhead were
+    as large as the data), so the right window edge moves left as data arrives (RFC 9293
+    3.8.6: SHOULD NOT shrink the window)."""
+    _advertise(lambda sock: sock.receive_space - len(sock.receive_buffer))
+
+
+def receiver_opens_silly_windows(host: Host) -> None:
+    """The window advertised is the free buffer space, however small the opening (RFC 1122
+    4.2.3.3: MUST avoid the silly window syndrome)."""
+    _advertise(lambda sock: sock.receive_space)
+
+
+def resets_on_a_shrunk_window(host: Host) -> None:
+    """An ACK whose window ends before SND.NXT is taken as a protocol violation: the
+    connection is reset (RFC 1122 4.2.2.16: MUST be robust against shrinking windows)."""
+    original = arrival.ack_arrives
+
+    def ack_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+                    now: Nanoseconds) -> bool:
+        goes_on = original(layer, sock, segment, now)
+        if goes_on and sock.state in output.SENDING_STATES and _usable_window(sock) < 0:
+            output.send_reset(layer, sock, now)
+            layer.terminate(sock, Event.ABORT, now, "ECONNRESET")
+            return False
+        return goes_on
+
+    arrival.ack_arrives = ack_arrives
+
+
+def sends_into_the_old_window_after_a_shrink(host: Host) -> None:
+    """A window that shrinks is not believed: the sender keeps the old right edge and
+    sends new data up to it (RFC 9293 3.8.6: SHOULD NOT send new data beyond the
+    shrunk window)."""
+    original = arrival.ack_arrives
+
+    def ack_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+                    now: Nanoseconds) -> bool:
+        edge = seq.add(sock.snd_una, sock.snd_wnd)
+        goes_on = original(layer, sock, segment, now)
+        if sock.state in output.SENDING_STATES and seq.lt(
+                seq.add(sock.snd_una, sock.snd_wnd), edge):
+            sock.snd_wnd = seq.diff(edge, sock.snd_una)
+        return goes_on
+
+    arrival.ack_arrives = ack_arrives
+
+
+# ---- retransmission (RFC 9293 3.8.1-3.8.3, RFC 1122 4.2.3.1, 4.2.3.5) ------------------------
+
+
+def _retransmit_without_backoff(syn: bool) -> None:
+    original = timers.retransmission_timeout
+
+    def retransmission_timeout(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+        if sock.syn_unacknowledged is not syn:
+            original(layer, sock, now)
+            return
+        rto = sock.rto.rto
+        original(layer, sock, now)
+        sock.rto.rto = rto  # as it was before the timeout
+        if sock.retransmit_at is not None:
+            sock.retransmit_at = now + rto
+
+    timers.retransmission_timeout = retransmission_timeout
+
+
+def syn_retransmitted_at_a_fixed_interval(host: Host) -> None:
+    """An unanswered SYN is sent again every RTO without backing off (RFC 1122 4.2.3.1:
+    MUST use exponential backoff)."""
+    _retransmit_without_backoff(syn=True)
+
+
+def data_retransmitted_at_a_fixed_interval(host: Host) -> None:
+    """Unacknowledged data is sent again every RTO without backing off (RFC 1122 4.2.3.1,
+    RFC 6298 5.5: MUST use exponential backoff)."""
+    _retransmit_without_backoff(syn=False)
+
+
+def fast_retransmit_after_ten_duplicates(host: Host) -> None:
+    """Fast retransmit waits for ten duplicate ACKs, not three (RFC 5681 3.2, RFC 9293
+    3.8.2: SHOULD)."""
+    congestion.DUPLICATE_ACK_THRESHOLD = 10  # type: ignore[misc]
+
+
+def user_timeout_ignored(host: Host) -> None:
+    """TCP_USER_TIMEOUT is accepted and ignored: R2 stays the default (RFC 9293 3.8.3:
+    MUST let the application set the timeout)."""
+    layer = host.tcp
+    original = layer.setsockopt
+
+    def setsockopt(sock: TcpSocket, name: str, value: Any, now: Nanoseconds) -> None:
+        original(sock, name, 0 if name == "TCP_USER_TIMEOUT" else value, now)
+
+    layer.setsockopt = setsockopt  # type: ignore[method-assign]
+
+
+# ---- delayed ACK and Nagle (RFC 1122 4.2.3.2, 4.2.3.4) ------------------------------------
+
+
+def every_segment_acknowledged_at_once(host: Host) -> None:
+    """No delayed ACK: every segment is acknowledged on arrival (RFC 1122 4.2.3.2: SHOULD
+    delay)."""
+
+    def schedule_ack(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, *,
+                     full_segment: bool) -> None:
+        output.send_ack(layer, sock, now)
+
+    output.schedule_ack = schedule_ack
+
+
+def full_segments_wait_for_the_timer(host: Host) -> None:
+    """Full-sized segments are not counted: every ACK waits for the delayed-ACK timer
+    (RFC 1122 4.2.3.2: SHOULD acknowledge at least every second full segment)."""
+    original = output.schedule_ack
+
+    def schedule_ack(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, *,
+                     full_segment: bool) -> None:
+        original(layer, sock, now, full_segment=False)
+
+    output.schedule_ack = schedule_ack
+
+
+def no_nagle(host: Host) -> None:
+    """Nagle's algorithm is off: small segments go out while data is unacknowledged (RFC
+    1122 4.2.3.4: SHOULD implement it)."""
+    _wrap_transmit(lambda sock: _temporarily(sock, small_segment_end=sock.snd_una))
+
+
+def tcp_nodelay_ignored(host: Host) -> None:
+    """TCP_NODELAY is accepted and ignored: Nagle holds small writes all the same (RFC
+    1122 4.2.3.4: MUST let the application turn Nagle off)."""
+    _wrap_transmit(lambda sock: _temporarily(sock, TCP_NODELAY=0))
+
+
+# ---- keep-alives (RFC 9293 3.8.4, RFC 1122 4.2.3.6) ----------------------------------------
+
+
+def keepalive_on_by_default(host: Host) -> None:
+    """New sockets start with SO_KEEPALIVE on (RFC 1122 4.2.3.6: MUST default to off)."""
+    layer = host.tcp
+    original = layer.open
+
+    def open_socket(handle: int) -> TcpSocket:
+        sock = original(handle)
+        sock.options["SO_KEEPALIVE"] = 1
+        return sock
+
+    layer.open = open_socket  # type: ignore[method-assign]
+
+
+def keepalive_idle_time_not_configurable(host: Host) -> None:
+    """TCP_KEEPIDLE is accepted but the timer uses the system default (RFC 9293 3.8.4:
+    MUST-27, the interval is configurable)."""
+    layer = host.tcp
+    original = layer.setsockopt
+
+    def setsockopt(sock: TcpSocket, name: str, value: Any, now: Nanoseconds) -> None:
+        if name == "TCP_KEEPIDLE":
+            value = host.settings.tcp_keepalive_time // 1_000_000_000
+        original(sock, name, value, now)
+
+    layer.setsockopt = setsockopt  # type: ignore[method-assign]
+
+
+def keepalive_probe_with_a_garbage_octet(host: Host) -> None:
+    """Keep-alive probes carry one garbage octet (RFC 1122 4.2.3.6: SHOULD carry none;
+    the octet is only for peers that need it, and configurable)."""
+    original = timers.keepalive_timeout
+
+    def probe(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+        output.emit(layer, sock, now, sequence=seq.add(sock.snd_una, -1), flags=A,
+                    payload=b"\x00")
+
+    def keepalive_timeout(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+        window_probe, output.send_window_probe = output.send_window_probe, probe
+        try:
+            original(layer, sock, now)
+        finally:
+            output.send_window_probe = window_probe
+
+    timers.keepalive_timeout = keepalive_timeout
+
+
+def keepalive_gives_up_after_one_unanswered_probe(host: Host) -> None:
+    """One unanswered keep-alive ends the connection, whatever TCP_KEEPCNT says (RFC 1122
+    4.2.3.6: MUST NOT take a single unanswered probe as a dead connection)."""
+    original = timers.keepalive_timeout
+
+    def keepalive_timeout(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+        if sock.keepalive_probes >= 1 and sock.option("SO_KEEPALIVE") and (
+                sock.state is State.ESTABLISHED):
+            output.send_reset(layer, sock, now)
+            layer.terminate(sock, Event.ABORT, now, "ETIMEDOUT")
+            return
+        original(layer, sock, now)
+
+    timers.keepalive_timeout = keepalive_timeout
+
+
+# ---- ICMP errors and path MTU (RFC 9293 3.9.2.2, RFC 1122 4.2.3.9, RFC 1191) ---------------
+
+
+def hard_errors_ignored_while_connecting(host: Host) -> None:
+    """Protocol and port unreachable for a SYN are ignored: connect() keeps trying (RFC
+    1122 4.2.3.9: MUST act on ICMP errors; hard ones SHOULD abort)."""
+
+    def instead(sock: TcpSocket, error: ReceivedError, now: Nanoseconds) -> bool:
+        return sock.state is State.SYN_SENT and error_is_hard(error)
+
+    _intercept_icmp(host, instead)
+
+
+def icmp_error_matched_without_ports(host: Host) -> None:
+    """An ICMP error is given to the first connection to the quoted address, whatever
+    the quoted ports (RFC 1122 4.2.3.9: passed to the connection it concerns)."""
+    layer = host.tcp
+    original = layer.icmp_error
+
+    def icmp_error(error: ReceivedError, now: Nanoseconds) -> str | None:
+        if _connection_of(layer, error) is None:
+            for local, remote in layer.connections:
+                if remote[0] == error.quoted_header.dst:
+                    ports = local[1].to_bytes(2, "big") + remote[1].to_bytes(2, "big")
+                    error = dataclasses.replace(
+                        error, quoted_data=ports + error.quoted_data[4:])
+                    break
+        return original(error, now)
+
+    layer.icmp_error = icmp_error  # type: ignore[method-assign]
+
+
+def soft_errors_ignored_while_connecting(host: Host) -> None:
+    """Soft ICMP errors for a SYN are ignored and the SYN retransmitted (the choice RFC
+    5461 4 describes; Linux aborts)."""
+
+    def instead(sock: TcpSocket, error: ReceivedError, now: Nanoseconds) -> bool:
+        return sock.state is State.SYN_SENT and not error_is_hard(error)
+
+    _intercept_icmp(host, instead)
+
+
+def _is_soft(error: ReceivedError) -> bool:
+    return not error_is_hard(error) and error.type in (
+        IcmpType.DESTINATION_UNREACHABLE, IcmpType.TIME_EXCEEDED, IcmpType.PARAMETER_PROBLEM
+    ) and not (error.type == IcmpType.DESTINATION_UNREACHABLE and error.code == 4)
+
+
+def soft_errors_abort_connections(host: Host) -> None:
+    """Soft ICMP errors (net or host unreachable, source route failed, time exceeded,
+    parameter problem) abort an established connection (RFC 1122 4.2.3.9: MUST NOT)."""
+
+    def instead(sock: TcpSocket, error: ReceivedError, now: Nanoseconds) -> bool:
+        if sock.state is State.ESTABLISHED and _is_soft(error):
+            host.tcp.terminate(sock, Event.ABORT, now, "EHOSTUNREACH")
+            return True
+        return False
+
+    _intercept_icmp(host, instead)
+
+
+def soft_errors_not_reported(host: Host) -> None:
+    """Soft ICMP errors on an established connection are dropped without a word to the
+    application (RFC 1122 4.2.3.9: SHOULD make them available; RFC 9293 MUST-20 reports
+    errors)."""
+
+    def instead(sock: TcpSocket, error: ReceivedError, now: Nanoseconds) -> bool:
+        return sock.state is State.ESTABLISHED and _is_soft(error)
+
+    _intercept_icmp(host, instead)
+
+
+def source_quench_reported(host: Host) -> None:
+    """Source Quench is taken as a soft error and reported to the application (RFC 9293
+    3.9.2.2: MUST silently discard it)."""
+
+    def instead(sock: TcpSocket, error: ReceivedError, now: Nanoseconds) -> bool:
+        if error.type != IcmpType.SOURCE_QUENCH:
+            return False
+        if sock.option("IP_RECVERR"):
+            sock.error = "EHOSTUNREACH"
+        else:
+            sock.soft_error = "EHOSTUNREACH"
+        return True
+
+    _intercept_icmp(host, instead)
+
+
+def tcp_ignores_datagram_too_big(host: Host) -> None:
+    """TCP does not lower its segment size when a Datagram Too Big comes: the path MTU
+    cache learns it, the connection keeps its MSS (RFC 1191 3, RFC 9293 MUST-16)."""
+
+    def mtu_lowered(sock: TcpSocket, now: Nanoseconds) -> None:
+        return None
+
+    host.tcp.mtu_lowered = mtu_lowered  # type: ignore[method-assign]
+
+
+def tcp_segments_without_df(host: Host) -> None:
+    """TCP segments go out without DF: no path MTU discovery for TCP (RFC 1191 2)."""
+
+    def rewrite(datagram: dict[str, Any]) -> None:
+        datagram["dont_fragment"] = False
+
+    _rewrite_tcp_datagrams(host, rewrite)
+
+
+# ---- address validation (RFC 9293 3.9.2.3, RFC 1122 4.2.3.10) -----------------------------
+#
+# The lab gives the DUT no default route, so a reply to a multicast, loopback or zero
+# address has nowhere to go and a stack that accepted such a SYN would look silent. The
+# broken stacks below also have a default route via the on-link router, as most hosts do:
+# whatever they wrongly accept, they answer on the wire.
+
+
+def _with_default_route(host: Host) -> None:
+    original = host.next_hop
+    router = host.config.routes[0][1]
+
+    def next_hop(destination: IPv4Address) -> IPv4Address | None:
+        return original(destination) or router
+
+    host.next_hop = next_hop  # type: ignore[method-assign]
+
+
+class _UnicastLooking(IPv4Address):
+    """An address that does not say it is multicast (for a stack that never asks)."""
+
+    @property
+    def is_multicast(self) -> bool:
+        return False
+
+
+def connect_to_broadcast_or_multicast_allowed(host: Host) -> None:
+    """connect() does not look at the destination: it opens to a broadcast or multicast
+    address like any other (RFC 1122 4.2.3.10: MUST refuse)."""
+    _with_default_route(host)
+    layer = host.tcp
+    original = layer.connect
+
+    def connect(sock: TcpSocket, address: IPv4Address, port: int, now: Nanoseconds) -> None:
+        real_is_broadcast = host.is_broadcast
+
+        def unchecked_once(destination: IPv4Address) -> bool:
+            host.is_broadcast = real_is_broadcast  # type: ignore[method-assign]
+            return False
+
+        host.is_broadcast = unchecked_once  # type: ignore[method-assign]
+        try:
+            original(sock, _UnicastLooking(int(address)) if address.is_multicast else address,
+                     port, now)
+        finally:
+            host.is_broadcast = real_is_broadcast  # type: ignore[method-assign]
+
+    layer.connect = connect  # type: ignore[method-assign]
+
+
+ALL_HOSTS = IPv4Address("224.0.0.1")
+ALL_HOSTS_MAC = bytes.fromhex("01005e000001")
+
+
+def syn_to_broadcast_or_multicast_accepted(host: Host) -> None:
+    """TCP does not look at the destination address: a SYN to a broadcast or multicast
+    address is answered with a SYN-ACK (RFC 1122 4.2.3.10: MUST silently discard). The host
+    is also made a member of the all-hosts group 224.0.0.1 (RFC 1112 7.2), as every
+    multicast host is: without that the SYN never reaches TCP."""
+    original_receive, original_is_broadcast = host.receive, host.is_broadcast
+
+    def receive(raw: bytes, now: Nanoseconds) -> None:
+        if raw[:6] == ALL_HOSTS_MAC:
+            raw = host.config.mac.octets + raw[6:]
+        original_receive(raw, now)
+
+    def is_broadcast(destination: IPv4Address) -> bool:
+        return destination == ALL_HOSTS or original_is_broadcast(destination)
+
+    host.receive = receive  # type: ignore[method-assign]
+    host.is_broadcast = is_broadcast  # type: ignore[method-assign]
+    layer = host.tcp
+    original = layer.receive
+
+    def tcp_receive(packet: Ipv4Packet, now: Nanoseconds, *, broadcast: bool) -> None:
+        destination = packet.header.dst
+        if destination.is_multicast:
+            header = dataclasses.replace(packet.header, dst=_UnicastLooking(int(destination)))
+            packet = Ipv4Packet(header, packet.payload)
+        original(packet, now, broadcast=False)
+
+    layer.receive = tcp_receive  # type: ignore[method-assign]
+
+
+def syn_from_invalid_source_accepted(host: Host) -> None:
+    """A SYN from a broadcast, multicast, loopback or zero source address is answered like
+    any other (RFC 1122 4.2.3.10: MUST ignore it; the IP layer's RFC 1122 3.2.1.3 filter
+    is what the reference stack relies on, so it is off for TCP here)."""
+    import stack.host as host_module
+
+    _with_default_route(host)
+    original = host._receive_ipv4
+    real_filter = vars(host_module)["bad_source_reason"]
+
+    def receive_ipv4(payload: bytes, now: Nanoseconds, *, link_broadcast: bool) -> None:
+        if len(payload) > 9 and payload[9] == TCP:
+            host_module.bad_source_reason = lambda *args: None  # type: ignore[attr-defined]
+        try:
+            original(payload, now, link_broadcast=link_broadcast)
+        finally:
+            host_module.bad_source_reason = real_filter  # type: ignore[attr-defined]
+
+    host._receive_ipv4 = receive_ipv4  # type: ignore[method-assign]
