@@ -173,10 +173,10 @@ def reset_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
         # A passive open goes back to LISTEN: only this embryonic connection goes.
         layer.terminate(sock, Event.RESET, now, None)
         return
-    # Linux tcp_reset: the errno each state reports.
-    errno: str | None = {State.SYN_RECEIVED: "ECONNREFUSED", State.CLOSE_WAIT: "EPIPE"}.get(
-        sock.state, "ECONNRESET")
-    if sock.state in (State.CLOSING, State.LAST_ACK, State.TIME_WAIT):
+    # Linux tcp_reset: EPIPE in CLOSE-WAIT, ECONNRESET elsewhere (an active SYN-RECEIVED
+    # included, where RFC 9293 says "connection refused"); TIME-WAIT has no user.
+    errno: str | None = "EPIPE" if sock.state is State.CLOSE_WAIT else "ECONNRESET"
+    if sock.state is State.TIME_WAIT:
         errno = None
     layer.terminate(sock, Event.RESET, now, errno)
 

@@ -179,8 +179,12 @@ def transmit(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, *,
 def send_data(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, payload: bytes, *,
               fin: bool) -> None:
     """One segment at SND.NXT; advances SND.NXT, times it, arms the retransmission timer."""
-    flags = A | (P if payload else 0) | (F if fin else 0)
     start = sock.snd_nxt
+    # RFC 9293 3.9.1.2: PSH on the segment that empties the send buffer (as Linux marks
+    # the last segment of a write).
+    data_end = seq.add(sock.send_start, len(sock.send_buffer))
+    push = bool(payload) and seq.add(start, len(payload)) == data_end
+    flags = A | (P if push else 0) | (F if fin else 0)
     emit(layer, sock, now, sequence=start, flags=flags, payload=payload)
     end = seq.add(start, len(payload) + fin)
     if len(payload) < sock.mss:
