@@ -98,7 +98,7 @@ class Peer:
         self.api.bind(handle, address or IPv4Address("0.0.0.0"), port)
 
     def listen(self, handle: int, backlog: int = 16) -> None:
-        self.api.listen(handle, backlog)
+        self.api.listen(handle, backlog, self.now)
 
     def connect(self, handle: int, address: IPv4Address, port: int) -> None:
         """Start the handshake; a blocking socket's EINPROGRESS is left to the caller's
