@@ -21,6 +21,13 @@ PROPERTY_SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 
+
+def stream_lengths(longest: int) -> st.SearchStrategy[int]:
+    """Any length, with long streams as likely as short ones (hypothesis favours small
+    integers)."""
+    return st.integers(0, longest) | st.integers(longest // 2, longest)
+
+
 faults = st.builds(
     Faults,
     seed=st.integers(0, 2**32 - 1),
@@ -28,12 +35,6 @@ faults = st.builds(
     duplicate=st.floats(0.0, 0.1),
     reorder=st.floats(0.0, 0.3),
 )
-def stream_lengths(longest: int) -> st.SearchStrategy[int]:
-    """Any length, with long streams as likely as short ones (hypothesis favours small
-    integers)."""
-    return st.integers(0, longest) | st.integers(longest // 2, longest)
-
-
 chunk_sizes = st.lists(st.integers(1, 30_000), min_size=1, max_size=8)
 
 
