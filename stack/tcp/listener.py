@@ -63,8 +63,9 @@ def listen_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment, local:
     if listener.accept_queue_full:
         layer.record_drop(now, "tcp.accept_queue_full", "SYN dropped")  # Linux
         return
-    if len(listener.syn_queue) >= min(layer.settings.tcp_max_syn_backlog,
-                                      max(listener.backlog, 1) * 256):
+    if len(listener.syn_queue) >= layer.settings.tcp_max_syn_backlog:
+        # Linux answers SYNs beyond its SYN queue with SYN cookies; this stack keeps
+        # state for up to tcp_max_syn_backlog embryonic connections and drops the rest.
         layer.record_drop(now, "tcp.syn_queue_full")
         return
     child = layer.new_connection(sock, local, remote)
