@@ -621,13 +621,25 @@ def source_quench_reported(host: Host) -> None:
 
 
 def tcp_ignores_datagram_too_big(host: Host) -> None:
-    """TCP does not lower its segment size when a Datagram Too Big comes: the path MTU
-    cache learns it, the connection keeps its MSS (RFC 1191 3, RFC 9293 MUST-16)."""
+    """TCP keeps the segment size it opened with when a Datagram Too Big comes: the path
+    MTU cache learns the new MTU, the connection never reads it again (RFC 1191 3, RFC
+    9293 MUST-16)."""
+    layer = host.tcp
+    original = layer.update_mss
+    real_path_mtu = host.path_mtu
 
-    def mtu_lowered(sock: TcpSocket, now: Nanoseconds) -> None:
-        return None
+    def update_mss(sock: TcpSocket, now: Nanoseconds) -> None:
+        if not sock.path_mtu:
+            original(sock, now)
+            return
+        opened_with = sock.path_mtu
+        host.path_mtu = lambda destination, now: opened_with  # type: ignore[method-assign]
+        try:
+            original(sock, now)
+        finally:
+            host.path_mtu = real_path_mtu  # type: ignore[method-assign]
 
-    host.tcp.mtu_lowered = mtu_lowered  # type: ignore[method-assign]
+    layer.update_mss = update_mss  # type: ignore[method-assign]
 
 
 def tcp_segments_without_df(host: Host) -> None:
