@@ -223,11 +223,11 @@ class RefAgent:
                 try:
                     sent += self.api.sendto(handle, data[sent:], destination, flags, now)
                 except SocketError as error:
-                    if error.errno != "EAGAIN" or not blocking:
-                        if sent and error.errno == "EAGAIN":
-                            return sent
-                        raise
-                    raise Blocked(retry=attempt) from None
+                    if error.errno == "EAGAIN" and blocking:
+                        raise Blocked(retry=attempt) from None
+                    if sent:
+                        return sent  # Linux: what was sent counts; the error comes next
+                    raise
                 if sent >= len(data) or not blocking:
                     return sent
 
