@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conformance.agent.client import AgentClient, AgentError, Errno, Unsupported
+from conformance.agent.client import AgentClient, AgentError, Errno, StillBlocked, Unsupported
 from conformance.agent.protocol import CALLS, PROTOCOL_VERSION
 
 pytestmark = [
@@ -172,10 +172,24 @@ def test_background_accept_completes_after_a_connect(agent: AgentClient) -> None
 
 
 def test_background_recv_times_out_with_the_call_named(agent: AgentClient) -> None:
+    """A call the DUT never lets return, while the agent lives, is StillBlocked: the
+    DUT's doing, which a case judges, not a harness fault."""
     sock, _ = udp_socket(agent)
     receiving = agent.start("recv", {"sock": sock, "size": 10})
-    with pytest.raises(AgentError, match="recv"):
+    with pytest.raises(StillBlocked, match="recv"):
         receiving.result(0.2)
+    assert agent.call("getsockname", {"sock": sock})["port"] > 0  # the agent still answers
+
+
+def test_a_call_outliving_its_agent_is_a_harness_error(namespace: str) -> None:
+    client = AgentClient(agent_argv(namespace), name="linux-test")
+    client.hello()
+    sock, _ = udp_socket(client)
+    receiving = client.start("recv", {"sock": sock, "size": 10})
+    client.close()
+    with pytest.raises(AgentError) as raised:
+        receiving.result(0.2)
+    assert not isinstance(raised.value, StillBlocked)
 
 
 def test_fcntl_sets_and_reads_nonblocking(agent: AgentClient) -> None:

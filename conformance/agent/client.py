@@ -34,6 +34,10 @@ class AgentError(Exception):
     """A harness fault: the agent died, timed out, answered "error" or sent bad JSON."""
 
 
+class StillBlocked(AgentError):
+    """The agent is alive but the call has not returned: the DUT never let it finish."""
+
+
 class Unsupported(Exception):
     """The agent answered "unsupported"; the message is its reason."""
 
@@ -189,7 +193,8 @@ class AgentClient:
     def _outcome(self, waiter: _Waiter, timeout: float) -> Any:
         """The result of a response, or the exception it stands for."""
         if not waiter.event.wait(timeout):
-            raise AgentError(
+            alive = self._process.poll() is None
+            raise (StillBlocked if alive else AgentError)(
                 f"{self.name}: {waiter.call} (id {waiter.request_id}) got no response "
                 f"within {timeout} s"
             )

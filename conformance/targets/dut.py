@@ -10,7 +10,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from conformance.agent.client import AgentClient, AgentError, Errno, Pending, Unsupported
+from conformance.agent.client import (
+    AgentClient,
+    AgentError,
+    Errno,
+    Pending,
+    StillBlocked,
+    Unsupported,
+)
 from conformance.errors import HarnessError
 from conformance.evidence.record import CallRecord, CaseRecord
 from conformance.lab.addressing import Host
@@ -88,6 +95,10 @@ def _decode(call: str, value: Any) -> Any:
     if call in ("getsockname", "getpeername"):
         return value["addr"], value["port"]
     return value
+
+
+class DutCallBlocked(AssertionError):
+    """A DUT call that was still blocked at its deadline: a verdict on the DUT."""
 
 
 class PendingCall:
@@ -214,6 +225,13 @@ class Dut:
         except Unsupported as reason:
             entry.outcome, entry.value = "unsupported", str(reason)
             raise
+        except StillBlocked as blocked:
+            # The agent answers other calls but this one never returned: the DUT never
+            # woke it (no data, no error, no handshake), which the case judges.
+            entry.outcome, entry.value = "blocked", str(blocked)
+            raise DutCallBlocked(
+                f"the DUT's {entry.call} (call {entry.sequence}) had not returned: {blocked}"
+            ) from None
         except AgentError as error:
             entry.outcome, entry.value = "error", str(error)
             raise HarnessError(f"agent: {error}") from error
