@@ -312,3 +312,52 @@ def test_simultaneous_open_completes_on_a_synack_repeating_the_syn() -> None:
     peer.received_one()
     peer.send("SA", seq=PEER_ISN)
     assert link.api.finish_connect(handle)
+
+
+# --- SYN-RECEIVED (a passive open) ---------------------------------------------------------
+
+def embryo(link: Link) -> Peer:
+    listening(link)
+    peer = Peer(link)
+    peer.send("S")
+    assert peer.received_one().flags == "SA"
+    return peer
+
+
+def test_rst_in_passive_syn_received_removes_only_the_embryo() -> None:
+    """RFC 9293 3.10.7.4: a passive open returns to LISTEN."""
+    link = Link()
+    peer = embryo(link)
+    peer.send("R")
+    peer.nothing_received()
+    assert not link.host.tcp.connections
+    again = Peer(link, sport=PEER_PORT + 1)
+    again.send("S")
+    assert again.received_one().flags == "SA"  # the listener still listens
+
+
+def test_unacceptable_ack_in_syn_received_draws_rst() -> None:
+    link = Link()
+    peer = embryo(link)
+    bad_ack = peer.rcv_nxt + 5000
+    peer.send("A", ack=bad_ack)
+    rst = peer.received_one()
+    assert rst.flags == "R" and rst.seq == bad_ack
+
+
+def test_repeated_syn_in_syn_received_brings_the_synack_again() -> None:
+    link = Link()
+    peer = embryo(link)
+    peer.send("S", seq=PEER_ISN)
+    assert peer.received_one().flags == "SA"
+
+
+def test_data_with_the_final_ack_is_delivered() -> None:
+    link = Link()
+    listener = listening(link, port=DUT_PORT + 1)
+    peer = Peer(link, dport=DUT_PORT + 1)
+    peer.send("S")
+    peer.received_one()
+    peer.send("PA", b"early")
+    handle = link.api.accept(listener).handle
+    assert link.api.recvmsg(handle, 10, set()).data == b"early"

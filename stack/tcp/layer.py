@@ -11,7 +11,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
-from stack.icmp import ReceivedError
+from stack.icmp import UNREACHABLE_ERRORS, ReceivedError
 from stack.settings import Settings
 from stack.tcp import arrival, listener, output, seq, timers
 from stack.tcp.calls import TcpCalls
@@ -109,7 +109,7 @@ class TcpLayer(TcpCalls):
                 if sock.options["IP_MTU_DISCOVER"] != "IP_PMTUDISC_DONT":
                     self.mtu_lowered(sock, now)
                 return None
-            errno = UNREACHABLE_ERRNOS.get(error.code, "EHOSTUNREACH")
+            errno = UNREACHABLE_ERRORS.get(error.code, ("EHOSTUNREACH", False))[0]
         elif error.type == IcmpType.TIME_EXCEEDED:
             errno = "EHOSTUNREACH"
         elif error.type == IcmpType.PARAMETER_PROBLEM:
@@ -258,27 +258,11 @@ class TcpLayer(TcpCalls):
         )
 
 
-UNREACHABLE_ERRNOS: dict[int, str] = {
-    UnreachableCode.NET: "ENETUNREACH",
-    UnreachableCode.HOST: "EHOSTUNREACH",
-    UnreachableCode.PROTOCOL: "ENOPROTOOPT",
-    UnreachableCode.PORT: "ECONNREFUSED",
-    UnreachableCode.SOURCE_ROUTE_FAILED: "EOPNOTSUPP",
-    UnreachableCode.NET_UNKNOWN: "ENETUNREACH",
-    UnreachableCode.HOST_UNKNOWN: "EHOSTDOWN",
-    UnreachableCode.SOURCE_HOST_ISOLATED: "ENONET",
-    UnreachableCode.NET_PROHIBITED: "ENETUNREACH",
-    UnreachableCode.HOST_PROHIBITED: "EHOSTUNREACH",
-}
-
-
 def error_is_hard(error: ReceivedError) -> bool:
-    """RFC 1122 4.2.3.9: protocol unreachable, port unreachable and fragmentation needed
-    with DF are hard; the rest soft (Linux icmp_err_convert adds the prohibited codes)."""
-    return error.type == IcmpType.DESTINATION_UNREACHABLE and error.code in (
-        UnreachableCode.PROTOCOL, UnreachableCode.PORT, UnreachableCode.NET_UNKNOWN,
-        UnreachableCode.HOST_UNKNOWN, UnreachableCode.SOURCE_HOST_ISOLATED,
-        UnreachableCode.NET_PROHIBITED, UnreachableCode.HOST_PROHIBITED, 13, 14, 15)
+    """RFC 1122 4.2.3.9: protocol and port unreachable are hard, net and host unreachable
+    soft; the other codes as Linux's icmp_err_convert (stack.icmp.UNREACHABLE_ERRORS)."""
+    return error.type == IcmpType.DESTINATION_UNREACHABLE and UNREACHABLE_ERRORS.get(
+        error.code, ("", False))[1]
 
 
 def parse_segment(packet: Ipv4Packet) -> TcpSegment | str:
