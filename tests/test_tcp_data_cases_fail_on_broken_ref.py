@@ -1,9 +1,10 @@
 """Every case of the TCP data, window, timing and error modules (suites/rfc9293/
 test_data_transfer.py, test_window.py, test_retransmission.py, test_delayed_ack_nagle.py,
 test_keepalive.py, test_tcp_icmp_pmtu.py) fails against a reference stack broken in the
-behaviour it checks (tests/broken_ref_tcp_data.py), and passes against the stack as it is
-(tests/test_ref_suites.py). SHOULD cases warn instead; cases that only observe (MAY, or a
-choice the RFCs leave open) record a different observation.
+behaviour it checks (tests/broken_ref_tcp_data.py, tests/broken_ref_tcp_icmp.py), and
+passes against the stack as it is (tests/test_ref_suites.py). SHOULD cases warn instead;
+cases that only observe (MAY, or a choice the RFCs leave open) record a different
+observation.
 
 Cases broken by the same patch run together, in one run of the suites per patch. A
 parametrized case is named with its id in brackets: every parametrization is listed."""
@@ -20,7 +21,8 @@ from tests.suite_runner import REPOSITORY, case, privileged, run_suites
 
 pytestmark = privileged
 
-PATCHES = REPOSITORY / "tests" / "broken_ref_tcp_data.py"
+PATCHES = [REPOSITORY / "tests" / name for name in ("broken_ref_tcp_data.py",
+                                                     "broken_ref_tcp_icmp.py")]
 MODULES = tuple(f"rfc9293/{name}.py::" for name in (
     "test_data_transfer", "test_window", "test_retransmission", "test_delayed_ack_nagle",
     "test_keepalive", "test_tcp_icmp_pmtu"))
@@ -129,7 +131,8 @@ def cases_broken_by(breaker: str) -> list[str]:
 def ref_option(breaker: str) -> list[str]:
     if "=" in breaker:
         return ["--ref-setting", breaker]
-    return ["--ref-patch", f"{PATCHES}:{breaker}"]
+    [path] = [path for path in PATCHES if f"\ndef {breaker}(" in path.read_text()]
+    return ["--ref-patch", f"{path}:{breaker}"]
 
 
 def selection(names: list[str]) -> list[str]:
