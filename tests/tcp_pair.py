@@ -226,11 +226,12 @@ class Pair:
             self.hosts["a"].next_timer(), self.hosts["b"].next_timer(),
         )
 
-    def step(self) -> bool:
-        """Move to the next event and handle everything due then; False when nothing is
-        pending at all (no frame on the wire, no timer)."""
+    def step(self, wake: Nanoseconds | None = None) -> bool:
+        """Move to the next event, or to ``wake`` (an application's own timer) if that
+        comes first, and handle everything due then; False when nothing is pending at
+        all (no frame on the wire, no timer, no wake)."""
         self.flush()
-        when = self.next_event()
+        when = earliest(self.next_event(), wake)
         if when is None:
             return False
         self.now = max(self.now, when)
@@ -244,15 +245,17 @@ class Pair:
         self.flush()
         return True
 
-    def run(self, until: Callable[[], bool], *, within: Nanoseconds = 600 * SECOND) -> None:
+    def run(self, until: Callable[[], bool], *, within: Nanoseconds = 600 * SECOND,
+            wake: Callable[[], Nanoseconds | None] | None = None) -> None:
         """Step until ``until()`` holds (it is called before the first step and after
-        each, so it may also drive the applications). Raises `Stuck` when nothing is
-        pending or ``within`` of virtual time passes first."""
+        each, so it may also drive the applications); ``wake`` says when an application
+        next wants to run. Raises `Stuck` when nothing is pending or ``within`` of
+        virtual time passes first."""
         deadline = self.now + within
         last, same_instant = self.now, 0
         while not until():
             self.flush()
-            if not self.step():
+            if not self.step(wake() if wake else None):
                 raise Stuck(f"nothing pending at {self.now}; {self.describe()}")
             if self.now > deadline:
                 raise Stuck(f"not done within {within} ns; {self.describe()}")
@@ -319,20 +322,41 @@ class StreamWriter:
 
 
 class StreamReader:
-    """Reads everything until the end of the stream (recv returns b"")."""
+    """Reads everything until the end of the stream (recv returns b"").
 
-    def __init__(self, peer: Peer, handle: int, size: int = 65536) -> None:
-        self.peer, self.handle, self.size = peer, handle, size
+    By default it reads all there is whenever pumped. A slow reader reads at most
+    ``per_read`` bytes once every ``interval`` of virtual time, and a late one nothing
+    before ``start``, so that the receive buffer fills and the window closes;
+    `Pair.run(..., wake=reader.wake)` wakes it."""
+
+    def __init__(self, peer: Peer, handle: int, *, per_read: int | None = None,
+                 interval: Nanoseconds = 0, start: Nanoseconds = 0) -> None:
+        self.peer, self.handle = peer, handle
+        self.per_read, self.interval = per_read, interval
         self.received = bytearray()
         self.eof = False
+        self._next_read = start  # reads nothing before this time
+
+    def wake(self) -> Nanoseconds | None:
+        """When a slow or late reader reads next."""
+        if self.eof or not (self.interval or self._next_read > self.peer.now):
+            return None
+        return self._next_read
 
     def pump(self) -> bool:
-        """Read what is there; True once the end of the stream was read."""
-        while not self.eof:
-            data = self.peer.recv(self.handle, self.size)
+        """Read; True once the end of the stream was read."""
+        if self.peer.now < self._next_read:
+            return self.eof
+        if self.interval:
+            self._next_read = self.peer.now + self.interval
+        budget = self.per_read
+        while not self.eof and (budget is None or budget > 0):
+            data = self.peer.recv(self.handle, min(budget or 65536, 65536))
             if data is None:
-                return False
+                break
             if data == b"":
                 self.eof = True
             self.received += data
-        return True
+            if budget is not None:
+                budget -= len(data)
+        return self.eof

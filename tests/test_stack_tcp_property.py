@@ -10,11 +10,14 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stack.timing import SECOND
+from stack.timing import MILLISECOND, SECOND
 from tests.tcp_pair import Faults, Pair, StreamReader, StreamWriter
 
 MAX_STREAM = 200_000
 CLOSE_WITHIN = 120 * SECOND
+# The slowest reader pauses 5 s and drains 200 kB at 500 bytes per 50 ms (20 s), plus
+# what losses cost.
+SLOW_READER_WITHIN = 1200 * SECOND
 CLEAN_ENDS = {("TIME-WAIT", "CLOSED"), ("CLOSED", "TIME-WAIT"), ("TIME-WAIT", "TIME-WAIT")}
 PROPERTY_SETTINGS = settings(
     max_examples=60, deadline=None, derandomize=True,
@@ -102,3 +105,28 @@ def test_streams_both_ways_at_once_arrive_intact(
 
 def final_states(pair: Pair, client: int, server: int) -> tuple[str | None, str | None]:
     return pair.a.state(client), pair.b.state(server)
+
+
+@PROPERTY_SETTINGS
+@given(
+    length=stream_lengths(MAX_STREAM), seed=st.integers(0, 2**16), chunks=chunk_sizes,
+    per_read=st.integers(500, 30_000), interval_ms=st.integers(1, 50),
+    pause_ms=st.integers(0, 5_000), faults=faults,
+)
+def test_a_slow_reader_closes_the_window_and_the_stream_still_arrives_intact(
+    length: int, seed: int, chunks: list[int], per_read: int, interval_ms: int,
+    pause_ms: int, faults: Faults,
+) -> None:
+    # RFC 9293 3.8.6: the window closes (to zero while the reader pauses) and reopens
+    # as the reader drains the buffer; RFC 1122 4.2.2.17: a zero window is probed,
+    # also when the window update is lost.
+    pair = Pair(faults=faults)
+    client, server = pair.connect()
+    data = stream(length, seed)
+    writer = StreamWriter(pair.a, client, data, chunks)
+    reader = StreamReader(pair.b, server, per_read=per_read,
+                          interval=interval_ms * MILLISECOND,
+                          start=pair.now + pause_ms * MILLISECOND)
+    pair.run(lambda: all([writer.pump(), reader.pump()]), wake=reader.wake,
+             within=SLOW_READER_WITHIN)
+    assert bytes(reader.received) == data
