@@ -107,6 +107,10 @@ class Settings:
     # unreachable) SHOULD abort even an established connection. Linux aborts only while
     # the connection opens (False here).
     tcp_hard_error_aborts: bool = True
+    # RFC 1122 4.2.3.9: a soft ICMP error (unreachable 0, 1, 5, time exceeded, parameter
+    # problem) MUST NOT abort a connection, one being opened included. Linux ends a
+    # connection attempt on any ICMP error (True here), as RFC 5461 4.1 describes.
+    tcp_soft_error_ends_connect: bool = False
     # net.ipv4.tcp_ecn: 0 never, 1 also ask for ECN on outgoing SYNs, 2 agree to ECN when
     # a peer's SYN asks for it (RFC 3168 6.1.1; Linux's default).
     tcp_ecn: int = 2

@@ -98,16 +98,6 @@ def icmp_error_matched_without_ports(host: Host) -> None:
     layer.icmp_error = icmp_error  # type: ignore[method-assign]
 
 
-def soft_errors_ignored_while_connecting(host: Host) -> None:
-    """Soft ICMP errors for a SYN are ignored and the SYN retransmitted (the choice RFC
-    5461 4 describes; Linux aborts)."""
-
-    def instead(sock: TcpSocket, error: ReceivedError, now: Nanoseconds) -> bool:
-        return sock.state is State.SYN_SENT and not error_is_hard(error)
-
-    _intercept_icmp(host, instead)
-
-
 def _is_soft(error: ReceivedError) -> bool:
     return not error_is_hard(error) and error.type in (
         IcmpType.DESTINATION_UNREACHABLE, IcmpType.TIME_EXCEEDED, IcmpType.PARAMETER_PROBLEM

@@ -116,11 +116,12 @@ class TcpLayer(TcpCalls):
             errno = "EPROTO"
         else:
             return None  # Source Quench (RFC 6633), Redirect: nothing for TCP
-        if sock.state in (State.SYN_SENT, State.SYN_RECEIVED):
-            # Linux: an error while opening aborts it (a listener's embryonic connection
-            # only for hard errors, RFC 1122 4.2.3.9).
-            if sock.parent is not None and not error_is_hard(error):
-                return None
+        if sock.state in (State.SYN_SENT, State.SYN_RECEIVED) and (
+            error_is_hard(error)
+            or (sock.parent is None and self.settings.tcp_soft_error_ends_connect)
+        ):
+            # A hard error ends an opening connection (RFC 1122 4.2.3.9); a soft one only
+            # with tcp_soft_error_ends_connect (Linux), else it is kept as below.
             self.terminate(sock, Event.ABORT, now, None if sock.parent else errno)
             return None
         if self.settings.tcp_hard_error_aborts and error_is_hard(error):
