@@ -207,7 +207,7 @@ def ack_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
     if seq.gt(ack, sock.snd_una):
         new_acknowledgement(layer, sock, ack, now)
     elif is_duplicate_ack(sock, segment) and sock.congestion.on_duplicate_ack(
-            sock.flight, sock.snd_nxt):
+            sock.flight, sock.snd_max):
         output.retransmit_first(layer, sock, now)  # RFC 5681 3.2: fast retransmit
     # RFC 9293 3.10.7.4: update the send window from the most recent segment only.
     if seq.le(sock.snd_una, ack) and (seq.lt(sock.snd_wl1, segment.seq) or (

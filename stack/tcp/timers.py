@@ -73,7 +73,9 @@ def retransmission_timeout(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -
         return
     # RFC 5681 3.1 eq. 4: ssthresh halves, cwnd is one segment; then go back to
     # SND.UNA and send again from there as the window allows.
-    sock.congestion.on_timeout(sock.flight, sock.snd_nxt)
+    # FlightSize and NewReno's "recover" count everything sent, which snd_max holds
+    # after an earlier go-back moved snd_nxt (RFC 6582 3.2 step 6).
+    sock.congestion.on_timeout(max(0, seq.diff(sock.snd_max, sock.snd_una)), sock.snd_max)
     sock.snd_nxt = sock.small_segment_end = sock.snd_una  # Nagle holds no retransmission
     output.transmit(layer, sock, now)
     if sock.retransmit_at is None and sock.flight > 0:
