@@ -46,8 +46,9 @@ MALFORMED_ON_PURPOSE = ("IHL 4", "4 octets of UDP", "malformed option", "UDP len
 
 
 # The DUT, or addresses the DUT must ignore or treat as broadcast: the subnet's broadcast,
-# the all-hosts group, another host on the link.
-TESTER_DESTINATIONS = ("192.0.2.1", "192.0.2.255", "224.0.0.1", "192.0.2.77")
+# the limited broadcast, the all-hosts group, another host on the link.
+TESTER_DESTINATIONS = ("192.0.2.1", "192.0.2.255", "255.255.255.255", "224.0.0.1",
+                       "192.0.2.77")
 
 
 def deliberately_malformed(frame: dict[str, Any]) -> bool:
