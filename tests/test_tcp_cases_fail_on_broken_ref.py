@@ -6,16 +6,12 @@ instead; MAY cases, which never fail, record a different observation.
 
 Cases broken by the same patch run together, in one run of the suites per patch."""
 
-import json
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests import broken_ref_tcp, broken_ref_tcp_calls
-from tests.suite_runner import REPOSITORY, case, privileged, run_suites
+from tests.breakage import Breakages, Observed, listed_cases
+from tests.suite_runner import REPOSITORY, privileged
 
 pytestmark = privileged
 
@@ -112,75 +108,35 @@ SHOULD_CASES = {
     "test_type_of_service_changes_during_the_connection": "tos_fixed_at_connect",
 }
 
-# MAY case -> (patch or setting, observation key, value on the changed stack)
-MAY_CASES: dict[str, tuple[str, str, Any]] = {
-    "test_rst_in_window_but_not_at_rcv_nxt": (
+# MAY case -> the breaker, the observation and its value on the changed stack
+MAY_CASES = {
+    "test_rst_in_window_but_not_at_rcv_nxt": Observed(
         "tcp_challenge_ack=0", "rst_not_at_rcv_nxt", "reset"),
-    "test_new_syn_above_the_old_sequence_space_may_reopen": (
+    "test_new_syn_above_the_old_sequence_space_may_reopen": Observed(
         "time_wait_never_reopens", "answer_to_new_syn", "ack"),
-    "test_rst_in_time_wait": ("tcp_rfc1337=1", "rst_in_time_wait", "ignored"),
-    "test_bind_to_a_time_wait_address": (
+    "test_rst_in_time_wait": Observed("tcp_rfc1337=1", "rst_in_time_wait", "ignored"),
+    "test_bind_to_a_time_wait_address": Observed(
         "time_wait_frees_its_port", "bind_without_reuseaddr", "None"),
 }
 
-SLOW_CASES = {"test_time_wait_lasts_two_msl"}
+SLOW_CASES = frozenset({"test_time_wait_lasts_two_msl"})
 
-EXPECTED = {**{name: "fail" for name in MUST_CASES}, **{name: "warn" for name in SHOULD_CASES},
-            **{name: "info" for name in MAY_CASES}}
-BREAKER = {**MUST_CASES, **SHOULD_CASES, **{name: may[0] for name, may in MAY_CASES.items()}}
-RUNS = sorted(set(BREAKER.values()))
+BREAKAGES = Breakages(
+    patch_files=[REPOSITORY / "tests" / name for name in ("broken_ref_tcp.py",
+                                                         "broken_ref_tcp_calls.py")],
+    must=MUST_CASES, should=SHOULD_CASES, observed=MAY_CASES, slow=SLOW_CASES)
 
-
-def cases_broken_by(breaker: str) -> list[str]:
-    return sorted(name for name, used in BREAKER.items() if used == breaker)
-
-
-def ref_options(breaker: str) -> list[str]:
-    if "=" in breaker:
-        return ["--ref-setting", breaker]
-    module = next(module for module in (broken_ref_tcp, broken_ref_tcp_calls)
-                  if breaker in vars(module))
-    return ["--ref-patch", f"{module.__file__}:{breaker}"]
-
-
-def selection(names: list[str]) -> list[str]:
-    """-k for the cases (a parametrized id is selected by its function and its id)."""
-    terms = []
-    for name in names:
-        function, _, id_ = name.partition("[")
-        terms.append(f"({function} and {id_.rstrip(']')})" if id_ else function)
-    slow = ["--slow"] if SLOW_CASES & {name.partition("[")[0] for name in names} else []
-    return ["-k", " or ".join(terms), *slow]
-
-
-@pytest.mark.parametrize("breaker", RUNS)
+@pytest.mark.parametrize("breaker", BREAKAGES.runs)
 def test_cases_fail_on_a_stack_broken_in_what_they_check(tmp_path: Path, breaker: str) -> None:
-    names = cases_broken_by(breaker)
-    results = run_suites(tmp_path, *selection(names), *ref_options(breaker), target="ref")
-    wrong = {}
-    for name in names:
-        entry = case(results, name)
-        if entry["verdict"] != EXPECTED[name]:
-            wrong[name] = (entry["verdict"], entry["message"])
-        elif name in MAY_CASES:
-            _, key, changed = MAY_CASES[name]
-            if entry["observations"].get(key) != changed:
-                wrong[name] = ("observed", entry["observations"])
+    wrong = BREAKAGES.wrong_verdicts(tmp_path, breaker)
     assert not wrong, wrong
 
 
 def test_every_case_of_the_connection_modules_has_a_breaker() -> None:
-    listed = subprocess.run([sys.executable, "-m", "conformance.cli", "list", "--json"],
-                            capture_output=True, text=True, check=True, cwd=REPOSITORY)
-    prefixes = tuple(f"rfc9293/{module}.py::" for module in MODULES)
-    names = {entry["id"].split("::")[1] for entry in json.loads(listed.stdout)
-             if entry["id"].startswith(prefixes)}
-    assert names == set(BREAKER)
+    names = listed_cases(*(f"rfc9293/{module}.py::" for module in MODULES))
+    assert names - set(BREAKAGES.breaker) == set(), "cases without a breaker"
+    assert set(BREAKAGES.breaker) - names == set(), "breakers for cases that do not exist"
 
 
 def test_every_patch_is_used() -> None:
-    patches = {name for module in (broken_ref_tcp, broken_ref_tcp_calls)
-               for name, value in vars(module).items()
-               if callable(value) and not name.startswith("_")
-               and getattr(value, "__module__", "") == module.__name__}
-    assert patches == {breaker for breaker in RUNS if "=" not in breaker}
+    assert BREAKAGES.unused_patches() == set()

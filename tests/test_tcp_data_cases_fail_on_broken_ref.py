@@ -9,20 +9,15 @@ observation.
 Cases broken by the same patch run together, in one run of the suites per patch. A
 parametrized case is named with its id in brackets: every parametrization is listed."""
 
-import json
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.suite_runner import REPOSITORY, case, privileged, run_suites
+from tests.breakage import Breakages, Observed, listed_cases
+from tests.suite_runner import REPOSITORY, privileged
 
 pytestmark = privileged
 
-PATCHES = [REPOSITORY / "tests" / name for name in ("broken_ref_tcp_data.py",
-                                                     "broken_ref_tcp_icmp.py")]
 MODULES = tuple(f"rfc9293/{name}.py::" for name in (
     "test_data_transfer", "test_window", "test_retransmission", "test_delayed_ack_nagle",
     "test_keepalive", "test_tcp_icmp_pmtu"))
@@ -109,58 +104,30 @@ SHOULD_CASES = {
     "test_hard_error_aborts_an_established_connection": "tcp_hard_error_aborts=0",
 }
 
-# Cases that only observe -> (patch or setting, verdict, observation key, value when broken)
-OBSERVED_CASES: dict[str, tuple[str, str, str, Any]] = {
-    "test_tcp_segments_carry_df": ("tcp_segments_without_df", "info", "data_df", False),
+# Cases that only observe -> the breaker, the observation and its value when broken
+OBSERVED_CASES = {
+    "test_tcp_segments_carry_df": Observed("tcp_segments_without_df", "data_df", False),
 }
 
-SLOW_CASES = {"test_r2_is_at_least_100_seconds", "test_syn_retransmissions_last_at_least_3_minutes"}
+SLOW_CASES = frozenset({"test_r2_is_at_least_100_seconds",
+                        "test_syn_retransmissions_last_at_least_3_minutes"})
 
-EXPECTED = {**{name: "fail" for name in MUST_CASES}, **{name: "warn" for name in SHOULD_CASES},
-            **{name: observed[1] for name, observed in OBSERVED_CASES.items()}}
-BREAKER = {**MUST_CASES, **SHOULD_CASES,
-           **{name: observed[0] for name, observed in OBSERVED_CASES.items()}}
-RUNS = sorted(set(BREAKER.values()))
+BREAKAGES = Breakages(
+    patch_files=[REPOSITORY / "tests" / name for name in ("broken_ref_tcp_data.py",
+                                                         "broken_ref_tcp_icmp.py")],
+    must=MUST_CASES, should=SHOULD_CASES, observed=OBSERVED_CASES, slow=SLOW_CASES)
 
-
-def cases_broken_by(breaker: str) -> list[str]:
-    return sorted(name for name, used in BREAKER.items() if used == breaker)
-
-
-def ref_option(breaker: str) -> list[str]:
-    if "=" in breaker:
-        return ["--ref-setting", breaker]
-    [path] = [path for path in PATCHES if f"\ndef {breaker}(" in path.read_text()]
-    return ["--ref-patch", f"{path}:{breaker}"]
-
-
-def selection(names: list[str]) -> list[str]:
-    """`-k` takes no brackets: a parametrized case is selected by its function name."""
-    functions = sorted({name.split("[")[0] for name in names})
-    slow = ["--slow"] if SLOW_CASES & set(functions) else []
-    return ["-k", " or ".join(functions), *slow]
-
-
-@pytest.mark.parametrize("breaker", RUNS)
+@pytest.mark.parametrize("breaker", BREAKAGES.runs)
 def test_cases_fail_on_a_stack_broken_in_what_they_check(tmp_path: Path, breaker: str) -> None:
-    names = cases_broken_by(breaker)
-    results = run_suites(tmp_path, *selection(names), *ref_option(breaker), target="ref")
-    wrong = {}
-    for name in names:
-        entry = case(results, name)
-        if entry["verdict"] != EXPECTED[name]:
-            wrong[name] = (entry["verdict"], entry["message"])
-        elif name in OBSERVED_CASES:
-            _, _, key, changed = OBSERVED_CASES[name]
-            if entry["observations"].get(key) != changed:
-                wrong[name] = ("observed", entry["observations"])
+    wrong = BREAKAGES.wrong_verdicts(tmp_path, breaker)
     assert not wrong, wrong
 
 
 def test_every_case_of_the_six_modules_has_a_breaker() -> None:
-    listed = subprocess.run([sys.executable, "-m", "conformance.cli", "list", "--json"],
-                            capture_output=True, text=True, check=True, cwd=REPOSITORY)
-    names = {entry["id"].split("::")[1] for entry in json.loads(listed.stdout)
-             if entry["id"].startswith(MODULES)}
-    assert names - set(BREAKER) == set(), "cases without a breaker"
-    assert set(BREAKER) - names == set(), "breakers for cases that do not exist"
+    names = listed_cases(*MODULES)
+    assert names - set(BREAKAGES.breaker) == set(), "cases without a breaker"
+    assert set(BREAKAGES.breaker) - names == set(), "breakers for cases that do not exist"
+
+
+def test_every_patch_is_used() -> None:
+    assert BREAKAGES.unused_patches() == set()

@@ -7,15 +7,13 @@ a different observation.
 Cases broken by the same patch run together, in one run of the suites per patch."""
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.suite_runner import REPOSITORY, case, privileged, run_suites
+from tests.breakage import Breakages, Observed, listed_cases
+from tests.suite_runner import REPOSITORY, privileged
 
 pytestmark = privileged
-
-PATCHES = REPOSITORY / "tests" / "broken_ref_udp_icmp.py"
 
 # case -> the patch (or "NAME=VALUE", a --ref-setting) that breaks what it checks
 MUST_CASES = {
@@ -73,58 +71,33 @@ SHOULD_CASES = {
     "test_icmp_error_with_a_malformed_quote_is_ignored": "quoted_header_length_not_checked",
 }
 
-# MAY case -> (patch or setting, observation key, value on the changed stack)
-MAY_CASES: dict[str, tuple[str, str, Any]] = {
-    "test_unbound_socket_gets_an_ephemeral_port": (
+# MAY case -> the breaker, the observation and its value on the changed stack
+MAY_CASES = {
+    "test_unbound_socket_gets_an_ephemeral_port": Observed(
         "ephemeral_ports=1024,4999", "ephemeral_port", "below 32768"),
-    "test_fionread_reports_what_is_queued": (
+    "test_fionread_reports_what_is_queued": Observed(
         "fionread_reports_all_queued", "fionread", "all queued"),
-    "test_echo_request_to_broadcast": (
+    "test_echo_request_to_broadcast": Observed(
         "icmp_echo_ignore_broadcasts=0", "echo_to_broadcast", "answered"),
-    "test_burst_of_errors_is_rate_limited": (
+    "test_burst_of_errors_is_rate_limited": Observed(
         "icmp_rate_burst=20", "port_unreachables_for_20_datagrams", 20),
 }
 
-EXPECTED = {**{name: "fail" for name in MUST_CASES}, **{name: "warn" for name in SHOULD_CASES},
-            **{name: "info" for name in MAY_CASES}}
-BREAKER = {**MUST_CASES, **SHOULD_CASES, **{name: may[0] for name, may in MAY_CASES.items()}}
-RUNS = sorted(set(BREAKER.values()))
+BREAKAGES = Breakages(patch_files=[REPOSITORY / "tests" / "broken_ref_udp_icmp.py"],
+                      must=MUST_CASES, should=SHOULD_CASES, observed=MAY_CASES)
 
-
-def cases_broken_by(breaker: str) -> list[str]:
-    return sorted(name for name, used in BREAKER.items() if used == breaker)
-
-
-def ref_option(breaker: str) -> list[str]:
-    if "=" in breaker:
-        return ["--ref-setting", breaker]
-    return ["--ref-patch", f"{PATCHES}:{breaker}"]
-
-
-@pytest.mark.parametrize("breaker", RUNS)
+@pytest.mark.parametrize("breaker", BREAKAGES.runs)
 def test_cases_fail_on_a_stack_broken_in_what_they_check(tmp_path: Path, breaker: str) -> None:
-    names = cases_broken_by(breaker)
-    results = run_suites(tmp_path, "-k", " or ".join(names), *ref_option(breaker), target="ref")
-    wrong = {}
-    for name in names:
-        entry = case(results, name)
-        if entry["verdict"] != EXPECTED[name]:
-            wrong[name] = (entry["verdict"], entry["message"])
-        elif name in MAY_CASES:
-            _, key, changed = MAY_CASES[name]
-            if entry["observations"].get(key) != changed:
-                wrong[name] = ("observed", entry["observations"])
+    wrong = BREAKAGES.wrong_verdicts(tmp_path, breaker)
     assert not wrong, wrong
 
 
 def test_every_case_of_the_three_modules_has_a_breaker() -> None:
-    import json
-    import subprocess
-    import sys
+    names = listed_cases("rfc768/test_udp.py::", "rfc1122/test_udp_host.py::",
+                         "rfc1122/test_icmp.py::")
+    assert names - set(BREAKAGES.breaker) == set(), "cases without a breaker"
+    assert set(BREAKAGES.breaker) - names == set(), "breakers for cases that do not exist"
 
-    listed = subprocess.run([sys.executable, "-m", "conformance.cli", "list", "--json"],
-                            capture_output=True, text=True, check=True, cwd=REPOSITORY)
-    modules = ("rfc768/test_udp.py::", "rfc1122/test_udp_host.py::", "rfc1122/test_icmp.py::")
-    names = {entry["id"].split("::")[1] for entry in json.loads(listed.stdout)
-             if entry["id"].startswith(modules)}
-    assert names == set(BREAKER)
+
+def test_every_patch_is_used() -> None:
+    assert BREAKAGES.unused_patches() == set()
