@@ -108,12 +108,17 @@ def send_syn(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
 
 
 def send_ack(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
-    emit(layer, sock, now, sequence=sock.snd_nxt, flags=A)
+    """<SEQ=SND.NXT><ACK=RCV.NXT>. After a timeout sent SND.NXT back into data already
+    sent, the peer may have all of it: an empty segment then carries the highest sequence
+    sent (snd_max), or the peer finds it old and drops it unread (RFC 9293 3.10.7.4),
+    ACK field and all. Linux's snd_nxt never goes back, so it does the same."""
+    emit(layer, sock, now, sequence=sock.snd_max, flags=A)
 
 
 def send_reset(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
-    """RFC 9293 3.10.4 ABORT: <SEQ=SND.NXT><CTL=RST>; Linux adds the ACK."""
-    emit(layer, sock, now, sequence=sock.snd_nxt, flags=R | A)
+    """RFC 9293 3.10.4 ABORT: <SEQ=SND.NXT><CTL=RST> (snd_max, as for an ACK); Linux adds
+    the ACK."""
+    emit(layer, sock, now, sequence=sock.snd_max, flags=R | A)
 
 
 def schedule_ack(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, *,
