@@ -286,12 +286,16 @@ def test_shutdown_write_sends_fin_and_send_is_epipe() -> None:
     assert link.api.recvmsg(handle, 100, set()).data == b"still flowing"
 
 
-def test_shutdown_read_makes_reads_return_end_of_stream() -> None:
+def test_shutdown_read_makes_an_empty_queue_read_end_of_stream() -> None:
+    """As Linux: after SHUT_RD data still queued or arriving is read, then 0, never a
+    blocking wait."""
     link, peer, handle = established_passive()
+    peer.send("PA", b"queued")
     link.api.shutdown(handle, "SHUT_RD", link.now)
-    peer.send("PA", b"ignored")
-    assert link.api.recvmsg(handle, 100, set()).data == b""
     assert "POLLRDHUP" in link.api.poll(handle, {"POLLRDHUP"})
+    peer.send("PA", b" and more")
+    assert link.api.recvmsg(handle, 100, set()).data == b"queued and more"
+    assert link.api.recvmsg(handle, 100, set()).data == b""
 
 
 def test_end_of_stream_after_fin() -> None:

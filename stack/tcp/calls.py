@@ -228,7 +228,7 @@ class TcpCalls:
             return Message(octet[:size], 1, ["MSG_OOB"], None)
         if sock.state is State.LISTEN:
             raise SocketError("ENOTCONN", "recv on a listener")
-        if sock.receive_buffer and not sock.rcv_shutdown_by_user:
+        if sock.receive_buffer:
             waiting = "MSG_WAITALL" in flags and len(sock.receive_buffer) < size
             if waiting and not sock.fin_received and not sock.nonblocking and sock.error is None:
                 raise SocketError("EAGAIN", "MSG_WAITALL: not all there yet")
@@ -263,8 +263,8 @@ class TcpCalls:
             self._self().terminate(sock, Event.CLOSE, now, None)
             return
         if read:
+            # As Linux: queued and arriving data is still read, then 0 (never a wait).
             sock.rcv_shutdown = True
-            sock.rcv_shutdown_by_user = True
         if write:
             self._send_fin(sock, now)
 

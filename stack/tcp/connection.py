@@ -41,7 +41,6 @@ class TcpSocket:
     ever_connected: bool = False
     orphan: bool = False  # closed by the user, finishing on its own
     port_locked: bool = False  # bound by the user to a given port (Linux BINDPORT_LOCK)
-    rcv_shutdown_by_user: bool = False  # shutdown(SHUT_RD): reads return 0 (tcp(7))
 
     # --- send sequence variables (RFC 9293 3.3.1) -----------------------------------------
     iss: int = 0
