@@ -984,7 +984,7 @@ def doctor() -> None:
     checks.append(Check("python", "info", f"{platform.python_version()} ({sys.executable})"))
     checks.append(Check("conformance", "info", __version__))
     checks.extend(_package_version(package) for package in (
-        "scapy", "pyroute2", "pytest", "pytest-xdist", "rich", "click", "pyshark"))
+        "scapy", "pyroute2", "pytest", "pytest-xdist", "rich", "click"))
     render_doctor(stdout_console(), checks)
     missing = [check for check in checks if check.required and check.status == "missing"]
     if missing:
