@@ -15,6 +15,7 @@ from typing import Final, Protocol
 from stack.errors import SocketError, Unsupported
 from stack.icmp import ReceivedError, socket_error
 from stack.settings import Settings
+from stack.socket_options import checked_option
 from stack.timing import Nanoseconds
 from stack.wire.errors import WireError
 from stack.wire.ipv4 import Ipv4Packet
@@ -23,9 +24,6 @@ from stack.wire.udp import HEADER_LENGTH, UdpDatagram
 Endpoint = tuple[IPv4Address, int]
 ANY: Final = IPv4Address("0.0.0.0")
 MAX_PAYLOAD: Final = 65535 - 20 - HEADER_LENGTH
-MIN_RECEIVE_BUFFER: Final = 2304  # Linux SOCK_MIN_RCVBUF
-PMTUDISC_MODES: Final = ("IP_PMTUDISC_DONT", "IP_PMTUDISC_WANT", "IP_PMTUDISC_DO",
-                         "IP_PMTUDISC_PROBE")
 
 
 class IpService(Protocol):
@@ -256,24 +254,7 @@ class UdpLayer:
             self._transmit(sock, destination, bytes(pending), now)
 
     def setsockopt(self, sock: UdpSocket, name: str, value: int | str, now: Nanoseconds) -> None:
-        if name not in sock.options:
-            if name.startswith("TCP_"):
-                raise SocketError("ENOPROTOOPT", f"{name} on a UDP socket")
-            raise Unsupported(f"socket option {name}")
-        if name == "IP_MTU_DISCOVER":
-            if value not in PMTUDISC_MODES:
-                raise SocketError("EINVAL", f"unknown mode {value!r}")
-            sock.options[name] = value
-            return
-        if not isinstance(value, int):
-            raise SocketError("EINVAL", f"{name} takes an integer")
-        if name == "SO_RCVBUF":
-            # socket(7): the kernel doubles the value, within [SOCK_MIN_RCVBUF, rmem_max * 2].
-            value = max(MIN_RECEIVE_BUFFER, min(value, self.settings.receive_buffer_max) * 2)
-        if name == "IP_TTL" and not (value == -1 or 1 <= value <= 255):
-            raise SocketError("EINVAL", "IP_TTL out of range")
-        if name == "IP_TTL" and value == -1:
-            value = self.settings.default_ttl
+        value = checked_option(sock.options, name, value, self.settings, transport="udp")
         sock.options[name] = value
         if name == "UDP_CORK" and not value:
             self.uncork(sock, now)

@@ -9,17 +9,17 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Final
 
 from stack.errors import SocketError, Unsupported
+from stack.socket_options import checked_option
 from stack.tcp import listener, output, seq
 from stack.tcp.connection import ANY, Endpoint, TcpSocket
 from stack.tcp.listener import Listener
 from stack.tcp.state import Event, State, change_state
 from stack.timing import SECOND, Nanoseconds
-from stack.udp import PMTUDISC_MODES, Message
+from stack.udp import Message
 
 if TYPE_CHECKING:
     from stack.tcp.layer import TcpLayer
 
-MIN_RECEIVE_BUFFER: Final = 2304  # Linux SOCK_MIN_RCVBUF
 MIN_SEND_BUFFER: Final = 4608  # Linux SOCK_MIN_SNDBUF
 MIN_USER_MSS: Final = 88  # Linux TCP_MIN_MSS
 OPENING: Final = frozenset({State.SYN_SENT, State.SYN_RECEIVED})
@@ -277,30 +277,17 @@ class TcpCalls:
                 raise SocketError("EINVAL", "SO_LINGER takes (onoff, linger)")
             sock.linger = (1 if value[0] else 0, max(0, value[1]))
             return
-        if name not in sock.options:
-            if name.startswith("UDP_"):
-                raise SocketError("ENOPROTOOPT", f"{name} on a TCP socket")
-            raise Unsupported(f"socket option {name}")
-        if name == "IP_MTU_DISCOVER":
-            if value not in PMTUDISC_MODES:
-                raise SocketError("EINVAL", f"unknown mode {value!r}")
+        value = checked_option(sock.options, name, value, sock.settings, transport="tcp")
+        if not isinstance(value, int):  # IP_MTU_DISCOVER's mode
             sock.options[name] = value
             return
-        if not isinstance(value, int):
-            raise SocketError("EINVAL", f"{name} takes an integer")
         if name in OPTION_RANGES:
             low, high = OPTION_RANGES[name]
             if not low <= value <= high:
                 raise SocketError("EINVAL", f"{name} out of range")
-        if name == "SO_RCVBUF":
-            value = max(MIN_RECEIVE_BUFFER, min(value, sock.settings.receive_buffer_max) * 2)
         if name == "SO_SNDBUF":
             value = max(MIN_SEND_BUFFER, min(value, sock.settings.send_buffer) * 2)
             sock.sndbuf_locked = True
-        if name == "IP_TTL" and not (value == -1 or 1 <= value <= 255):
-            raise SocketError("EINVAL", "IP_TTL out of range")
-        if name == "IP_TTL" and value == -1:
-            value = sock.settings.default_ttl
         if name == "TCP_MAXSEG":
             if value and not MIN_USER_MSS <= value <= 65535 - 40:
                 raise SocketError("EINVAL", "TCP_MAXSEG out of range")
