@@ -211,23 +211,25 @@ def test_syn_is_retransmitted_with_backoff_then_etimedout() -> None:
         raise AssertionError("connect did not time out")
 
 
-def test_rst_answering_syn_is_connection_refused() -> None:
+
+def syn_sent() -> tuple[Link, int, Packet, Peer]:
+    """A socket that sent its SYN (SYN-SENT), and the peer it went to."""
     link = Link()
     handle = link.api.socket("tcp")
     connect_errno(link, handle)
     syn = link.sent()[0][TCP]
-    peer = Peer(link, sport=DUT_PORT, dport=syn.sport)
+    return link, handle, syn, Peer(link, sport=DUT_PORT, dport=syn.sport)
+
+
+def test_rst_answering_syn_is_connection_refused() -> None:
+    link, handle, syn, peer = syn_sent()
     peer.send("RA", seq=0, ack=syn.seq + 1)
     assert connect_errno(link, handle) == "ECONNREFUSED"
     assert link.api.poll(handle, {"POLLOUT"}) >= {"POLLOUT", "POLLHUP"}
 
 
 def test_bad_ack_in_syn_sent_draws_rst_and_keeps_waiting() -> None:
-    link = Link()
-    handle = link.api.socket("tcp")
-    connect_errno(link, handle)
-    syn = link.sent()[0][TCP]
-    peer = Peer(link, sport=DUT_PORT, dport=syn.sport)
+    link, handle, syn, peer = syn_sent()
     peer.send("SA", ack=syn.seq + 1000)
     rst = peer.received_one()
     assert rst.flags == "R" and rst.seq == syn.seq + 1000
@@ -235,11 +237,7 @@ def test_bad_ack_in_syn_sent_draws_rst_and_keeps_waiting() -> None:
 
 
 def test_simultaneous_open() -> None:
-    link = Link()
-    handle = link.api.socket("tcp")
-    connect_errno(link, handle)
-    syn = link.sent()[0][TCP]
-    peer = Peer(link, sport=DUT_PORT, dport=syn.sport)
+    link, handle, syn, peer = syn_sent()
     peer.rcv_nxt = syn.seq + 1
     peer.send("S")
     synack = peer.received_one()
@@ -302,11 +300,7 @@ def test_connect_to_a_broadcast_address_is_refused() -> None:
 
 def test_simultaneous_open_completes_on_a_synack_repeating_the_syn() -> None:
     """The peer's SYN-ACK in a simultaneous open carries its ISN again (Linux)."""
-    link = Link()
-    handle = link.api.socket("tcp")
-    connect_errno(link, handle)
-    syn = link.sent()[0][TCP]
-    peer = Peer(link, sport=DUT_PORT, dport=syn.sport)
+    link, handle, syn, peer = syn_sent()
     peer.rcv_nxt = syn.seq + 1
     peer.send("S")
     peer.received_one()
