@@ -29,7 +29,7 @@ from conformance.requirements.catalogue import Catalogue, default_catalogue_path
 from conformance.targets import get_target
 from conformance.targets.base import StartedDut, TargetOptions
 from conformance.targets.dut import Dut
-from conformance.testbench.bench import Testbench
+from conformance.testbench.bench import StepFailed, Testbench
 from conformance.testbench.wire import Capture
 from conformance.verdicts import Verdict, exit_status, verdict_for_level
 
@@ -55,9 +55,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="set a net.* sysctl inside the DUT namespace (never on the host)")
     group.addoption("--ref-setting", action="append", default=[], metavar="NAME=VALUE",
                     help="set a reference-stack setting (stack/settings.py)")
-    group.addoption("--ref-patch", metavar="FILE:FUNCTION",
+    group.addoption("--ref-patch", action="append", default=[], metavar="FILE:FUNCTION",
                     help="apply FUNCTION(host) from FILE to the reference stack before the "
-                    "case: how the project's tests break it on purpose")
+                    "case (repeatable, applied in order): how the project's tests break it "
+                    "on purpose")
     group.addoption("--expectations", help="expectations file (default: "
                     "suites/expectations/<target>.toml)")
     group.addoption("--catalogue", help="requirement catalogue (default suites/requirements/)")
@@ -116,7 +117,7 @@ class RunConfig:
                 Settings.with_overrides(settings)
             except ValueError as error:
                 raise pytest.UsageError(f"--ref-setting: {error}") from error
-        options = TargetOptions(sysctls, settings, config.getoption("ref_patch"))
+        options = TargetOptions(sysctls, settings, tuple(config.getoption("ref_patch")))
         catalogue_path = config.getoption("catalogue")
         expectations = config.getoption("expectations")
         try:
@@ -237,6 +238,17 @@ def conformance_case(request: pytest.FixtureRequest) -> Iterator[CaseContext]:
             lab.remove()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """A case whose checks held ends on a positive control: the DUT must still answer an
+    echo request. A DUT that hears nothing, or died during the case, never passes."""
+    yield
+    context = getattr(item, "funcargs", {}).get("conformance_case")
+    if isinstance(context, CaseContext):
+        context.tb.pass_barrier(context.tb.echo_barrier(),
+                                "the DUT is still answering at the end of the case")
+
+
 @pytest.fixture
 def dut(conformance_case: CaseContext) -> Dut:
     return conformance_case.dut
@@ -269,7 +281,9 @@ def _exception_message(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
     return f"{excinfo.typename}: {text}" if text else excinfo.typename
 
 
-def _judge_phase(state: CaseState, when: str, call: pytest.CallInfo[None]) -> None:
+def _judge_phase(
+    state: CaseState, when: str, call: pytest.CallInfo[None], catalogue: Catalogue
+) -> None:
     """Fold one phase's outcome into the case's verdict."""
     excinfo = call.excinfo
     if excinfo is None:
@@ -279,6 +293,12 @@ def _judge_phase(state: CaseState, when: str, call: pytest.CallInfo[None]) -> No
     if isinstance(excinfo.value, Unsupported) or excinfo.errisinstance(pytest.skip.Exception):
         state.verdict = Verdict.NOT_APPLICABLE
         state.message = str(getattr(excinfo.value, "msg", None) or excinfo.value)
+    elif when == "call" and isinstance(excinfo.value, StepFailed):
+        # Judged at the level of the requirement the failed step embodies.
+        level = catalogue.get(excinfo.value.requirement).level
+        state.verdict = (Verdict.NOT_APPLICABLE if level == "MAY"
+                         else verdict_for_level(level, held=False))
+        state.message = _exception_message(excinfo)
     elif when == "call" and isinstance(excinfo.value, AssertionError):
         state.verdict = verdict_for_level(state.record.level, held=False)
         state.message = _exception_message(excinfo)
@@ -301,7 +321,7 @@ def pytest_runtest_makereport(
     state = item.stash.get(CASE_KEY, None)
     if run is None or state is None:
         return report
-    _judge_phase(state, call.when, call)
+    _judge_phase(state, call.when, call, run.catalogue)
     if call.when == "teardown":
         verdict = state.verdict or Verdict.ERROR
         expectation, note = judge_expectation(state.record.case_id, verdict, run.deviations)
@@ -369,7 +389,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "target_facts": get_target(run.target).describe(),
         "sysctls_applied": run.target_options.sysctls,
         "ref_settings_applied": run.target_options.settings,
-        "ref_patch": run.target_options.patch,
+        "ref_patch": list(run.target_options.patches),
         "interrupted": bool(INTERRUPTED),
     }
     results = gather_results(run.directory, run_info)

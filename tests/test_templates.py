@@ -31,10 +31,21 @@ def test_a_missing_layer_is_a_difference() -> None:
     assert [d.field for d in diff(IP() / TCP(dport=9), got)] == ["TCP"]
 
 
-def test_tcp_flags_must_match_exactly() -> None:
+def test_tcp_control_flags_must_match_exactly() -> None:
     got = frame(IP(), TCP(flags="SA"))
     assert matches(TCP(flags="SA"), got)
     assert not matches(TCP(flags="S"), got)
+    assert not matches(TCP(flags="PA"), frame(IP(), TCP(flags="A")))
+
+
+def test_ecn_flags_are_judged_only_when_the_template_names_them() -> None:
+    # An ECN-setup SYN (RFC 3168 6.1.1) is a SYN: ECE and CWR set, nothing else.
+    ecn_setup_syn = frame(IP(), TCP(flags="SEC"))
+    assert matches(TCP(flags="S"), ecn_setup_syn)
+    assert not matches(TCP(flags="SA"), ecn_setup_syn)
+    assert matches(TCP(flags="SEC"), ecn_setup_syn)
+    assert not matches(TCP(flags="SE"), ecn_setup_syn)
+    assert not matches(TCP(flags="SE"), frame(IP(), TCP(flags="S")))
 
 
 def test_payload_is_compared_when_given() -> None:

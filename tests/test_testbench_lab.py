@@ -14,7 +14,7 @@ from conformance.lab.netns import Lab, list_labs
 from conformance.targets.base import TargetOptions
 from conformance.targets.dut import Dut
 from conformance.targets.linux import LinuxTarget
-from conformance.testbench.bench import ExpectationFailed, Testbench
+from conformance.testbench.bench import ExpectationFailed, StepFailed, Testbench
 from conformance.testbench.wire import Capture
 from tests.suite_runner import privileged
 
@@ -31,10 +31,11 @@ class Bench:
 
 
 @pytest.fixture
-def bench() -> Iterator[Bench]:
+def bench(request: pytest.FixtureRequest) -> Iterator[Bench]:
+    """A Linux DUT in a lab, with the sysctls of an indirect parameter, if any."""
     record = CaseRecord(case_id="t", target="linux", requirements=[], level="MUST")
     lab = Lab.create()
-    started = LinuxTarget().start(lab, TargetOptions())
+    started = LinuxTarget().start(lab, TargetOptions(getattr(request, "param", {})))
     tb = Testbench.on_wire(started.wire, record)
     capture = tb.capture
     try:
@@ -71,8 +72,26 @@ def test_expect_none_fails_when_the_dut_sends_it(bench: Bench) -> None:
     sock = bench.dut.socket("udp")
     bench.dut.sendto(sock, b"hello", bench.tb.ip, 9)
     with pytest.raises(ExpectationFailed, match="the DUT sent frame"):
-        bench.tb.expect_none(UDP(dport=9), within=1.0, why="nothing may be sent")
-    bench.tb.expect_none(UDP(dport=7), within=0.1, why="a port the DUT never uses")
+        bench.tb.expect_none(UDP(dport=9), why="nothing may be sent")
+    bench.tb.expect_none(UDP(dport=7), why="a port the DUT never uses")
+    last = [frame for frame in bench.capture.frames if frame.sender == "dut"][-1]
+    assert last.comments[-1].startswith("dut: barrier answer"), last.comments
+
+
+def test_expect_none_judges_every_frame_up_to_the_barrier_answer(bench: Bench) -> None:
+    # The frame comes before the barrier's echo reply, and after a zero-length window.
+    sock = bench.dut.socket("udp")
+    bench.dut.sendto(sock, b"late", bench.tb.ip, 9)
+    with pytest.raises(ExpectationFailed, match="the DUT sent frame"):
+        bench.tb.expect_none(UDP(dport=9), within=0.0, why="nothing may be sent")
+
+
+@pytest.mark.parametrize("bench", [{"net.ipv4.icmp_echo_ignore_all": "1"}], indirect=True)
+def test_a_dut_that_answers_no_barrier_fails_the_negative_check(bench: Bench) -> None:
+    with pytest.raises(StepFailed, match="did not answer the barrier"):
+        bench.tb.expect_none(UDP(dport=9), why="nothing may be sent")
+    with pytest.raises(StepFailed, match="did not answer the barrier"):
+        bench.tb.expect_or_none(UDP(dport=9), why="may be sent")
 
 
 def test_removing_a_lab_leaves_no_namespace_device_or_agent() -> None:

@@ -38,7 +38,7 @@ class TargetOptions:
 
     sysctls: dict[str, str] = field(default_factory=dict)  # linux: net.* sysctls
     settings: dict[str, str] = field(default_factory=dict)  # ref: stack.settings.Settings
-    patch: str | None = None  # ref: FILE:FUNCTION applied to the stack (tests only)
+    patches: tuple[str, ...] = ()  # ref: FILE:FUNCTION applied to the stack, in order (tests)
 
 
 class Target(Protocol):

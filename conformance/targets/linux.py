@@ -21,7 +21,7 @@ class LinuxTarget:
     name = "linux"
 
     def start(self, lab: Lab, options: TargetOptions) -> StartedDut:
-        if options.settings or options.patch:
+        if options.settings or options.patches:
             raise UsageError("reference-stack settings and patches do not apply to linux")
         if options.sysctls:
             lab.set_sysctls(options.sysctls)

@@ -38,8 +38,8 @@ class RefTarget:
         ]
         for name, value in options.settings.items():
             argv += ["--setting", f"{name}={value}"]
-        if options.patch:
-            argv += ["--patch", options.patch]
+        for patch in options.patches:
+            argv += ["--patch", patch]
         agent = AgentClient(argv, name=f"reference stack in {lab.name}", pass_fds=(tap_fd,))
         try:
             hello = agent.hello()

@@ -8,13 +8,15 @@ commented as such.
 
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 from typing import Any
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
-from scapy.packet import Packet
+from scapy.packet import Packet, Raw
 
 from conformance.evidence.record import CaseRecord
 from conformance.lab import addressing
@@ -23,11 +25,54 @@ from conformance.testbench.templates import describe, diff, matches
 from conformance.testbench.wire import Capture, Wire, WireFrame
 
 ETH_P_ARP = 0x0806
-QUIET_WINDOW_S = 0.25
+ECHO_REQUEST, ECHO_REPLY = 8, 0
+BARRIER_ECHO_ID = 0xBA55
+# How long the DUT has to answer a barrier probe: generous, since a fast DUT answers in
+# milliseconds and the wait ends as soon as it does.
+BARRIER_S = 3.0
+# How long the DUT has to send what it must send at once (a SYN-ACK, an ACK, a reply, an
+# error): generous, for a slow DUT (an ARP round trip comes first), and free for a fast one.
+ANSWER_S = 3.0
 
 
 class ExpectationFailed(AssertionError):
     """The DUT did not send what the case expected (or sent what it must not)."""
+
+
+class StepFailed(ExpectationFailed):
+    """A step the case relies on failed: its set-up (a handshake, a datagram the DUT must
+    send) or its control (a barrier). The DUT broke the requirement that step embodies,
+    and the case is judged at that requirement's level, not at its own: a MAY case whose
+    handshake fails is a failure, never `info`."""
+
+    def __init__(self, requirement: str, message: str) -> None:
+        super().__init__(f"{message} (a step the case relies on: {requirement})")
+        self.requirement = requirement
+
+
+# RFC 1122 3.2.2.6: every host MUST answer an echo request; barriers rely on it.
+ECHO_REQUIREMENT = "RFC1122-3.2.2.6a"
+
+
+@contextmanager
+def step(requirement: str, what: str) -> Iterator[None]:
+    """Run a set-up step: a check failing inside it fails `requirement` (`what` says
+    which step), whatever the case itself checks."""
+    try:
+        yield
+    except StepFailed:
+        raise
+    except AssertionError as error:
+        raise StepFailed(requirement, f"set-up: {what}: {error}") from error
+
+
+@dataclass(frozen=True)
+class Barrier:
+    """A probe the DUT must answer, and a template of its answer."""
+
+    probe: Packet
+    answer: Packet
+    description: str
 
 
 @dataclass(frozen=True)
@@ -92,6 +137,7 @@ class Testbench:
         self._cursor = 0  # index into capture.frames where the next expectation starts
         self._expectations = 0
         self._dissected: dict[int, Packet] = {}
+        self._barriers = 0
 
     @classmethod
     def on_wire(cls, wire: Wire, record: CaseRecord, dut: Host = addressing.DUT) -> "Testbench":
@@ -182,32 +228,155 @@ class Testbench:
         any of several). The search starts after the previous match, or after `since`
         (which leaves the cursor where it is)."""
         templates = [template] if isinstance(template, Packet) else list(template)
-        self._expectations += 1
-        label = f"expect #{self._expectations}: " + " or ".join(map(describe, templates))
-        if why:
-            label = f"{label} ({why})"
-        deadline = time.monotonic_ns() + int(within * 1e9)
+        label = self._label("expect", templates, why)
         start = self._cursor if since is None else since.number
-        found: list[Received] = []
+        deadline = time.monotonic_ns() + int(within * 1e9)
+        found: list[int] = []
 
         def look() -> bool:
-            for index in range(start, len(self.capture.frames)):
-                frame = self.capture.frames[index]
-                if frame.sender != "dut" or frame.claimed:
-                    continue
-                packet = self._dissect(frame)
-                if any(matches(candidate, packet) for candidate in templates):
-                    found.append(Received(frame, packet))
-                    if since is None:
-                        self._cursor = index + 1
-                    return True
-            return False
+            index = self._first_match(templates, start, len(self.capture.frames))
+            if index is not None:
+                found.append(index)
+            return index is not None
 
         if not self.capture.wait(look, deadline):
             raise ExpectationFailed(self._missed_report(label, templates, within, start))
-        received = found[0]
-        received.frame.claimed = True
-        received.frame.comments.append(f"dut: expected, {label}")
+        return self._claim(found[0], label, move_cursor=since is None)
+
+    def expect_or_none(
+        self,
+        template: Packet | Sequence[Packet],
+        *,
+        why: str,
+        within: float = 0.0,
+        since: WireFrame | None = None,
+        barrier: Barrier | None = None,
+    ) -> Received | None:
+        """For what the DUT may or may not send: the first matching frame, or None when
+        nothing matched before the DUT answered a barrier probe. `within` is a window
+        waited before the barrier, for an answer that a timer of the DUT's sends."""
+        templates = [template] if isinstance(template, Packet) else list(template)
+        if within > 0:
+            try:
+                return self.expect(templates, within=within, why=why, since=since)
+            except ExpectationFailed:
+                pass
+        start = self._cursor if since is None else since.number
+        answer = self.pass_barrier(barrier or self.echo_barrier(templates[0]), why)
+        index = self._first_match(templates, start, answer.number - 1)
+        if index is None:
+            return None
+        label = self._label("expect", templates, why)
+        return self._claim(index, label, move_cursor=since is None)
+
+    def expect_none(
+        self,
+        template: Packet,
+        *,
+        why: str,
+        within: float = 0.0,
+        barrier: Barrier | None = None,
+    ) -> None:
+        """Fail if the DUT sends a frame matching `template` before it answers a barrier:
+        a probe sent after the stimulus that the DUT must answer (by default an echo
+        request from the host the template is addressed to). Every frame up to the
+        barrier's answer is judged, so a late answer is caught and a DUT that answers
+        nothing fails. `within` is a quiet window waited first, for checks of what a
+        timer of the DUT's must not send."""
+        label = self._label("expect_none", [template], why)
+        start = self._cursor
+        deadline = time.monotonic_ns() + int(within * 1e9)
+
+        def offending(stop: int | None = None) -> int | None:
+            end = len(self.capture.frames) if stop is None else stop
+            return self._first_match([template], start, end)
+
+        culprit = None
+        if within > 0 and self.capture.wait(lambda: offending() is not None, deadline):
+            culprit = offending()
+        if culprit is None:
+            answer = self.pass_barrier(barrier or self.echo_barrier(template), why)
+            culprit = offending(answer.number - 1)
+        number = self._expectations
+        self.record.observe(f"expect.{number}", "none" if culprit is None else "sent")
+        if culprit is not None:
+            frame = self.capture.frames[culprit]
+            frame.comments.append(f"dut: NOT expected, {label}")
+            raise ExpectationFailed(
+                f"{label}: the DUT sent frame {frame.number}:\n  {Ether(frame.data).summary()}"
+            )
+
+    # ---- barriers: positive controls that end every negative check -------------------
+
+    def echo_barrier(self, template: Packet | None = None) -> Barrier:
+        """An echo request (RFC 1122 3.2.2.6: a host MUST answer it) from the host that
+        `template` is addressed to, so that an answer the DUT must first resolve by ARP
+        queues ahead of the echo reply; from the tester's host otherwise."""
+        source = self.host
+        if template is not None and IP in template and "dst" in template[IP].fields:
+            source = addressing.owner_of(str(template[IP].dst)) or source
+            if addressing.OFF_LINK.overlaps(IPv4Network(f"{template[IP].dst}/32")):
+                source = self.remote
+        self._barriers += 1
+        ident, sequence = BARRIER_ECHO_ID, self._barriers
+        probe = (IP(src=source.ip, dst=self.dut_host.ip)
+                 / ICMP(type=ECHO_REQUEST, id=ident, seq=sequence) / Raw(b"barrier"))
+        answer = (IP(src=self.dut_host.ip, dst=source.ip)
+                  / ICMP(type=ECHO_REPLY, id=ident, seq=sequence))
+        return Barrier(probe, answer, f"echo request {sequence} from {source.ip}")
+
+    def pass_barrier(self, barrier: Barrier, why: str) -> WireFrame:
+        """Send the barrier's probe and wait for the DUT's answer; its frame bounds what
+        the negative check judges. No answer is a failure: silence proves nothing."""
+        self.send(barrier.probe, f"barrier: {barrier.description}, the DUT must answer "
+                                 f"(ends the check: {why})")
+        deadline = time.monotonic_ns() + int(BARRIER_S * 1e9)
+        start = len(self.capture.frames)
+        found: list[int] = []
+
+        def look() -> bool:
+            index = self._first_match([barrier.answer], start, len(self.capture.frames))
+            if index is not None:
+                found.append(index)
+            return index is not None
+
+        if not self.capture.wait(look, deadline):
+            raise StepFailed(
+                ECHO_REQUIREMENT,
+                f"the DUT did not answer the barrier ({barrier.description}) within "
+                f"{BARRIER_S}s, so '{why}' cannot be judged: a DUT that answers nothing "
+                "never passes a check that it sends nothing"
+            )
+        frame = self.capture.frames[found[0]]
+        frame.claimed = True
+        frame.comments.append(f"dut: barrier answer ({barrier.description})")
+        return frame
+
+    # ---- matching --------------------------------------------------------------------
+
+    def _label(self, kind: str, templates: list[Packet], why: str) -> str:
+        self._expectations += 1
+        label = f"{kind} #{self._expectations}: " + " or ".join(map(describe, templates))
+        return f"{label} ({why})" if why else label
+
+    def _first_match(self, templates: list[Packet], start: int, stop: int) -> int | None:
+        """The index of the first unclaimed DUT frame in [start, stop) matching a template."""
+        for index in range(start, min(stop, len(self.capture.frames))):
+            frame = self.capture.frames[index]
+            if frame.sender != "dut" or frame.claimed:
+                continue
+            packet = self._dissect(frame)
+            if any(matches(candidate, packet) for candidate in templates):
+                return index
+        return None
+
+    def _claim(self, index: int, label: str, *, move_cursor: bool) -> Received:
+        frame = self.capture.frames[index]
+        received = Received(frame, self._dissect(frame))
+        if move_cursor:
+            self._cursor = index + 1
+        frame.claimed = True
+        frame.comments.append(f"dut: expected, {label}")
         self.record.observe(f"expect.{self._expectations}", key_fields(received.packet))
         return received
 
@@ -216,43 +385,6 @@ class Testbench:
         if packet is None:
             packet = self._dissected[frame.number] = Ether(frame.data)
         return packet
-
-    def expect_or_none(
-        self,
-        template: Packet | Sequence[Packet],
-        *,
-        within: float,
-        why: str,
-        since: WireFrame | None = None,
-    ) -> Received | None:
-        """Like `expect`, for what the DUT may or may not send: None after `within`."""
-        try:
-            return self.expect(template, within=within, why=why, since=since)
-        except ExpectationFailed:
-            return None
-
-    def expect_none(self, template: Packet, *, within: float = QUIET_WINDOW_S, why: str) -> None:
-        """Wait one quiet window and fail if the DUT sends a frame matching `template`."""
-        self._expectations += 1
-        label = f"expect_none #{self._expectations}: {describe(template)}"
-        start = self._cursor
-        deadline = time.monotonic_ns() + int(within * 1e9)
-
-        def offending() -> WireFrame | None:
-            for frame in self.capture.frames[start:]:
-                if frame.sender == "dut" and matches(template, self._dissect(frame)):
-                    return frame
-            return None
-
-        self.capture.wait(lambda: offending() is not None, deadline)
-        culprit = offending()
-        self.record.observe(f"expect.{self._expectations}", "none" if culprit is None else "sent")
-        if culprit is not None:
-            culprit.comments.append(f"dut: NOT expected, {label} ({why})")
-            raise ExpectationFailed(
-                f"{label}: the DUT sent frame {culprit.number} within {within}s ({why}):\n"
-                f"  {Ether(culprit.data).summary()}"
-            )
 
     def _missed_report(
         self, label: str, templates: list[Packet], within: float, start: int

@@ -132,7 +132,9 @@ class TcpFlow:
         self.received.append(received)
         return received
 
-    def expect_none(self, flags: str | None = None, *, within: float, why: str) -> None:
+    def expect_none(self, flags: str | None = None, *, why: str, within: float = 0.0) -> None:
+        """No segment of this connection (with `flags`) before the DUT answers a barrier;
+        `within` is a quiet window first, for what a timer must not send."""
         self.tb.expect_none(self.template(flags), within=within, why=why)
 
     def relative_seq(self, received: Received) -> int:

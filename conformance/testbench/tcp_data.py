@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 from scapy.layers.inet import IP, TCP
 
-from conformance.errors import HarnessError
 from conformance.lab.addressing import Host
 from conformance.targets.dut import Dut, Errno
-from conformance.testbench.bench import ExpectationFailed, Received, Testbench
+from conformance.testbench.bench import ANSWER_S, ExpectationFailed, Received, Testbench, step
 from conformance.testbench.tcp import TcpFlow
+from conformance.testbench.tcp_states import HANDSHAKE
 
 
 @dataclass
@@ -40,13 +40,13 @@ def open_to_dut(
     flow = TcpFlow(tb, source or tb.host, sport=sport, dport=port, window=window,
                    mss=mss or 536)
     options: list[tuple[str, object]] = [("MSS", mss)] if mss is not None else []
-    flow.send("S", options=options, why=f"SYN from port {sport}"
-              + ("" if mss is not None else ", without an MSS option"))
-    flow.expect_synack(within=1.0)
-    flow.send("A", why="ACK completing the handshake")
-    accepted = accepting.result(timeout=2.0)
-    if isinstance(accepted, Errno):
-        raise HarnessError(f"accept failed: {accepted}")
+    with step(HANDSHAKE, "the tester opens a connection to the DUT"):
+        flow.send("S", options=options, why=f"SYN from port {sport}"
+                  + ("" if mss is not None else ", without an MSS option"))
+        flow.expect_synack(within=ANSWER_S)
+        flow.send("A", why="ACK completing the handshake")
+        accepted = accepting.result(timeout=ANSWER_S)
+        assert not isinstance(accepted, Errno), f"accept failed: {accepted}"
     return Connection(flow, accepted[0])
 
 
@@ -58,15 +58,16 @@ def open_from_dut(
     peer = host or tb.host
     sock = dut.socket("tcp")
     connecting = dut.start("connect", sock=sock, addr=peer.ip, port=port)
-    syn = tb.expect(IP(src=dut.ip, dst=peer.ip) / TCP(dport=port, flags="S"), within=1.0,
-                    why="the DUT's SYN")
-    flow = TcpFlow(tb, peer, sport=port, dport=syn[TCP].sport, window=window, mss=mss)
-    flow.dut_isn, flow.rcv_nxt = syn[TCP].seq, 1
-    flow.send("SA", options=[("MSS", mss)], why="SYN-ACK from the tester")
-    flow.expect("A", ack=flow.snd_nxt, within=1.0, why="the DUT's ACK completing the handshake")
-    result = connecting.result(timeout=2.0)
-    if result is not None:
-        raise HarnessError(f"connect failed: {result}")
+    with step(HANDSHAKE, "the DUT opens a connection to the tester"):
+        syn = tb.expect(IP(src=dut.ip, dst=peer.ip) / TCP(dport=port, flags="S"),
+                        within=ANSWER_S, why="the DUT's SYN")
+        flow = TcpFlow(tb, peer, sport=port, dport=syn[TCP].sport, window=window, mss=mss)
+        flow.dut_isn, flow.rcv_nxt = syn[TCP].seq, 1
+        flow.send("SA", options=[("MSS", mss)], why="SYN-ACK from the tester")
+        flow.expect("A", ack=flow.snd_nxt, within=ANSWER_S,
+                    why="the DUT's ACK completing the handshake")
+        result = connecting.result(timeout=ANSWER_S)
+        assert result is None, f"connect failed: {result}"
     return Connection(flow, sock, syn)
 
 

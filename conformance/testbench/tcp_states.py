@@ -15,13 +15,16 @@ from scapy.packet import Packet, Raw
 
 from conformance.errors import HarnessError
 from conformance.targets.dut import Dut
-from conformance.testbench.bench import Received, Testbench
+from conformance.testbench.bench import ANSWER_S, Received, Testbench, step
 from conformance.testbench.tcp import MOD, TcpFlow
 
 SYNCHRONIZED_STATES = (
     "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK",
     "TIME-WAIT",
 )
+# The requirements the set-up steps embody: a failed step fails them (RFC 9293 3.5, 3.6).
+HANDSHAKE = "RFC9293-3.5c"
+CLOSING = "RFC9293-3.10.7.4j"
 FAR_AHEAD = 1 << 20  # far beyond any receive window without window scaling (max 65535)
 
 
@@ -45,14 +48,14 @@ def open_passive(dut: Dut, tb: Testbench, port: int, sport: int = 43000) -> Conn
     listener = listen(dut, port)
     accepting = dut.start("accept", sock=listener)
     flow = TcpFlow(tb, tb.host, sport=sport, dport=port)
-    flow.connect()
-    accepted = accepting.result(timeout=2.0)
-    if not isinstance(accepted, tuple):
-        raise HarnessError(f"accept after a completed handshake: {accepted}")
+    with step(HANDSHAKE, "the tester opens a connection to the DUT"):
+        flow.connect()
+        accepted = accepting.result(timeout=ANSWER_S)
+        assert isinstance(accepted, tuple), f"accept after a completed handshake: {accepted}"
     return Connection(flow, accepted[0], listener)
 
 
-def expect_dut_syn(tb: Testbench, dport: int, *, within: float = 1.0) -> Received:
+def expect_dut_syn(tb: Testbench, dport: int, *, within: float = ANSWER_S) -> Received:
     return tb.expect(IP(src=tb.dut_host.ip, dst=tb.ip) / TCP(dport=dport, flags="S"),
                      within=within, why="the DUT's SYN")
 
@@ -69,43 +72,44 @@ def open_active(dut: Dut, tb: Testbench, port: int) -> Connection:
     """The DUT connects to the tester's `port`; the tester completes the handshake."""
     sock = dut.socket("tcp")
     connecting = dut.start("connect", sock=sock, addr=tb.ip, port=port)
-    flow = flow_for_syn(tb, expect_dut_syn(tb, port))
-    flow.send("SA", options=[("MSS", flow.mss)], why="SYN-ACK to the DUT's SYN")
-    flow.expect("A", seq=1, ack=1, within=1.0, why="the DUT's ACK of the SYN-ACK")
-    result = connecting.result(timeout=2.0)
-    if result is not None:
-        raise HarnessError(f"connect after a completed handshake: {result}")
+    with step(HANDSHAKE, "the DUT opens a connection to the tester"):
+        flow = flow_for_syn(tb, expect_dut_syn(tb, port))
+        flow.send("SA", options=[("MSS", flow.mss)], why="SYN-ACK to the DUT's SYN")
+        flow.expect("A", seq=1, ack=1, within=ANSWER_S, why="the DUT's ACK of the SYN-ACK")
+        result = connecting.result(timeout=ANSWER_S)
+        assert result is None, f"connect after a completed handshake: {result}"
     return Connection(flow, sock)
 
 
 def enter_state(dut: Dut, tb: Testbench, state: str, port: int) -> Connection:
     """A connection the DUT accepted, brought into `state` (one of SYNCHRONIZED_STATES).
     The DUT half-closes with shutdown(SHUT_WR), so its socket stays usable."""
+    if state not in SYNCHRONIZED_STATES:
+        raise HarnessError(f"enter_state: {state} is not a synchronized state")
     connection = open_passive(dut, tb, port)
     flow = connection.flow
-    if state in ("FIN-WAIT-1", "FIN-WAIT-2", "CLOSING", "TIME-WAIT"):
-        dut.shutdown(connection.sock, "SHUT_WR")
-        flow.expect("FA", within=1.0, why="the DUT's FIN")
-        if state == "FIN-WAIT-2":
-            flow.send("A", why="ACK of the DUT's FIN: it is in FIN-WAIT-2")
-        elif state == "CLOSING":
-            flow.send("FA", ack=flow.rcv_nxt - 1,
-                      why="the tester's FIN, not acknowledging the DUT's: both closing")
-            flow.expect("A", ack=flow.snd_nxt, within=1.0,
-                        why="the DUT acknowledges the FIN: it is in CLOSING")
-        elif state == "TIME-WAIT":
-            flow.send("FA", why="ACK of the DUT's FIN with the tester's FIN")
-            flow.expect("A", ack=flow.snd_nxt, within=1.0,
-                        why="the DUT's last ACK: it is in TIME-WAIT")
-    elif state in ("CLOSE-WAIT", "LAST-ACK"):
-        flow.send("FA", why="the tester's FIN")
-        flow.expect("A", ack=flow.snd_nxt, within=1.0,
-                    why="the DUT acknowledges the FIN: it is in CLOSE-WAIT")
-        if state == "LAST-ACK":
+    with step(CLOSING, f"bringing the connection into {state}"):
+        if state in ("FIN-WAIT-1", "FIN-WAIT-2", "CLOSING", "TIME-WAIT"):
             dut.shutdown(connection.sock, "SHUT_WR")
-            flow.expect("FA", within=1.0, why="the DUT's FIN: it is in LAST-ACK")
-    elif state != "ESTABLISHED":
-        raise HarnessError(f"enter_state: {state} is not a synchronized state")
+            flow.expect("FA", within=ANSWER_S, why="the DUT's FIN")
+            if state == "FIN-WAIT-2":
+                flow.send("A", why="ACK of the DUT's FIN: it is in FIN-WAIT-2")
+            elif state == "CLOSING":
+                flow.send("FA", ack=flow.rcv_nxt - 1,
+                          why="the tester's FIN, not acknowledging the DUT's: both closing")
+                flow.expect("A", ack=flow.snd_nxt, within=ANSWER_S,
+                            why="the DUT acknowledges the FIN: it is in CLOSING")
+            elif state == "TIME-WAIT":
+                flow.send("FA", why="ACK of the DUT's FIN with the tester's FIN")
+                flow.expect("A", ack=flow.snd_nxt, within=ANSWER_S,
+                            why="the DUT's last ACK: it is in TIME-WAIT")
+        elif state in ("CLOSE-WAIT", "LAST-ACK"):
+            flow.send("FA", why="the tester's FIN")
+            flow.expect("A", ack=flow.snd_nxt, within=ANSWER_S,
+                        why="the DUT acknowledges the FIN: it is in CLOSE-WAIT")
+            if state == "LAST-ACK":
+                dut.shutdown(connection.sock, "SHUT_WR")
+                flow.expect("FA", within=ANSWER_S, why="the DUT's FIN: it is in LAST-ACK")
     return connection
 
 

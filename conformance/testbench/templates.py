@@ -2,6 +2,11 @@
 
 `IP(dst="192.0.2.2")/UDP(dport=9)` matches any frame holding an IP layer with that
 destination and, after it, a UDP layer with that destination port.
+
+TCP flags are matched for what a case needs: the template's flags name the control bits
+(SYN, ACK, FIN, RST, PSH, URG) the segment must carry, and those it leaves out must be
+clear. The ECN bits (ECE, CWR, AE) are judged only when the template sets one of them: an
+ECN-setup SYN (RFC 3168 6.1.1) is a SYN, and a case not about ECN accepts it.
 """
 
 from dataclasses import dataclass
@@ -26,6 +31,16 @@ def set_fields(layer: Packet) -> dict[str, Any]:
         name: value for name, value in layer.fields.items()
         if not (isinstance(value, list) and value == layer.default_fields.get(name))
     }
+
+
+ECN_FLAGS = 0x40 | 0x80 | 0x100  # ECE, CWR, AE (formerly NS)
+
+
+def _same_tcp_flags(want: Any, got: Any) -> bool:
+    wanted, seen = int(want), int(got)
+    if not wanted & ECN_FLAGS:
+        seen &= ~ECN_FLAGS
+    return wanted == seen
 
 
 def _same(want: Any, got: Any) -> bool:
@@ -62,7 +77,8 @@ def diff(template: Packet, packet: Packet) -> list[FieldDiff]:
             continue
         for name, want in set_fields(want_layer).items():
             got = got_layer.getfieldval(name)
-            if not _same(want, got):
+            same = _same_tcp_flags if (layer_name, name) == ("TCP", "flags") else _same
+            if not same(want, got):
                 differences.append(FieldDiff(f"{layer_name}.{name}", want, got))
     return differences
 

@@ -1,10 +1,10 @@
 """Run the reference stack on a TAP device, serving the agent protocol on stdin/stdout.
 
     python -m stack.io --tap-fd 5 --mac 02:00:00:00:00:01 --address 192.0.2.1/24 \\
-        --route 198.51.100.0/24=192.0.2.254 [--setting NAME=VALUE ...] [--patch FILE:FUNC]
+        --route 198.51.100.0/24=192.0.2.254 [--setting NAME=VALUE ...] [--patch FILE:FUNC ...]
 
-``--patch`` loads FUNC from FILE and calls it with the `Host` before serving: the way
-the project's tests run the stack deliberately broken.
+``--patch`` loads FUNC from FILE and calls it with the `Host` before serving (each in
+order, when repeated): the way the project's tests run the stack deliberately broken.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mtu", type=int, default=1500)
     parser.add_argument("--route", action="append", default=[], metavar="NETWORK=GATEWAY")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE")
-    parser.add_argument("--patch", metavar="FILE:FUNCTION")
+    parser.add_argument("--patch", action="append", default=[], metavar="FILE:FUNCTION")
     parser.add_argument("--seed", type=int, help="seed for ports and identifiers")
     options = parser.parse_args(argv)
     try:
@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         network=interface.network, mtu=options.mtu, routes=routes,
     )
     host = Host(config, settings, random.Random(options.seed))
-    if options.patch:
-        apply_patch(options.patch, host)
+    for patch in options.patch:
+        apply_patch(patch, host)
     agent = RefAgent(SocketApi(host), ResponseWriter(responses))
     EventLoop(host, agent, options.tap_fd, sys.stdin.fileno()).run()
     return 0
