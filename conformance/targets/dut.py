@@ -18,6 +18,7 @@ from conformance.agent.client import (
     StillBlocked,
     Unsupported,
 )
+from conformance.agent.protocol import SOCKET_OPTIONS
 from conformance.errors import HarnessError
 from conformance.evidence.record import CallRecord, CaseRecord
 from conformance.lab.addressing import Host
@@ -198,10 +199,16 @@ class Dut:
         return self.call("recvmsg", sock=sock, size=size, flags=list(flags))
 
     def setsockopt(self, sock: int, name: str, value: Any) -> Any:
+        if isinstance(value, bytes):  # IP_OPTIONS: base64, as data is
+            value = _data_arg(value)
         return self.call("setsockopt", sock=sock, name=name, value=value)
 
     def getsockopt(self, sock: int, name: str) -> Any:
-        return self.call("getsockopt", sock=sock, name=name)
+        value = self.call("getsockopt", sock=sock, name=name)
+        option = SOCKET_OPTIONS.get(name)
+        if option is not None and option.kind == "bytes" and isinstance(value, str):
+            return base64.b64decode(value)
+        return value
 
     def ioctl(self, sock: int, request: str) -> Any:
         return self.call("ioctl", sock=sock, request=request)

@@ -285,6 +285,8 @@ class RefAgent:
         if not option.settable:
             raise BadRequest(f"{name} cannot be set")
         value = args.value("value")
+        if option.kind == "bytes":
+            raise NotSupported(f"{name}: the stack sends no IP options of the application")
         if option.kind == "pmtudisc_mode":
             args.choice("value", PMTUDISC_MODES)
         elif option.kind == "linger":
