@@ -56,6 +56,8 @@ class Host:
         self.rng = rng or random.Random()
         self.address = config.address
         self.link_mtu = config.mtu
+        # IP_PKTINFO's interface index: Linux numbers lo 1, so the one link is 2.
+        self.interface_index = 2
         self.arp = ArpCache(config.mac, config.address, self.settings)
         self.reassembler = Reassembler(self.settings)
         self.pmtu = PathMtuCache(config.mtu, self.settings)

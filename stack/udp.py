@@ -31,6 +31,7 @@ class IpService(Protocol):
 
     address: IPv4Address
     link_mtu: int
+    interface_index: int
 
     def check_route(self, destination: IPv4Address) -> None:
         """Raise SocketError("ENETUNREACH") when no route leads to ``destination``."""
@@ -60,14 +61,26 @@ class ExtendedError:
 
 
 @dataclass(frozen=True)
+class PacketInfo:
+    """IP_PKTINFO (Linux struct in_pktinfo): where a datagram came in."""
+
+    ifindex: int
+    spec_dst: IPv4Address  # the local address a reply comes from
+    addr: IPv4Address  # the header's destination: ours, or a broadcast address
+
+
+@dataclass(frozen=True)
 class Message:
-    """What recvmsg returns."""
+    """What recvmsg returns; the ancillary fields only where the socket asked for them."""
 
     data: bytes
     length: int  # the datagram's full length (more than len(data) when truncated)
     flags: list[str]
     address: Endpoint | None
     error: ExtendedError | None = None
+    options: bytes | None = None  # IP_RECVOPTS
+    tos: int | None = None  # IP_RECVTOS
+    pktinfo: PacketInfo | None = None  # IP_PKTINFO
 
 
 @dataclass(frozen=True)
@@ -75,6 +88,10 @@ class _Queued:
     source: Endpoint
     payload: bytes
     cost: int
+    # What IP passed up with the datagram (RFC 1122 3.2.1.6, 3.2.1.8, 4.1.3.5).
+    destination: IPv4Address
+    tos: int
+    options: bytes
 
 
 @dataclass
@@ -105,6 +122,9 @@ class UdpSocket:
             "IP_TTL": self.settings.default_ttl,
             "IP_TOS": 0,
             "IP_RECVERR": 0,
+            "IP_RECVOPTS": 0,
+            "IP_RECVTOS": 0,
+            "IP_PKTINFO": 0,
             "IP_MTU_DISCOVER": "IP_PMTUDISC_WANT"
             if self.settings.path_mtu_discovery
             else "IP_PMTUDISC_DONT",
@@ -240,11 +260,19 @@ class UdpLayer:
             sock.received_bytes -= queued.cost
         # udp(7): one datagram per call; the rest of a longer one is discarded, MSG_TRUNC.
         truncated = len(queued.payload) > size
+        options = sock.options
         return Message(
             queued.payload[:size],
             len(queued.payload),
             ["MSG_TRUNC"] if truncated else [],
             queued.source,
+            # RFC 1122 4.1.3.2: IP options go up unchanged; Linux only when there are some.
+            options=queued.options if options["IP_RECVOPTS"] and queued.options else None,
+            tos=queued.tos if options["IP_RECVTOS"] else None,  # RFC 1122 4.1.4
+            # RFC 1122 4.1.3.5: the specific destination; a host with one address
+            # answers from it (Linux fib_compute_spec_dst).
+            pktinfo=PacketInfo(self.ip.interface_index, self.ip.address, queued.destination)
+            if options["IP_PKTINFO"] else None,
         )
 
     def uncork(self, sock: UdpSocket, now: Nanoseconds) -> None:
@@ -310,9 +338,11 @@ class UdpLayer:
             receivers = [best] if best is not None else []
         if not receivers:
             return "udp.port_unreachable"
+        cost = len(datagram.payload) + self.settings.datagram_overhead
+        queued = _Queued(source, datagram.payload, cost, header.dst, header.tos, header.options)
         reason = None
         for sock in receivers:
-            reason = self._enqueue(sock, source, datagram.payload) or reason
+            reason = self._enqueue(sock, queued) or reason
         return reason
 
     def icmp_error(self, error: ReceivedError, now: Nanoseconds) -> str | None:
@@ -402,18 +432,17 @@ class UdpLayer:
             error,
         )
 
-    def _enqueue(self, sock: UdpSocket, source: Endpoint, payload: bytes) -> str | None:
+    def _enqueue(self, sock: UdpSocket, queued: _Queued) -> str | None:
         if sock.read_shut:
             sock.drops += 1
             return "udp.socket_shut_down"
-        cost = len(payload) + self.settings.datagram_overhead
         receive_buffer = sock.options["SO_RCVBUF"]
         assert isinstance(receive_buffer, int)
-        if sock.receive_queue and sock.received_bytes + cost > receive_buffer:
+        if sock.receive_queue and sock.received_bytes + queued.cost > receive_buffer:
             sock.drops += 1
             return "udp.receive_buffer_full"
-        sock.receive_queue.append(_Queued(source, payload, cost))
-        sock.received_bytes += cost
+        sock.receive_queue.append(queued)
+        sock.received_bytes += queued.cost
         return None
 
     def _accepts(self, sock: UdpSocket, destination: IPv4Address, source: Endpoint) -> bool:

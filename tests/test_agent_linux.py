@@ -303,3 +303,68 @@ def test_missing_namespace_is_reported_on_stderr() -> None:
     finally:
         client.close()
     assert "cannot enter network namespace" in client.stderr_text
+
+
+STREAM_ID_OPTION = bytes([136, 4, 0x12, 0x34])  # RFC 791 Stream Identifier, one word
+
+
+def test_ip_options_are_set_read_back_and_sent(agent: AgentClient) -> None:
+    receiver, port = udp_socket(agent)
+    sender, _ = udp_socket(agent)
+    agent.call("setsockopt", {"sock": receiver, "name": "IP_RECVOPTS", "value": 1})
+    agent.call("setsockopt", {"sock": sender, "name": "IP_OPTIONS", "value": b64(STREAM_ID_OPTION)})
+    assert agent.call("getsockopt", {"sock": sender, "name": "IP_OPTIONS"}) == b64(
+        STREAM_ID_OPTION
+    )
+
+    agent.call("sendto", {"sock": sender, "data": b64(b"opt"), "addr": LOOPBACK, "port": port})
+    message = agent.call("recvmsg", {"sock": receiver, "size": 100})
+
+    assert base64.b64decode(message["ancillary"]["options"]) == STREAM_ID_OPTION
+    assert agent.call("getsockopt", {"sock": receiver, "name": "IP_OPTIONS"}) == ""
+
+
+def test_recvmsg_returns_the_tos_and_destination_asked_for(agent: AgentClient) -> None:
+    receiver, port = udp_socket(agent)
+    sender, _ = udp_socket(agent)
+    agent.call("setsockopt", {"sock": sender, "name": "IP_TOS", "value": 0x28})
+    payload = {"sock": sender, "data": b64(b"tos"), "addr": LOOPBACK, "port": port}
+
+    agent.call("sendto", payload)
+    assert agent.call("recvmsg", {"sock": receiver, "size": 100})["ancillary"] == {}
+
+    for name in ("IP_RECVTOS", "IP_PKTINFO"):
+        agent.call("setsockopt", {"sock": receiver, "name": name, "value": 1})
+        assert agent.call("getsockopt", {"sock": receiver, "name": name}) == 1
+    agent.call("sendto", payload)
+    ancillary = agent.call("recvmsg", {"sock": receiver, "size": 100})["ancillary"]
+
+    assert ancillary["tos"] == 0x28
+    assert ancillary["pktinfo"] == {"ifindex": 1, "spec_dst": LOOPBACK, "addr": LOOPBACK}
+    assert "options" not in ancillary
+
+
+def test_urgent_data_inline_stops_reads_at_the_mark(agent: AgentClient) -> None:
+    listener = agent.call("socket", {"type": "tcp"})
+    agent.call("bind", {"sock": listener, "addr": LOOPBACK, "port": 0})
+    agent.call("listen", {"sock": listener, "backlog": 1})
+    port = agent.call("getsockname", {"sock": listener})["port"]
+    client = agent.call("socket", {"type": "tcp"})
+    agent.call("connect", {"sock": client, "addr": LOOPBACK, "port": port})
+    server = agent.call("accept", {"sock": listener})["sock"]
+    agent.call("setsockopt", {"sock": server, "name": "SO_OOBINLINE", "value": 1})
+    assert agent.call("getsockopt", {"sock": server, "name": "SO_OOBINLINE"}) == 1
+
+    agent.call("send", {"sock": client, "data": b64(b"ab")})
+    agent.call("send", {"sock": client, "data": b64(b"xyz"), "flags": ["MSG_OOB"]})
+    events = agent.call("poll", {"sock": server, "events": ["POLLPRI"], "timeout_ms": 2000})
+
+    assert events == ["POLLPRI"]
+    assert agent.call("ioctl", {"sock": server, "request": "SIOCATMARK"}) == 0
+    assert agent.call("recv", {"sock": server, "size": 100}) == {"data": b64(b"abxy")}
+    assert agent.call("ioctl", {"sock": server, "request": "SIOCATMARK"}) == 1
+    assert agent.call("recv", {"sock": server, "size": 100, "flags": ["MSG_OOB"]}) == Errno(
+        "EINVAL"
+    )
+    assert agent.call("recv", {"sock": server, "size": 100}) == {"data": b64(b"z")}
+    assert agent.call("ioctl", {"sock": server, "request": "SIOCATMARK"}) == 0

@@ -25,6 +25,7 @@ from conformance.agent.protocol import (
     ERROR_ORIGINS,
     FILE_STATUS_FLAGS,
     IOCTL_REQUESTS,
+    IP_PKTINFO,
     IP_RECVERR,
     PMTUDISC_MODES,
     POLL_EVENTS,
@@ -90,6 +91,9 @@ ANCILLARY_BUFFER_SIZE: Final = socket.CMSG_SPACE(512)
 # struct sock_extended_err, then the offender's struct sockaddr_in.
 EXTENDED_ERROR: Final = struct.Struct("=IBBBBII")
 SOCKADDR_IN_HEAD: Final = struct.Struct("=H2s4s")  # family, port (network order), address
+# struct in_pktinfo: interface index, local address, header destination address.
+IN_PKTINFO: Final = struct.Struct("=i4s4s")
+MAX_IP_OPTIONS: Final = 40
 
 
 class SocketTable:
@@ -157,6 +161,27 @@ def extended_error_json(cmsg_data: bytes) -> dict[str, Any] | None:
         "data": data,
         "offender": offender,
     }
+
+
+def ancillary_json(ancillary: list[tuple[int, int, bytes]]) -> dict[str, Any]:
+    """The IP_RECVOPTS, IP_RECVTOS and IP_PKTINFO control messages as the `ancillary`
+    object of recvmsg: a key for each message the kernel returned."""
+    found: dict[str, Any] = {}
+    for level, kind, cmsg_data in ancillary:
+        if level != socket.IPPROTO_IP:
+            continue
+        if kind == socket.IP_RECVOPTS:  # ip_cmsg_recv_opts: the options area as received
+            found["options"] = base64.b64encode(cmsg_data).decode()
+        elif kind == socket.IP_TOS and cmsg_data:
+            found["tos"] = cmsg_data[0]
+        elif kind == IP_PKTINFO and len(cmsg_data) >= IN_PKTINFO.size:
+            ifindex, spec_dst, addr = IN_PKTINFO.unpack_from(cmsg_data)
+            found["pktinfo"] = {
+                "ifindex": ifindex,
+                "spec_dst": socket.inet_ntoa(spec_dst),
+                "addr": socket.inet_ntoa(addr),
+            }
+    return found
 
 
 def tcp_states_by_inode() -> dict[int, str]:
@@ -311,6 +336,7 @@ class LinuxAgent:
             "flags": flag_names(msg_flags, RETURNED_MESSAGE_FLAGS),
             **endpoint_json(peer),
             "errqueue": errqueue,
+            "ancillary": ancillary_json(ancillary),
         }
 
     def call_setsockopt(self, args: Args) -> None:
@@ -326,6 +352,8 @@ class LinuxAgent:
             linger = Args(value)
             packed = struct.pack("ii", linger.integer("onoff"), linger.integer("linger"))
             sock.setsockopt(option.level, option.number, packed)
+        elif option.kind == "bytes":
+            sock.setsockopt(option.level, option.number, args.data("value"))
         elif isinstance(value, int):  # JSON true/false count as 1/0
             sock.setsockopt(option.level, option.number, int(value))
         else:
@@ -338,6 +366,9 @@ class LinuxAgent:
                 "ii", sock.getsockopt(option.level, option.number, struct.calcsize("ii"))
             )
             return {"onoff": onoff, "linger": linger}
+        if option.kind == "bytes":
+            raw = sock.getsockopt(option.level, option.number, MAX_IP_OPTIONS)
+            return base64.b64encode(raw).decode()
         value = sock.getsockopt(option.level, option.number)
         if option.kind == "errno_name":
             return errno_name(value) if value else None

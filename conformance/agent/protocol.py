@@ -60,6 +60,7 @@ RETURNED_MESSAGE_FLAGS: Final[Mapping[str, int]] = {
 }
 
 SOL_UDP: Final = 17
+IP_PKTINFO: Final = 8
 IP_MTU_DISCOVER: Final = 10
 IP_RECVERR: Final = 11
 IP_MTU: Final = 14
@@ -74,8 +75,9 @@ PMTUDISC_MODES: Final[Mapping[str, int]] = {
 
 # How an option's value travels as JSON:
 #   int: an integer; errno_name: errno name or null; socket_type: "udp"/"tcp";
-#   linger: {"onoff", "linger"}; pmtudisc_mode: a PMTUDISC_MODES name.
-OptionKind = Literal["int", "errno_name", "socket_type", "linger", "pmtudisc_mode"]
+#   linger: {"onoff", "linger"}; pmtudisc_mode: a PMTUDISC_MODES name;
+#   bytes: base64 of the raw bytes (IP_OPTIONS: the options area).
+OptionKind = Literal["int", "errno_name", "socket_type", "linger", "pmtudisc_mode", "bytes"]
 
 
 @dataclass(frozen=True)
@@ -95,9 +97,17 @@ SOCKET_OPTIONS: Final[Mapping[str, SocketOption]] = {
     "SO_ERROR": SocketOption(socket.SOL_SOCKET, socket.SO_ERROR, "errno_name", False),
     "SO_TYPE": SocketOption(socket.SOL_SOCKET, socket.SO_TYPE, "socket_type", False),
     "SO_LINGER": SocketOption(socket.SOL_SOCKET, socket.SO_LINGER, "linger"),
+    # Urgent data stays in the stream instead of being read with MSG_OOB (RFC 9293 3.8.5).
+    "SO_OOBINLINE": SocketOption(socket.SOL_SOCKET, socket.SO_OOBINLINE),
     "IP_TTL": SocketOption(socket.IPPROTO_IP, socket.IP_TTL),
     "IP_TOS": SocketOption(socket.IPPROTO_IP, socket.IP_TOS),
     "IP_RECVERR": SocketOption(socket.IPPROTO_IP, IP_RECVERR),
+    # The options of sent datagrams (RFC 1122 3.2.1.8), and the ancillary data recvmsg
+    # returns: received options, TOS, destination address (RFC 1122 3.2.1.6, 4.1.3.5).
+    "IP_OPTIONS": SocketOption(socket.IPPROTO_IP, socket.IP_OPTIONS, "bytes"),
+    "IP_RECVOPTS": SocketOption(socket.IPPROTO_IP, socket.IP_RECVOPTS),
+    "IP_RECVTOS": SocketOption(socket.IPPROTO_IP, socket.IP_RECVTOS),
+    "IP_PKTINFO": SocketOption(socket.IPPROTO_IP, IP_PKTINFO),
     "IP_MTU_DISCOVER": SocketOption(socket.IPPROTO_IP, IP_MTU_DISCOVER, "pmtudisc_mode"),
     "IP_MTU": SocketOption(socket.IPPROTO_IP, IP_MTU, "int", False),
     "TCP_NODELAY": SocketOption(socket.IPPROTO_TCP, socket.TCP_NODELAY),
@@ -114,6 +124,7 @@ SOCKET_OPTIONS: Final[Mapping[str, SocketOption]] = {
 IOCTL_REQUESTS: Final[Mapping[str, int]] = {
     "FIONREAD": 0x541B,
     "SIOCOUTQ": 0x5411,  # = TIOCOUTQ
+    "SIOCATMARK": 0x8905,  # 1 when the next octet read is the urgent mark (RFC 9293 3.8.5)
 }
 
 # File status flags the protocol knows; F_SETFL replaces exactly these bits.

@@ -62,11 +62,11 @@ class Args:
             raise BadRequest(f"port {port} out of range")
         return addr, port
 
-    def data(self) -> bytes:
+    def data(self, key: str = "data") -> bytes:
         try:
-            return base64.b64decode(self.text("data"), validate=True)
+            return base64.b64decode(self.text(key), validate=True)
         except binascii.Error as exc:
-            raise BadRequest(f"data is not base64: {exc}") from None
+            raise BadRequest(f"{key} is not base64: {exc}") from None
 
     def choice(self, key: str, table: Mapping[str, int]) -> int:
         name = self.text(key)

@@ -18,11 +18,15 @@ from conformance.agent.client import (
     StillBlocked,
     Unsupported,
 )
+from conformance.agent.protocol import SOCKET_OPTIONS
 from conformance.errors import HarnessError
 from conformance.evidence.record import CallRecord, CaseRecord
 from conformance.lab.addressing import Host
 
-__all__ = ["Dut", "ErrQueueEntry", "Errno", "Message", "PendingCall", "Unsupported"]
+__all__ = [
+    "Ancillary", "Dut", "ErrQueueEntry", "Errno", "Message", "PacketInfo", "PendingCall",
+    "Unsupported",
+]
 
 DEFAULT_CALL_TIMEOUT_S = 10.0
 HANDLE_CALLS = ("socket", "accept")
@@ -42,11 +46,30 @@ class ErrQueueEntry:
 
 
 @dataclass(frozen=True)
+class PacketInfo:
+    """IP_PKTINFO (Linux struct in_pktinfo): where a datagram came in."""
+
+    ifindex: int
+    spec_dst: str  # the local address a reply would come from
+    addr: str  # the destination address of the datagram's header
+
+
+@dataclass(frozen=True)
+class Ancillary:
+    """The control messages recvmsg returned; None where none came."""
+
+    options: bytes | None = None  # IP_RECVOPTS: the options area as received
+    tos: int | None = None  # IP_RECVTOS
+    pktinfo: PacketInfo | None = None  # IP_PKTINFO
+
+
+@dataclass(frozen=True)
 class Message:
     data: bytes
     flags: list[str]
     address: tuple[str, int] | None
     errqueue: ErrQueueEntry | None
+    ancillary: Ancillary = Ancillary()
 
 
 def _summarise(value: Any) -> Any:
@@ -72,11 +95,20 @@ def _message(value: dict[str, Any]) -> Message:
             code=entry["code"], info=entry["info"], data=entry["data"],
             offender=(offender["addr"], offender["port"]) if offender else None,
         )
+    raw = value.get("ancillary") or {}
+    pktinfo = raw.get("pktinfo")
+    ancillary = Ancillary(
+        options=base64.b64decode(raw["options"]) if "options" in raw else None,
+        tos=raw.get("tos"),
+        pktinfo=PacketInfo(pktinfo["ifindex"], pktinfo["spec_dst"], pktinfo["addr"])
+        if pktinfo else None,
+    )
     return Message(
         data=base64.b64decode(value["data"]),
         flags=list(value.get("flags") or []),
         address=(value["addr"], value["port"]) if value.get("addr") else None,
         errqueue=errqueue,
+        ancillary=ancillary,
     )
 
 
@@ -167,10 +199,16 @@ class Dut:
         return self.call("recvmsg", sock=sock, size=size, flags=list(flags))
 
     def setsockopt(self, sock: int, name: str, value: Any) -> Any:
+        if isinstance(value, bytes):  # IP_OPTIONS: base64, as data is
+            value = _data_arg(value)
         return self.call("setsockopt", sock=sock, name=name, value=value)
 
     def getsockopt(self, sock: int, name: str) -> Any:
-        return self.call("getsockopt", sock=sock, name=name)
+        value = self.call("getsockopt", sock=sock, name=name)
+        option = SOCKET_OPTIONS.get(name)
+        if option is not None and option.kind == "bytes" and isinstance(value, str):
+            return base64.b64decode(value)
+        return value
 
     def ioctl(self, sock: int, request: str) -> Any:
         return self.call("ioctl", sock=sock, request=request)

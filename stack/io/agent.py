@@ -85,6 +85,21 @@ def data_json(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def ancillary_json(message: Message) -> dict[str, Any]:
+    """The control messages of recvmsg (docs/agent-protocol.md): those the stack gave."""
+    ancillary: dict[str, Any] = {}
+    if message.options is not None:
+        ancillary["options"] = data_json(message.options)
+    if message.tos is not None:
+        ancillary["tos"] = message.tos
+    if message.pktinfo is not None:
+        info = message.pktinfo
+        ancillary["pktinfo"] = {
+            "ifindex": info.ifindex, "spec_dst": str(info.spec_dst), "addr": str(info.addr),
+        }
+    return ancillary
+
+
 class RefAgent:
     def __init__(self, api: SocketApi, writer: ResponseWriter) -> None:
         self.api = api
@@ -259,6 +274,7 @@ class RefAgent:
             "flags": message.flags,
             **endpoint_json(message.address),
             "errqueue": errqueue,
+            "ancillary": ancillary_json(message),
         }
 
     def call_setsockopt(self, args: Args, now: Nanoseconds) -> None:
@@ -269,6 +285,8 @@ class RefAgent:
         if not option.settable:
             raise BadRequest(f"{name} cannot be set")
         value = args.value("value")
+        if option.kind == "bytes":
+            raise NotSupported(f"{name}: the stack sends no IP options of the application")
         if option.kind == "pmtudisc_mode":
             args.choice("value", PMTUDISC_MODES)
         elif option.kind == "linger":

@@ -319,16 +319,18 @@ def deliver(sock: TcpSocket, data: bytes) -> None:
 
 
 def take_urgent_octet(sock: TcpSocket) -> None:
-    """Once the last urgent octet has arrived, take it out of the stream for MSG_OOB
-    (Linux tcp_urg without SO_OOBINLINE)."""
+    """Once the last urgent octet has arrived it is the mark (Linux tcp_urg); without
+    SO_OOBINLINE it leaves the stream for MSG_OOB."""
     if sock.rcv_up is None:
         return
     behind = seq.diff(sock.rcv_nxt, seq.add(sock.rcv_up, -1))
     if not 1 <= behind <= len(sock.receive_buffer):
         return
     index = len(sock.receive_buffer) - behind
-    sock.urgent_octet = bytes(sock.receive_buffer[index : index + 1])
-    del sock.receive_buffer[index]
+    sock.urgent_mark = index
+    if not sock.option("SO_OOBINLINE"):
+        sock.urgent_octet = bytes(sock.receive_buffer[index : index + 1])
+        del sock.receive_buffer[index]
     sock.rcv_up = None
 
 

@@ -219,8 +219,9 @@ class TcpCalls:
         if "MSG_ERRQUEUE" in flags:
             raise SocketError("EAGAIN", "the error queue is empty")
         if "MSG_OOB" in flags:
-            # Linux tcp_recv_urg: the urgent octet, once; EINVAL when there is none.
-            if sock.urgent_octet is None:
+            # Linux tcp_recv_urg: the urgent octet, once; EINVAL when there is none or it
+            # stays in the stream (SO_OOBINLINE).
+            if sock.urgent_octet is None or sock.option("SO_OOBINLINE"):
                 raise SocketError("EINVAL", "no urgent data")
             octet = sock.urgent_octet
             if "MSG_PEEK" not in flags:
@@ -232,9 +233,13 @@ class TcpCalls:
             waiting = "MSG_WAITALL" in flags and len(sock.receive_buffer) < size
             if waiting and not sock.fin_received and not sock.nonblocking and sock.error is None:
                 raise SocketError("EAGAIN", "MSG_WAITALL: not all there yet")
-            data = bytes(sock.receive_buffer[:size])
+            # Linux tcp_recvmsg: a read stops before the urgent mark, and one at the mark
+            # begins there: SIOCATMARK tells the reader where urgent data ends.
+            limit = min(size, sock.urgent_mark) if sock.urgent_mark else size
+            data = bytes(sock.receive_buffer[:limit])
             if "MSG_PEEK" not in flags:
-                del sock.receive_buffer[:size]
+                del sock.receive_buffer[:limit]
+                self._read_past(sock, len(data))
                 if sock.state in (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2) \
                         and output.window_would_open(sock):
                     output.send_ack(self._self(), sock, now)  # a window update
@@ -249,6 +254,16 @@ class TcpCalls:
         if sock.state is State.CLOSED:
             raise SocketError("ENOTCONN", "not connected")
         raise SocketError("EAGAIN", "no data")
+
+    def _read_past(self, sock: TcpSocket, length: int) -> None:
+        """``length`` octets were read: the mark comes nearer, or is passed and urgent
+        data is over (Linux clears urg_data: MSG_OOB finds none any more)."""
+        if sock.urgent_mark is None or not length:
+            return
+        if sock.urgent_mark == 0:
+            sock.urgent_mark, sock.urgent_octet = None, None
+        else:
+            sock.urgent_mark -= length
 
     def shutdown(self, sock: TcpSocket, how: str, now: Nanoseconds) -> None:
         """Linux inet_shutdown / tcp_shutdown."""
@@ -328,6 +343,9 @@ class TcpCalls:
         return sock.options[name]
 
     def ioctl(self, sock: TcpSocket, request: str) -> int:
+        if request == "SIOCATMARK":
+            # RFC 9293 3.8.5 (MUST-33): whether the next octet read is the mark.
+            return 1 if sock.urgent_mark == 0 else 0
         if request not in ("FIONREAD", "SIOCOUTQ"):
             raise Unsupported(f"ioctl {request}")
         if sock.state is State.LISTEN:
@@ -342,7 +360,8 @@ class TcpCalls:
             queued = sock.listener is not None and bool(sock.listener.accept_queue)
             return {"POLLIN", "POLLRDNORM"} if queued else set()
         events: set[str] = set()
-        if sock.urgent_octet is not None:
+        inline_urgent = sock.urgent_mark is not None and sock.option("SO_OOBINLINE")
+        if sock.urgent_octet is not None or inline_urgent:
             events.add("POLLPRI")  # urgent data waits (Linux TCP_URG_VALID)
         if sock.error is not None:
             events.add("POLLERR")

@@ -68,10 +68,12 @@ class TcpSocket:
     receive_buffer: bytearray = field(default_factory=bytearray)
     out_of_order: dict[int, tuple[bytes, bool]] = field(default_factory=dict)  # seq: data, FIN
     fin_received: bool = False
-    # Urgent data (RFC 9293 3.8.5): as Linux without SO_OOBINLINE, the last urgent octet
-    # is taken out of the stream and read with MSG_OOB; until then POLLPRI holds.
+    # Urgent data (RFC 9293 3.8.5), as Linux: the last urgent octet is the mark, where
+    # reads stop (SIOCATMARK); without SO_OOBINLINE it leaves the stream for MSG_OOB.
+    # POLLPRI holds until it is read.
     rcv_up: int | None = None  # the peer's urgent pointer: the octet after urgent data
     urgent_octet: bytes | None = None
+    urgent_mark: int | None = None  # octets to read before the mark; None: no mark
     snd_up: int | None = None  # ours (MSG_OOB): the octet after our urgent data
     ecn: bool = False  # ECN agreed in the handshake (RFC 3168 6.1.1)
     ecn_echo: bool = False  # a CE mark seen: ECE on our ACKs until the peer's CWR
@@ -113,6 +115,7 @@ class TcpSocket:
             "IP_TTL": self.settings.default_ttl,
             "IP_TOS": 0,
             "IP_RECVERR": 0,
+            "SO_OOBINLINE": 0,
             "IP_MTU_DISCOVER": "IP_PMTUDISC_WANT"
             if self.settings.path_mtu_discovery
             else "IP_PMTUDISC_DONT",
