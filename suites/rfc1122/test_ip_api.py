@@ -7,7 +7,7 @@ from scapy.layers.inet import IP, UDP, IPOption
 
 from conformance.case import Message, requirement
 from conformance.targets.dut import Dut
-from conformance.testbench.bench import Testbench
+from conformance.testbench.bench import ANSWER_S, Testbench
 from conformance.testbench.udp import DELIVERED_WITHIN_MS, bound_socket, datagram
 
 DISCARD = 9
@@ -88,7 +88,7 @@ def test_udp_datagrams_carry_the_options_the_application_gives(dut: Dut, tb: Tes
     dut.setsockopt(sock, "IP_OPTIONS", RECORD_ROUTE)
     held = dut.getsockopt(sock, "IP_OPTIONS")
     dut.sendto(sock, b"routed", tb.ip, DISCARD)
-    sent = tb.expect(IP(dst=tb.ip) / UDP(dport=DISCARD), within=1.0, why="the datagram")[IP]
+    sent = tb.expect(IP(dst=tb.ip) / UDP(dport=DISCARD), within=ANSWER_S, why="the datagram")[IP]
     options = options_area(sent)
     tb.observe("options_read_back", held.hex() if isinstance(held, bytes) else held)
     tb.observe("options_sent", options.hex())

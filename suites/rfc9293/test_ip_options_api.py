@@ -7,7 +7,7 @@ from scapy.layers.inet import IP, TCP
 from conformance.case import Errno, Message, requirement
 from conformance.lab.addressing import REMOTE
 from conformance.targets.dut import Dut
-from conformance.testbench.bench import Testbench
+from conformance.testbench.bench import ANSWER_S, Testbench
 from conformance.testbench.tcp_data import open_to_dut
 
 PORT = 5180
@@ -40,7 +40,7 @@ def syn_of_nonblocking_connect(dut: Dut, tb: Testbench, sock: int, address: str,
     dut.set_nonblocking(sock)
     outcome = dut.connect(sock, address, PORT)
     assert outcome == Errno("EINPROGRESS"), f"non-blocking connect: {outcome}"
-    return tb.expect(IP(dst=destination) / TCP(dport=PORT, flags="S"), within=1.0,
+    return tb.expect(IP(dst=destination) / TCP(dport=PORT, flags="S"), within=ANSWER_S,
                      why="the DUT's SYN")[IP]
 
 

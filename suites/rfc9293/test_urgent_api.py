@@ -11,7 +11,7 @@ from scapy.layers.inet import TCP
 
 from conformance.case import requirement
 from conformance.targets.dut import Dut
-from conformance.testbench.bench import Testbench
+from conformance.testbench.bench import ANSWER_S, Testbench
 from conformance.testbench.tcp import TcpFlow
 from conformance.testbench.tcp_data import data_of, open_to_dut, receive_stream
 
@@ -50,7 +50,7 @@ def test_urgent_data_over_two_segments_is_read_inline_up_to_its_mark(
     # RFC 9293 3.10.7.4 sixth: RCV.UP stays; the rest needs no URG of its own.
     flow.send("PA", URGENT[SPLIT:], why=f"the last {len(URGENT) - SPLIT} urgent octets, no URG")
     flow.send("PA", TAIL, why="normal data after the urgent data")
-    flow.expect("A", ack=flow.snd_nxt, within=1.0, why="the DUT's ACK of all of it")
+    flow.expect("A", ack=flow.snd_nxt, within=ANSWER_S, why="the DUT's ACK of all of it")
 
     events = dut.poll(sock, ["POLLPRI"], timeout_ms=1000)
     at_mark_first = dut.ioctl(sock, "SIOCATMARK")
@@ -96,7 +96,7 @@ def test_urgent_data_longer_than_a_segment_points_after_its_last_octet(
     flow = connection.flow
     urgent = bytes(range(250)) * 12
     assert dut.send(connection.sock, urgent, ["MSG_OOB"]) == len(urgent)
-    segments = receive_stream(flow, len(urgent), within=1.0)
+    segments = receive_stream(flow, len(urgent), within=ANSWER_S)
     end = 1 + len(urgent)  # relative sequence number of the octet after the urgent data
     pointers = [(flow.relative_seq(segment), bool(segment[TCP].flags.U), segment[TCP].urgptr)
                 for segment in segments]
