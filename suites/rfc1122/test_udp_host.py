@@ -10,7 +10,8 @@ from scapy.layers.l2 import Ether
 from conformance.case import Errno, Message, requirement
 from conformance.lab.addressing import LINK_MTU, TESTER2
 from conformance.targets.dut import Dut
-from conformance.testbench.bench import EPHEMERAL_FROM, Testbench
+from conformance.testbench.bench import Testbench
+from conformance.testbench.observed import EPHEMERAL_FROM
 from conformance.testbench.udp import PORT, TESTER_PORT, bound_socket, datagram, delivered
 
 DISCARD = 9
