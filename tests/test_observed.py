@@ -4,7 +4,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
-from conformance.testbench.observed import key_fields
+from conformance.testbench.observed import key_fields, without_choices
 from conformance.testbench.wire import WireFrame
 
 DUT, TESTER = "192.0.2.1", "192.0.2.2"
@@ -71,3 +71,11 @@ def test_udp_keeps_its_fields() -> None:
         "src": DUT, "dst": TESTER, "df": False, "ip_len": 31, "ttl": 3,
         "sport": "ephemeral", "dport": 9, "payload": 3}
 
+
+def test_frame_choices_remove_only_their_aspect() -> None:
+    syn = {"flags": "S", "ip_len": 60, "options": ["MSS", "SAckOK"], "window": 64240}
+    data = {"flags": "PA", "ip_len": 1040, "options": [], "window": 64240}
+    assert without_choices(syn, ["frame.syn_options"]) == {"flags": "S", "window": 64240}
+    assert without_choices(data, ["frame.syn_options"]) == data
+    assert without_choices(data, ["frame.psh", "frame.window", "other"]) == {
+        "flags": "A", "ip_len": 1040, "options": []}

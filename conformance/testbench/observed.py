@@ -10,10 +10,15 @@ is the sequence number of the latest SYN each side sent on that connection (same
 addresses and ports) up to the frame itself, found in the capture. Where no SYN came from a
 side (an RST answering a segment to a closed port, say) the number stays absolute: it
 then derives from the tester's own, fixed, numbers and compares all the same.
+
+Some fields are the sender's to choose in any segment. A case names those it leaves
+open with the `choices` marker (`@choices("frame.window")`); `conformance compare` then
+counts frames that differ only there as an allowed difference, never as the same.
+FRAME_CHOICES lists them, each with what it removes from a frame's key fields.
 """
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP
@@ -107,3 +112,40 @@ def key_fields(packet: Packet, frames: Sequence[WireFrame] = ()) -> dict[str, An
         fields.update(arp_op=packet[ARP].op, arp_pdst=packet[ARP].pdst)
     return fields
 
+
+def _without_psh(fields: dict[str, Any]) -> dict[str, Any]:
+    return {**fields, "flags": str(fields.get("flags", "")).replace("P", "")}
+
+
+def _without_window(fields: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if name != "window"}
+
+
+def _without_syn_options(fields: dict[str, Any]) -> dict[str, Any]:
+    if "S" not in str(fields.get("flags", "")):
+        return fields
+    return {name: value for name, value in fields.items() if name not in ("options", "ip_len")}
+
+
+# A frame aspect the RFCs leave to the sender -> its key fields without that aspect.
+FRAME_CHOICES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    # RFC 9293 3.9.1, RFC 1122 4.2.2.2: where PSH goes is the sender's choice; PSH is no
+    # record marker, and a sender may collapse successive pushes.
+    "psh": _without_psh,
+    # RFC 9293 3.8.6: the receiver manages its window; how much it offers is its choice.
+    "window": _without_window,
+    # RFC 9293 3.7.1 (MSS), RFC 7323, RFC 2018: the options a SYN offers beyond MSS, and
+    # the header length that follows from them, are the opener's choice.
+    "syn_options": _without_syn_options,
+}
+FRAME_CHOICE_PREFIX = "frame."
+FRAME_CHOICE_NAMES = tuple(FRAME_CHOICE_PREFIX + name for name in FRAME_CHOICES)
+
+
+def without_choices(fields: dict[str, Any], choices: Sequence[str]) -> dict[str, Any]:
+    """A frame's key fields without the aspects that `choices` (`frame.psh`, ...) name."""
+    for choice in choices:
+        remove = FRAME_CHOICES.get(choice.removeprefix(FRAME_CHOICE_PREFIX))
+        if choice.startswith(FRAME_CHOICE_PREFIX) and remove is not None:
+            fields = remove(fields)
+    return fields
