@@ -1,4 +1,5 @@
-"""What a case module imports: the requirement marker and the DUT's result types."""
+"""What a case module imports: the requirement and choices markers, the DUT's result
+types."""
 
 import pytest
 
@@ -8,8 +9,13 @@ from conformance.testbench.tcp import TcpFlow
 
 requirement = pytest.mark.requirement
 slow = pytest.mark.slow
+# Frame aspects the RFCs leave to the DUT in a case (conformance.testbench.observed).
+choices = pytest.mark.choices
+# What any TCP segment of the DUT may differ in, its checks aside (module `pytestmark`):
+# PSH placement, the options its SYN offers, the window it offers.
+tcp_segment_choices = choices("frame.psh", "frame.syn_options", "frame.window")
 
 __all__ = [
     "ErrQueueEntry", "Errno", "ExpectationFailed", "Message", "Received", "TcpFlow",
-    "Unsupported", "requirement", "slow",
+    "Unsupported", "choices", "requirement", "slow", "tcp_segment_choices",
 ]

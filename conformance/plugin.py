@@ -30,6 +30,7 @@ from conformance.targets import get_target
 from conformance.targets.base import StartedDut, TargetOptions
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import StepFailed, Testbench
+from conformance.testbench.observed import FRAME_CHOICE_NAMES
 from conformance.testbench.wire import Capture
 from conformance.verdicts import Verdict, exit_status, verdict_for_level
 
@@ -71,6 +72,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requirement(*ids): the requirement IDs a case checks")
     config.addinivalue_line("markers", "slow: a case that takes minutes; run with --slow")
+    config.addinivalue_line("markers", "choices(*aspects): frame aspects (frame.psh, ...) "
+                            "the RFCs leave to the DUT in this case")
     if not config.getoption("target"):
         return
     config.stash[CONFIG_KEY] = RunConfig.from_pytest(config)
@@ -161,6 +164,14 @@ def requirement_ids(item: pytest.Item) -> list[str]:
     return ids
 
 
+def frame_choices(item: pytest.Item) -> list[str]:
+    """The frame aspects a case names as the DUT's choice (`@choices("frame.psh")`)."""
+    names: list[str] = []
+    for marker in item.iter_markers("choices"):
+        names.extend(str(arg) for arg in marker.args if str(arg) not in names)
+    return names
+
+
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
@@ -175,6 +186,10 @@ def pytest_collection_modifyitems(
         for requirement_id in ids:
             if requirement_id not in run.catalogue.requirements:
                 problems.append(f"{case_id(item)}: unknown requirement {requirement_id}")
+        for choice in frame_choices(item):
+            if choice not in FRAME_CHOICE_NAMES:
+                problems.append(f"{case_id(item)}: unknown choice {choice} "
+                                f"(known: {', '.join(FRAME_CHOICE_NAMES)})")
     if problems:
         raise pytest.UsageError("\n".join(problems))
     if not run.run_slow:
@@ -192,7 +207,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     ids = requirement_ids(item)
     record = CaseRecord(
         case_id=case_id(item), target=run.target, requirements=ids,
-        level=run.catalogue.level_of(ids),
+        level=run.catalogue.level_of(ids), choices=frame_choices(item),
     )
     item.stash[CASE_KEY] = CaseState(record)
 

@@ -19,10 +19,19 @@ HEARS_NOTHING = f"{SUITE}::test_unconnected_socket_hears_nothing_without_recverr
 WITH_RECVERR = f"{SUITE}::test_unconnected_socket_with_recverr_queues_the_error"
 
 
-def results(target: str, *cases: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
+def results(target: str, *cases: tuple[str, str, dict[str, Any]], level: str = "MUST",
+            choices: tuple[str, ...] = ()) -> dict[str, Any]:
     return {"run": {"target": target},
-            "cases": [{"id": case_id, "level": "MUST", "verdict": verdict,
-                       "observations": observations} for case_id, verdict, observations in cases]}
+            "cases": [{"id": case_id, "level": level, "verdict": verdict,
+                       "observations": observations, "choices": list(choices)}
+                      for case_id, verdict, observations in cases]}
+
+
+def segment(**fields: Any) -> dict[str, Any]:
+    """The key fields of a DUT's TCP segment, as `expect.N` records them."""
+    return {"src": "192.0.2.1", "dst": "192.0.2.2", "df": True, "ip_len": 40, "ttl": 64,
+            "sport": 5000, "dport": 43000, "flags": "A", "seq": 1, "ack": 1,
+            "window": 64240, "options": [], "payload": 0, **fields}
 
 
 def kinds(a: dict[str, Any], b: dict[str, Any]) -> dict[str, str]:
@@ -31,11 +40,76 @@ def kinds(a: dict[str, Any], b: dict[str, Any]) -> dict[str, str]:
 
 def test_each_kind_of_difference() -> None:
     a = results("ref", ("same", "pass", {"x": 1}), ("open", "info", {"policy": "drop"}),
-                ("broken", "pass", {}), ("na", "pass", {}), ("gone", "pass", {}))
+                ("broken", "pass", {}), ("na", "pass", {}), ("gone", "pass", {}),
+                choices=("policy",))
     b = results("linux", ("same", "pass", {"x": 1}), ("open", "info", {"policy": "reset"}),
-                ("broken", "fail", {}), ("na", "n/a", {}), ("new", "pass", {}))
+                ("broken", "fail", {}), ("na", "n/a", {}), ("new", "pass", {}),
+                choices=("policy",))
     assert kinds(a, b) == {"same": "same", "open": "allowed", "broken": "deviation",
                            "na": "differs", "gone": "only A", "new": "only B"}
+
+
+def test_an_observation_the_case_names_a_choice_may_differ() -> None:
+    a = results("ref", ("c", "pass", {"syn_while_full": "dropped"}), choices=("syn_while_full",))
+    b = results("linux", ("c", "pass", {"syn_while_full": "reset"}), choices=("syn_while_full",))
+    case = compare_results(a, b).cases[0]
+    assert (case.kind, case.note) == ("allowed", "observations differ in choices the RFCs "
+                                      "leave open")
+
+
+def test_any_observation_of_a_may_may_differ() -> None:
+    a = results("ref", ("m", "info", {"rst_in_time_wait": "closed"}), level="MAY")
+    b = results("linux", ("m", "info", {"rst_in_time_wait": "ignored"}), level="MAY")
+    assert compare_results(a, b).cases[0].note == "observations differ in a MAY"
+    assert kinds(a, b) == {"m": "allowed"}
+
+
+def test_a_difference_no_choice_explains_differs_under_the_same_pass() -> None:
+    a = results("ref", ("f", "pass", {"second_flight_octets": 12000, "policy": "drop"}),
+                choices=("policy",))
+    b = results("linux", ("f", "pass", {"second_flight_octets": 20000, "policy": "reset"}),
+                choices=("policy",))
+    case = compare_results(a, b).cases[0]
+    assert (case.kind, case.note) == ("differs", "no choice explains second_flight_octets")
+
+
+def test_the_note_names_at_most_three_unexplained_observations() -> None:
+    a = results("a", ("n", "pass", {f"o{i}": 1 for i in range(5)}))
+    b = results("b", ("n", "pass", {f"o{i}": 2 for i in range(5)}))
+    assert compare_results(a, b).cases[0].note == "no choice explains o0, o1, o2 and 2 more"
+
+
+def test_segments_differing_only_in_relative_seq_or_window_are_not_the_same() -> None:
+    a = results("a", ("s", "pass", {"expect.1": segment()}))
+    for changed in (segment(seq=1001), segment(ack=2), segment(window=65535)):
+        b = results("b", ("s", "pass", {"expect.1": changed}))
+        assert kinds(a, b) == {"s": "differs"}, changed
+
+
+def test_frames_may_differ_in_the_aspects_the_case_names() -> None:
+    syn_a = segment(flags="S", ip_len=44, options=["MSS"], window=65535, ack=None)
+    syn_b = segment(flags="S", ip_len=60, window=64240, ack=None,
+                    options=["MSS", "SAckOK", "Timestamp", "NOP", "WScale"])
+    def runs(*choices: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        return (results("ref", ("t", "pass", {"expect.1": syn_a, "expect.2": segment()}),
+                        choices=choices),
+                results("linux", ("t", "pass", {"expect.1": syn_b,
+                                                "expect.2": segment(flags="PA")}),
+                        choices=choices))
+
+    assert kinds(*runs("frame.psh", "frame.syn_options", "frame.window")) == {"t": "allowed"}
+    assert compare_results(*runs("frame.psh")).cases[0].note == "no choice explains expect.1"
+    assert compare_results(*runs("frame.syn_options", "frame.window")).cases[0].note == (
+        "no choice explains expect.2")
+
+
+def test_a_frame_choice_never_hides_other_fields_or_a_missing_frame() -> None:
+    choices = ("frame.psh", "frame.syn_options", "frame.window")
+    a = results("ref", ("t", "pass", {"expect.1": segment(flags="A", seq=1),
+                                      "expect.2": segment()}), choices=choices)
+    b = results("linux", ("t", "pass", {"expect.1": segment(flags="PA", seq=1001)}),
+                choices=choices)
+    assert compare_results(a, b).cases[0].note == "no choice explains expect.1, expect.2"
 
 
 def test_timings_are_equal_within_the_tolerance() -> None:
@@ -43,15 +117,31 @@ def test_timings_are_equal_within_the_tolerance() -> None:
     close = results("b", ("t", "pass", {"synack_intervals_s": [1.1, 2.2]}))
     far = results("b", ("t", "pass", {"synack_intervals_s": [1.0, 3.0]}))
     assert kinds(a, close) == {"t": "same"}
-    assert kinds(a, far) == {"t": "allowed"}
+    assert kinds(a, far) == {"t": "differs"}
+
+
+def test_timings_nested_in_lists_and_dicts_compare_within_the_tolerance() -> None:
+    a = results("a", ("t", "pass", {"rounds": [{"octets": 100, "after_s": 0.201}],
+                                    "gaps_s": [[1.0, 2.0], {"first": 4.0}]}))
+    close = results("b", ("t", "pass", {"rounds": [{"octets": 100, "after_s": 0.205}],
+                                        "gaps_s": [[1.1, 2.2], {"first": 3.5}]}))
+    far = results("b", ("t", "pass", {"rounds": [{"octets": 100, "after_s": 0.4}],
+                                      "gaps_s": [[1.0, 2.0], {"first": 4.0}]}))
+    octets = results("b", ("t", "pass", {"rounds": [{"octets": 110, "after_s": 0.201}],
+                                         "gaps_s": [[1.0, 2.0], {"first": 4.0}]}))
+    assert kinds(a, close) == {"t": "same"}
+    assert compare_results(a, far).cases[0].differences == {
+        "rounds": ([{"octets": 100, "after_s": 0.201}], [{"octets": 100, "after_s": 0.4}])}
+    assert kinds(a, far) == {"t": "differs"}
+    assert kinds(a, octets) == {"t": "differs"}  # only timings get the tolerance
 
 
 def test_markdown_lists_every_case_with_its_differences() -> None:
-    a = results("ref", ("open", "info", {"policy": "drop"}))
-    b = results("linux", ("open", "info", {"policy": "reset"}))
+    a = results("ref", ("open", "info", {"policy": "drop"}), choices=("policy",))
+    b = results("linux", ("open", "info", {"policy": "reset"}), choices=("policy",))
     markdown = to_markdown(compare_results(a, b))
     assert "# ref (A) against linux (B)" in markdown
-    assert ('| open | MUST | info | info | allowed | observations differ: a choice the RFCs '
+    assert ('| open | MUST | info | info | allowed | observations differ in choices the RFCs '
             'leave open | `policy`: "drop" / "reset" |') in markdown
 
 
@@ -63,11 +153,11 @@ def test_a_may_checked_on_one_side_and_observed_on_the_other_is_allowed() -> Non
         "allowed", "a MAY: checked on one side, observed (info) on the other")
 
 
-def test_timings_beyond_the_tolerance_are_allowed_and_said_so() -> None:
+def test_timings_beyond_the_tolerance_differ_and_said_so() -> None:
     a = results("a", ("t", "pass", {"time_wait_s": 60.0}))
     b = results("b", ("t", "pass", {"time_wait_s": 120.0}))
     case = compare_results(a, b).cases[0]
-    assert (case.kind, case.note) == ("allowed", "only timings differ (beyond the tolerance)")
+    assert (case.kind, case.note) == ("differs", "timings differ beyond the tolerance")
 
 
 def test_both_failing_differently_is_no_allowed_difference() -> None:
@@ -88,22 +178,23 @@ def test_a_deviation_names_the_failing_side() -> None:
 def test_markdown_puts_deviations_first_and_allowed_differences_apart() -> None:
     a = results("ref", ("same", "pass", {"x": 1}), ("open", "info", {"policy": "drop"}),
                 ("broken", "pass", {}), ("slow", "pass", {"rto_s": 1.0}),
-                ("na", "pass", {}), ("gone", "pass", {}))
+                ("na", "pass", {}), ("gone", "pass", {}), choices=("policy",))
     b = results("linux", ("same", "pass", {"x": 1}), ("open", "info", {"policy": "reset"}),
                 ("broken", "fail", {}), ("slow", "pass", {"rto_s": 3.0}),
-                ("na", "n/a", {}), ("new", "pass", {}))
+                ("na", "n/a", {}), ("new", "pass", {}), choices=("policy",))
     markdown = to_markdown(compare_results(a, b))
     headings = [line for line in markdown.splitlines() if line.startswith("## ")]
-    assert headings == ["## Deviations (1)", "## Other differences (1)",
-                        "## Differences the RFCs allow (2)", "## Only in A (1)",
+    assert headings == ["## Deviations (1)", "## Other differences (2)",
+                        "## Differences the RFCs allow (1)", "## Only in A (1)",
                         "## Only in B (1)", "## Same (1)"]
-    assert "deviation: 1, differs: 1, allowed: 2, only A: 1, only B: 1, same: 1" in markdown
+    assert "deviation: 1, differs: 2, allowed: 1, only A: 1, only B: 1, same: 1" in markdown
     deviations = markdown.split("## Deviations")[1].split("## ")[0]
     assert "| broken | MUST | pass | fail | deviation | only B fails |" in deviations
     allowed = markdown.split("## Differences the RFCs allow")[1].split("## ")[0]
     assert "| open |" in allowed
-    assert "| slow | MUST | pass | pass | allowed | only timings differ" in allowed
     assert "| broken |" not in allowed
+    others = markdown.split("## Other differences")[1].split("## ")[0]
+    assert "| slow | MUST | pass | pass | differs | timings differ beyond the tolerance" in others
 
 
 def test_markdown_cells_keep_the_table_intact() -> None:

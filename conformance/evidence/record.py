@@ -26,16 +26,28 @@ class CaseRecord:
     level: str
     started_monotonic_ns: int = field(default_factory=time.monotonic_ns)
     observations: dict[str, Any] = field(default_factory=dict)
+    # Observations (by name) and frame aspects (`frame.psh`, ...) that the case names as
+    # choices the RFCs leave open: `compare` allows them to differ.
+    choices: list[str] = field(default_factory=list)
     calls: list[CallRecord] = field(default_factory=list)
     frames: list[WireFrame] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
     agent_log: str = ""
 
-    def observe(self, name: str, value: Any) -> None:
-        """Record a named observation; names are stable so that targets compare."""
+    def observe(self, name: str, value: Any, *, choice: bool = False) -> None:
+        """Record a named observation; names are stable so that targets compare.
+        `choice`: the value is the DUT's to choose (the RFCs leave it open)."""
         if name in self.observations:
             raise ValueError(f"observation {name!r} recorded twice")
         self.observations[name] = value
+        if choice:
+            self.choose(name)
+
+    def choose(self, name: str) -> None:
+        """Name an observation already recorded as a choice the RFCs leave open."""
+        if name not in self.observations:
+            raise ValueError(f"no observation {name!r} to name as a choice")
+        self.choices.append(name)
 
     def seconds_since_start(self) -> float:
         return (time.monotonic_ns() - self.started_monotonic_ns) / 1e9

@@ -16,7 +16,7 @@ from conformance.testbench.wire import WireFrame
 # Keys of a case entry in results.json (the contract other tools read).
 RESULT_KEYS = (
     "id", "doc", "requirements", "level", "verdict", "message", "expectation",
-    "observations", "evidence", "duration_s",
+    "observations", "choices", "evidence", "duration_s",
 )
 
 
@@ -75,6 +75,7 @@ def write_case_evidence(directory: Path, record: CaseRecord, entry: dict[str, An
         "requirements": record.requirements,
         "level": record.level,
         "observations": record.observations,
+        "choices": record.choices,
         "evidence": pcap_path.name,
         "calls": [asdict(call) for call in record.calls],
         "frames": [

@@ -2,38 +2,50 @@
 
 Each case falls in one of these kinds:
 
-* `same`: same verdict, same observations;
-* `allowed`: a difference the RFCs allow, never a deviation: the same passing verdict
-  (pass, info, n/a) with different observations (a choice the RFCs leave open, or
-  timings beyond the tolerance), or pass on one side and info on the other (a MAY
-  observed);
+* `same`: same verdict, same observations (timings within TIMING_TOLERANCE);
+* `allowed`: a difference the RFCs allow, never a deviation: pass on one side and info
+  on the other (a MAY checked and observed), or the same passing verdict (pass, info,
+  n/a) where every observation that differs is a choice: the case checks a MAY, or it
+  names the observation as a choice the RFCs leave open (`observe(..., choice=True)`),
+  or the observation is a frame that differs only in aspects the case names with
+  `@choices("frame.psh", ...)`;
 * `deviation`: the verdicts differ and one of them is fail, warn or error;
-* `differs`: any other difference: the verdicts differ otherwise (pass against n/a,
-  say), or both sides fail, warn or err alike but observe different things;
+* `differs`: any other difference: the same passing verdict with an observation that no
+  choice explains (a larger flight, a timing beyond the tolerance, another segment),
+  the verdicts differ otherwise (pass against n/a, say), or both sides fail, warn or err
+  alike but observe different things;
 * `only A` / `only B`: the case ran in one of the runs only.
 
-Each comparison also carries a note in words (which side fails, whether only timings
-differ). Timings (observations whose name ends in `_s`) are equal within TIMING_TOLERANCE.
+Each comparison also carries a note in words (which side fails, which observations no
+choice explains). A timing is a value whose name ends in `_s`, at the top of the
+observations or as a key anywhere inside one; every number in it, in lists and dicts
+too, is equal to the other within TIMING_TOLERANCE.
 """
 
 import json
+import re
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.testbench.observed import without_choices
+
 TIMING_TOLERANCE = 0.25  # relative
 FAILING = ("fail", "warn", "error")
 OPEN_CHOICE = frozenset({"pass", "info"})  # a MAY: observed (info) or checked (pass)
+FRAME = re.compile(r"expect\.\d+")  # the key fields of a frame the DUT sent
 # The Markdown report's sections, in order: what needs a look first.
 SECTIONS = (
     ("deviation", "Deviations",
      "One side fails, warns or errs where the other does not."),
     ("differs", "Other differences",
-     "Verdicts that differ without a failure (pass against n/a, say), or both sides "
-     "failing alike but observing different things."),
+     "Both sides pass but observe something no choice of the case explains (frames, "
+     "sizes, timings beyond the tolerance); verdicts that differ without a failure (pass "
+     "against n/a, say); or both sides failing alike but observing different things."),
     ("allowed", "Differences the RFCs allow",
-     "Both sides meet what the case judges: a choice the RFCs leave open (MAY, `info`), "
-     "or timings beyond the tolerance."),
+     "Both sides meet what the case judges and differ only where the RFCs leave the "
+     "choice open: a MAY, or an observation or frame aspect the case names as a choice."),
     ("only A", "Only in A", "The case ran in A only."),
     ("only B", "Only in B", "The case ran in B only."),
     ("same", "Same", "Same verdict, same observations (timings within the tolerance)."),
@@ -64,20 +76,29 @@ class Comparison:
         return counts
 
 
-def _close(a: Any, b: Any) -> bool:
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return abs(a - b) <= TIMING_TOLERANCE * max(abs(a), abs(b))
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return all(_close(x, y) for x, y in zip(a, b, strict=True))
+def agree(a: Any, b: Any, *, timing: bool = False) -> bool:
+    """Whether two observed values are the same; a timing's numbers (a value under a
+    name ending in `_s`, at any depth) within the tolerance."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(
+            agree(a[key], b[key], timing=timing or is_timing(str(key))) for key in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(
+            agree(x, y, timing=timing) for x, y in zip(a, b, strict=True))
+    if timing and _number(a) and _number(b):
+        return bool(abs(a - b) <= TIMING_TOLERANCE * max(abs(a), abs(b)))
     return bool(a == b)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def observation_differences(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     differences = {}
     for name in sorted(set(a) | set(b)):
         left, right = a.get(name), b.get(name)
-        same = _close(left, right) if is_timing(name) else left == right
-        if not same:
+        if not agree(left, right, timing=is_timing(name)):
             differences[name] = (left, right)
     return differences
 
@@ -86,8 +107,19 @@ def is_timing(name: str) -> bool:
     return name.endswith("_s")
 
 
-def classify(verdict_a: str, verdict_b: str, differences: dict[str, Any]) -> tuple[str, str]:
-    """The kind of difference between two verdicts of one case, and a note in words."""
+def is_choice(name: str, left: Any, right: Any, choices: Collection[str]) -> bool:
+    """Whether the case names this difference as a choice the RFCs leave open: the
+    observation itself, or every aspect in which two frames differ."""
+    if name in choices:
+        return True
+    return (FRAME.fullmatch(name) is not None and isinstance(left, dict)
+            and isinstance(right, dict)
+            and without_choices(left, list(choices)) == without_choices(right, list(choices)))
+
+
+def classify(verdict_a: str, verdict_b: str, differences: dict[str, tuple[Any, Any]], *,
+             level: str | None = None, choices: Collection[str] = ()) -> tuple[str, str]:
+    """The kind of difference between two runs of one case, and a note in words."""
     if verdict_a != verdict_b:
         if verdict_a in FAILING or verdict_b in FAILING:
             if verdict_a in FAILING and verdict_b in FAILING:
@@ -99,12 +131,19 @@ def classify(verdict_a: str, verdict_b: str, differences: dict[str, Any]) -> tup
         return "differs", f"verdicts differ: {verdict_a} / {verdict_b}"
     if not differences:
         return "same", ""
-    timing_only = all(is_timing(name) for name in differences)
-    what = ("only timings differ (beyond the tolerance)" if timing_only
-            else "observations differ")
     if verdict_a in FAILING:
-        return "differs", f"both {_verb(verdict_a)}; {what}"
-    return "allowed", what if timing_only else f"{what}: a choice the RFCs leave open"
+        return "differs", f"both {_verb(verdict_a)}; observations differ"
+    if level == "MAY":
+        return "allowed", "observations differ in a MAY"
+    unexplained = [name for name, (left, right) in differences.items()
+                   if not is_choice(name, left, right, choices)]
+    if not unexplained:
+        return "allowed", "observations differ in choices the RFCs leave open"
+    if all(is_timing(name) for name in unexplained):
+        return "differs", "timings differ beyond the tolerance"
+    shown = ", ".join(unexplained[:3]) + (f" and {len(unexplained) - 3} more"
+                                          if len(unexplained) > 3 else "")
+    return "differs", f"no choice explains {shown}"
 
 
 def _verb(verdict: str) -> str:
@@ -127,7 +166,9 @@ def compare_results(results_a: dict[str, Any], results_b: dict[str, Any]) -> Com
             continue
         differences = observation_differences(a.get("observations") or {},
                                               b.get("observations") or {})
-        kind, note = classify(a["verdict"], b["verdict"], differences)
+        kind, note = classify(a["verdict"], b["verdict"], differences,
+                              level=a.get("level") or b.get("level"),
+                              choices={*(a.get("choices") or ()), *(b.get("choices") or ())})
         compared.append(CaseComparison(case_id, a.get("level"), a["verdict"], b["verdict"],
                                        kind, differences, note))
     return Comparison(run_label(results_a), run_label(results_b), compared)

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Any
 
-from scapy.layers.inet import ICMP, IP, TCP, UDP
-from scapy.layers.l2 import ARP, Ether
+from scapy.layers.inet import ICMP, IP
+from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
 from conformance.evidence.record import CaseRecord
 from conformance.lab import addressing
 from conformance.lab.addressing import Host
+from conformance.testbench.observed import key_fields
 from conformance.testbench.templates import describe, diff, matches
 from conformance.testbench.wire import Capture, Wire, WireFrame
 
@@ -88,38 +89,6 @@ class Received:
 
     def __getitem__(self, layer: type[Packet]) -> Any:
         return self.packet[layer]
-
-
-# Ports a stack picks for itself (Linux 32768-60999, IANA 49152-65535) differ between
-# runs and targets: observations record that the port was ephemeral, not its number.
-EPHEMERAL_FROM = 32768
-
-
-def _stable_port(port: int) -> int | str:
-    return "ephemeral" if port >= EPHEMERAL_FROM else port
-
-
-def key_fields(packet: Packet) -> dict[str, Any]:
-    """The fields of a frame the DUT sent worth recording as an observation, stable
-    across runs and targets."""
-    fields: dict[str, Any] = {}
-    if IP in packet:
-        ip = packet[IP]
-        fields.update(src=ip.src, dst=ip.dst, df=bool(ip.flags.DF), ip_len=ip.len)
-    if TCP in packet:
-        tcp = packet[TCP]
-        fields.update(
-            sport=_stable_port(tcp.sport), dport=tcp.dport, flags=str(tcp.flags),
-            payload=len(tcp.payload),
-        )
-    elif UDP in packet:
-        udp = packet[UDP]
-        fields.update(sport=_stable_port(udp.sport), dport=udp.dport, payload=len(udp.payload))
-    elif ICMP in packet:
-        fields.update(icmp_type=packet[ICMP].type, icmp_code=packet[ICMP].code)
-    elif ARP in packet:
-        fields.update(arp_op=packet[ARP].op, arp_pdst=packet[ARP].pdst)
-    return fields
 
 
 class Testbench:
@@ -377,7 +346,8 @@ class Testbench:
             self._cursor = index + 1
         frame.claimed = True
         frame.comments.append(f"dut: expected, {label}")
-        self.record.observe(f"expect.{self._expectations}", key_fields(received.packet))
+        self.record.observe(f"expect.{self._expectations}", key_fields(
+            received.packet, self.capture.frames[:frame.number]))
         return received
 
     def _dissect(self, frame: WireFrame) -> Packet:
@@ -399,5 +369,5 @@ class Testbench:
             lines.extend(f"      {difference}" for difference in diff(templates[0], packet))
         return "\n".join(lines)
 
-    def observe(self, name: str, value: Any) -> None:
-        self.record.observe(name, value)
+    def observe(self, name: str, value: Any, *, choice: bool = False) -> None:
+        self.record.observe(name, value, choice=choice)

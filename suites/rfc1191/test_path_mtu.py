@@ -8,7 +8,7 @@ processed; a target that raises no error is given a bounded window instead.
 
 from scapy.layers.inet import IP, TCP, UDP
 
-from conformance.case import Errno, TcpFlow, requirement
+from conformance.case import Errno, TcpFlow, requirement, tcp_segment_choices
 from conformance.lab.addressing import LINK_MTU
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import Received, Testbench
@@ -50,7 +50,7 @@ def test_datagrams_carry_df(dut: Dut, tb: Testbench) -> None:
     """The DUT's UDP datagrams carry DF by default, as path MTU discovery sends them."""
     sock = connected_udp(dut, tb)
     datagram = send_datagram(dut, tb, sock, 100)
-    tb.observe("df", bool(datagram[IP].flags.DF))
+    tb.observe("df", bool(datagram[IP].flags.DF), choice=True)  # RFC 1191 2: a MAY
     assert datagram[IP].flags.DF, "the datagram was sent without DF"
 
 
@@ -126,6 +126,7 @@ def test_next_hop_mtu_above_the_link_mtu_is_ignored(dut: Dut, tb: Testbench) -> 
     assert dut.getsockopt(sock, "IP_MTU") == LINK_MTU
 
 
+@tcp_segment_choices
 @requirement("RFC1191-3a", "RFC1191-3b")
 def test_tcp_sends_smaller_segments_after_datagram_too_big(dut: Dut, tb: Testbench) -> None:
     """TCP retransmits in segments that fit the Next-Hop MTU after Datagram Too Big."""

@@ -3,10 +3,12 @@ RFC 1122 4.2.2.13): FIN, half close, simultaneous close, close losing data, abor
 
 from scapy.layers.inet import TCP
 
-from conformance.case import Errno, requirement
+from conformance.case import Errno, requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import Testbench
 from conformance.testbench.tcp_states import enter_state, open_active
+
+pytestmark = tcp_segment_choices
 
 PORT = 5040
 QUIET_S = 0.5

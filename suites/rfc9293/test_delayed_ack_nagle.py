@@ -8,11 +8,13 @@ the DUT's ACK.
 from scapy.layers.inet import TCP
 from scapy.layers.l2 import Ether
 
-from conformance.case import requirement
+from conformance.case import requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import Received, Testbench
 from conformance.testbench.tcp import TcpFlow
 from conformance.testbench.tcp_data import Connection, next_data, open_to_dut
+
+pytestmark = tcp_segment_choices
 
 PORT = 5130
 ACK_DEADLINE_S = 0.5  # RFC 9293 MUST-40: an ACK is delayed by less than 0.5 s

@@ -10,7 +10,7 @@ import itertools
 
 from scapy.layers.inet import IP, TCP
 
-from conformance.case import Errno, Received, requirement
+from conformance.case import Errno, Received, requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import Testbench
 from conformance.testbench.tcp import MOD, TcpFlow
@@ -22,6 +22,8 @@ from conformance.testbench.tcp_states import (
     open_active,
     option_problems,
 )
+
+pytestmark = tcp_segment_choices
 
 PORT = 5020
 QUIET_S = 0.5

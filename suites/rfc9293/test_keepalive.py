@@ -7,10 +7,12 @@ wire: their timing after the last segment, their sequence number and their lengt
 
 from scapy.layers.inet import TCP
 
-from conformance.case import requirement
+from conformance.case import requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import Received, Testbench
 from conformance.testbench.tcp_data import Connection, open_to_dut, payload
+
+pytestmark = tcp_segment_choices
 
 PORT = 5140
 TWO_HOURS_S = 7200

@@ -7,7 +7,7 @@ after each one a well-formed segment shows the connection (or listener) still an
 import pytest
 from scapy.layers.inet import TCP
 
-from conformance.case import Errno, requirement
+from conformance.case import Errno, requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import Testbench
 from conformance.testbench.tcp import TcpFlow
@@ -18,6 +18,8 @@ from conformance.testbench.tcp_states import (
     raw_segment,
     send_raw,
 )
+
+pytestmark = tcp_segment_choices
 
 PORT = 5050
 QUIET_S = 0.5
@@ -91,7 +93,9 @@ def test_illegal_option_length_in_syn(dut: Dut, tb: Testbench, options: bytes) -
     send_raw(broken, raw_segment(broken, "S", option_bytes=MSS_1460 + options),
              "a SYN whose last option has an illegal length")
     answer = tb.expect_or_none(broken.template(), within=QUIET_S, why="any answer")
-    tb.observe("answer_to_illegal_option", "none" if answer is None else str(answer[TCP].flags))
+    # RFC 9293 3.1 (MUST-7): drop, reset or answer, as long as garbage is not acted on.
+    tb.observe("answer_to_illegal_option", "none" if answer is None else str(answer[TCP].flags),
+               choice=True)
     TcpFlow(tb, tb.host, sport=43202, dport=PORT).connect()
     dut.set_nonblocking(listener)
     accepted = [dut.accept(listener) for _ in range(2)]
@@ -113,7 +117,7 @@ def test_illegal_option_length_on_data(dut: Dut, tb: Testbench, options: bytes) 
     received = dut.recv(connection.sock, 100, ["MSG_DONTWAIT"])
     outcome = ("reset" if answer is not None and answer[TCP].flags.R
                else "accepted" if received == b"maybe" else "dropped")
-    tb.observe("illegal_option_on_data", outcome)
+    tb.observe("illegal_option_on_data", outcome, choice=True)  # RFC 9293 3.1 (MUST-7)
     assert received in (b"maybe", Errno("EAGAIN"), Errno("ECONNRESET")), f"recv: {received!r}"
     if outcome == "accepted":
         flow.snd_nxt += len(b"maybe")

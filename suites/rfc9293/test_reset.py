@@ -3,11 +3,13 @@
 
 from scapy.layers.inet import TCP
 
-from conformance.case import Errno, requirement
+from conformance.case import Errno, requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import Testbench
 from conformance.testbench.tcp import MOD, TcpFlow
 from conformance.testbench.tcp_states import enter_state, listen
+
+pytestmark = tcp_segment_choices
 
 PORT = 5030
 CLOSED_PORT = 5039  # nothing listens there

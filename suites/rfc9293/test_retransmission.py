@@ -11,7 +11,7 @@ import time
 
 from scapy.layers.inet import IP, TCP
 
-from conformance.case import Errno, requirement, slow
+from conformance.case import Errno, requirement, slow, tcp_segment_choices
 from conformance.targets.dut import Dut, PendingCall
 from conformance.testbench.bench import Received, Testbench
 from conformance.testbench.tcp import TcpFlow
@@ -22,6 +22,8 @@ from conformance.testbench.tcp_data import (
     open_to_dut,
     payload,
 )
+
+pytestmark = tcp_segment_choices
 
 PORT = 5120
 SILENT_PORT = 5121  # the tester never answers SYNs to it

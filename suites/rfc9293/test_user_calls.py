@@ -3,10 +3,12 @@
 
 from scapy.layers.inet import IP, TCP
 
-from conformance.case import requirement
+from conformance.case import requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import Testbench
 from conformance.testbench.tcp_states import expect_dut_syn, open_active
+
+pytestmark = tcp_segment_choices
 
 PORT = 5060
 LOCAL_PORT = 5061

@@ -11,7 +11,7 @@ import itertools
 
 from scapy.layers.inet import TCP
 
-from conformance.case import requirement
+from conformance.case import requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import Received, Testbench
 from conformance.testbench.tcp import TcpFlow
@@ -24,6 +24,8 @@ from conformance.testbench.tcp_data import (
     payload,
     receive_stream,
 )
+
+pytestmark = tcp_segment_choices
 
 PORT = 5150
 DATA = bytes(range(256)) * 32  # 8192 octets
