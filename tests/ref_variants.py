@@ -1,4 +1,4 @@
-"""The reference stack made deaf or slow, for the meta-tests (tests/test_mute_and_late_stack.py).
+"""The reference stack made deaf or slow, for the meta-tests (tests/test_ref_suites.py).
 
 `mute` hears nothing at all: every frame from the wire is dropped, while the agent still
 answers. No case may pass it or call its silence `info`. `late` is correct but sends every
