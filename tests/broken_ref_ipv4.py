@@ -240,6 +240,24 @@ def accept_datagrams_for_other_hosts(host: Host) -> None:
     host._receive_ipv4 = receive  # type: ignore[method-assign]
 
 
+def forward_datagrams_for_other_hosts(host: Host) -> None:
+    """A datagram for another unicast address is forwarded to it, as a router would (an
+    ARP request for it first), though not delivered (breaks RFC 1122 3.2.1.3a: a host
+    MUST silently discard it)."""
+    original = host._receive_ipv4
+
+    def receive(payload: bytes, now: Nanoseconds, *, link_broadcast: bool) -> None:
+        packet = _parsed(payload)
+        destination = packet.header.dst if packet is not None else None
+        if (packet is not None and destination is not None and destination != host.address
+                and not host.is_broadcast(destination) and not destination.is_multicast):
+            forwarded = replace(packet.header, ttl=max(packet.header.ttl - 1, 1))
+            host._output(Ipv4Packet(forwarded, packet.payload), now)
+        original(payload, now, link_broadcast=link_broadcast)
+
+    host._receive_ipv4 = receive  # type: ignore[method-assign]
+
+
 # ---- reassembly (RFC 1122 3.2.1.4, 3.3.2) ----------------------------------------------
 
 
@@ -407,6 +425,21 @@ def pmtudisc_dont_is_ignored(host: Host) -> None:
     def setsockopt(sock: Any, name: str, value: int | str, now: Nanoseconds) -> None:
         if name == "IP_MTU_DISCOVER" and value == "IP_PMTUDISC_DONT":
             value = "IP_PMTUDISC_WANT"
+        original(sock, name, value, now)
+
+    udp.setsockopt = setsockopt  # type: ignore[method-assign]
+
+
+def pmtudisc_dont_is_taken_as_do(host: Host) -> None:
+    """IP_MTU_DISCOVER = IP_PMTUDISC_DONT is accepted and taken as IP_PMTUDISC_DO: an
+    oversize datagram is refused (EMSGSIZE, allowed by RFC 1122 3.3.3a) and every datagram
+    sent carries DF (breaks the Linux API, ip(7))."""
+    udp = host.udp
+    original = udp.setsockopt
+
+    def setsockopt(sock: Any, name: str, value: int | str, now: Nanoseconds) -> None:
+        if name == "IP_MTU_DISCOVER" and value == "IP_PMTUDISC_DONT":
+            value = "IP_PMTUDISC_DO"
         original(sock, name, value, now)
 
     udp.setsockopt = setsockopt  # type: ignore[method-assign]

@@ -29,6 +29,15 @@ def test_a_path_mtu_floor_above_the_next_hop_mtu_fails_the_pmtu_cases(tmp_path: 
     assert results["exit_status"] == 1
 
 
+def test_a_two_second_reassembly_timeout_fails_the_timeout_case(tmp_path: Path) -> None:
+    # RFC 1122 3.3.2: the case accepts 15 s to 130 s; fragments 2 s apart would be lost.
+    results = run_suites(tmp_path, "--slow", "-k", "reassembly_timeout_sends_time_exceeded",
+                         "--sysctl", "net.ipv4.ipfrag_time=2")
+    entry = case(results, "test_reassembly_timeout_sends_time_exceeded")
+    assert entry["verdict"] == "fail"
+    assert "sooner than 15 s" in entry["message"]
+
+
 def test_too_few_synack_retries_fail_the_backoff_case(tmp_path: Path) -> None:
     results = run_suites(tmp_path, "-k", "unanswered_synack",
                          "--sysctl", "net.ipv4.tcp_synack_retries=1")

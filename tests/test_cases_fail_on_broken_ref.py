@@ -24,6 +24,7 @@ MUST_CASES = {
     "test_path_mtu_never_goes_below_68": "pmtu_follows_every_message",
     "test_larger_next_hop_mtu_does_not_raise_the_estimate": "pmtu_follows_every_message",
     "test_next_hop_mtu_above_the_link_mtu_is_ignored": "pmtu_follows_every_message",
+    "test_pmtu_discovery_modes_after_a_lowered_path_mtu": "sends_ignore_the_path_mtu",
 }
 
 # MAY case -> (patch, observation key, value on the broken stack)

@@ -74,7 +74,7 @@ SHOULD_CASES = {
 # MAY case -> the breaker, the observation and its value on the changed stack
 MAY_CASES = {
     "test_unbound_socket_gets_an_ephemeral_port": Observed(
-        "ephemeral_ports=1024,4999", "ephemeral_port", "below 32768"),
+        "ephemeral_ports=1024,4999", "ephemeral_range", "1024-65535 (all unprivileged ports)"),
     "test_fionread_reports_what_is_queued": Observed(
         "fionread_reports_all_queued", "fionread", "all queued"),
     "test_echo_request_to_broadcast": Observed(

@@ -1,8 +1,9 @@
 """ICMP on a host (RFC 1122 3.2.2): echo, queries, errors the DUT sends and must not send,
 and errors it receives.
 
-Where the DUT must not send an error, a quiet window is followed by a control datagram
-whose error shows that the DUT does send that kind of error (otherwise: not applicable).
+Where the DUT must not send an error or answer, nothing may come before the DUT answers a
+barrier (an echo request, conformance/testbench/bench.py); a control datagram then shows
+that the DUT does send that kind of error (otherwise: not applicable).
 """
 
 import pytest
@@ -11,11 +12,11 @@ from scapy.packet import Packet, Raw
 
 from conformance.case import Errno, requirement
 from conformance.targets.dut import Dut
-from conformance.testbench.bench import Testbench
+from conformance.testbench.bench import ANSWER_S, Testbench, step
 from conformance.testbench.fragments import fragments
 from conformance.testbench.udp import (
     CLOSED,
-    SILENCE_S,
+    SEND,
     TESTER_PORT,
     datagram,
     no_icmp_error,
@@ -33,6 +34,7 @@ ALL_HOSTS = "224.0.0.1"
 ALL_HOSTS_MAC = "01:00:5e:00:00:01"
 LINK_BROADCAST = "ff:ff:ff:ff:ff:ff"
 DISCARD = 9
+ANSWER_MS = int(ANSWER_S * 1000)
 MILLISECONDS_PER_DAY = 86_400_000
 # An option whose length (40) runs past the end of the header: it draws Parameter Problem.
 MALFORMED_OPTION = IPOption(b"\x1e\x28\x00\x00")
@@ -45,8 +47,9 @@ def echo_request(tb: Testbench, data: bytes, *, destination: str | None = None,
 
 
 def no_answer_to(tb: Testbench, query: Packet, why: str) -> None:
+    """`query` draws no ICMP at all before the DUT answers a barrier echo request."""
     tb.send(query, why=why)
-    tb.expect_none(IP() / ICMP(), within=SILENCE_S, why="no answer")
+    tb.expect_none(IP() / ICMP(), why="no answer")
 
 
 # ---- echo ---------------------------------------------------------------------------------
@@ -57,7 +60,7 @@ def test_echo_reply_returns_the_data_unchanged(dut: Dut, tb: Testbench) -> None:
     """An Echo Request is answered from the address it was sent to, with identical data."""
     data = bytes(range(256)) * 4
     tb.send(echo_request(tb, data), why="echo request, 1024 octets of data")
-    reply = tb.expect(IP(dst=tb.ip) / ICMP(type=ECHO_REPLY), within=1.0, why="echo reply")
+    reply = tb.expect(IP(dst=tb.ip) / ICMP(type=ECHO_REPLY), within=ANSWER_S, why="echo reply")
     assert reply[IP].src == dut.ip, f"the reply comes from {reply[IP].src}"
     assert (reply[ICMP].id, reply[ICMP].seq) == (0x4242, 7), "identifier or sequence changed"
     assert bytes(reply[ICMP].payload) == data, "the reply's data differs from the request's"
@@ -68,7 +71,8 @@ def test_echo_request_to_broadcast(dut: Dut, tb: Testbench) -> None:
     """An Echo Request to the subnet's broadcast address may be ignored: observed."""
     tb.send(echo_request(tb, b"anyone?", destination=BROADCAST), why="echo request to broadcast",
             link_destination=LINK_BROADCAST)
-    reply = tb.expect_or_none(IP(dst=tb.ip) / ICMP(type=ECHO_REPLY), within=SILENCE_S,
+    # Ended by a unicast echo request the DUT must answer: a DUT that hears nothing fails.
+    reply = tb.expect_or_none(IP(dst=tb.ip) / ICMP(type=ECHO_REPLY),
                               why="an echo reply, if the DUT answers broadcasts")
     # RFC 1122 3.2.2.6: a host MAY silently discard an echo request to a broadcast address.
     tb.observe("echo_to_broadcast", "ignored" if reply is None else "answered", choice=True)
@@ -82,7 +86,7 @@ def test_echo_reply_returns_record_route_updated(dut: Dut, tb: Testbench) -> Non
     record_route = IPOption_RR(pointer=4, routers=["0.0.0.0", "0.0.0.0"])
     tb.send(echo_request(tb, b"where have you been", options=[record_route]),
             why="echo request with room for two addresses in a Record Route option")
-    reply = tb.expect(IP(dst=tb.ip) / ICMP(type=ECHO_REPLY), within=1.0, why="echo reply")
+    reply = tb.expect(IP(dst=tb.ip) / ICMP(type=ECHO_REPLY), within=ANSWER_S, why="echo reply")
     routes = [option for option in reply[IP].options if option.option == 7]
     tb.observe("reply_options", [option.summary() for option in reply[IP].options])
     assert routes, "the reply carries no Record Route option"
@@ -98,7 +102,8 @@ def test_unknown_icmp_type_is_silently_discarded(dut: Dut, tb: Testbench) -> Non
     no_answer_to(tb, IP(src=tb.ip, dst=dut.ip) / ICMP(type=UNKNOWN_TYPE) / Raw(b"\0" * 8),
                  why=f"ICMP type {UNKNOWN_TYPE}")
     tb.send(echo_request(tb, b"still there?"), why="echo request after it")
-    tb.expect(IP(dst=tb.ip) / ICMP(type=ECHO_REPLY), within=1.0, why="the DUT still answers")
+    tb.expect(IP(dst=tb.ip) / ICMP(type=ECHO_REPLY), within=ANSWER_S,
+              why="the DUT still answers")
 
 
 @requirement("RFC1122-3.2.2.7")
@@ -123,12 +128,12 @@ def test_timestamp_reply_if_implemented(dut: Dut, tb: Testbench) -> None:
     tb.send(IP(src=tb.ip, dst=dut.ip) / ICMP(type=TIMESTAMP_REQUEST, id=9, seq=1,
                                               ts_ori=originate, ts_rx=0, ts_tx=0),
             why="timestamp request")
-    reply = tb.expect_or_none(IP(dst=tb.ip) / ICMP(type=TIMESTAMP_REPLY), within=SILENCE_S,
+    reply = tb.expect_or_none(IP(dst=tb.ip) / ICMP(type=TIMESTAMP_REPLY),
                               why="a timestamp reply, if implemented")
     # RFC 1122 3.2.2.8: a host MAY implement Timestamp.
     tb.observe("timestamp", "ignored" if reply is None else "answered", choice=True)
     if reply is None:
-        pytest.skip("the DUT does not implement Timestamp (allowed)")
+        pytest.skip("the DUT answers echo requests but not Timestamp (allowed)")
     icmp = reply[ICMP]
     assert (icmp.id, icmp.seq, icmp.ts_ori) == (9, 1, originate)
     for name in ("ts_rx", "ts_tx"):
@@ -143,7 +148,7 @@ def test_timestamp_reply_if_implemented(dut: Dut, tb: Testbench) -> None:
 def test_closed_port_draws_port_unreachable(dut: Dut, tb: Testbench) -> None:
     """A datagram to a port nobody listens on draws ICMP Port Unreachable."""
     tb.send(datagram(tb, b"anyone?", dport=CLOSED), why="a datagram to a closed port")
-    tb.expect(IP(src=dut.ip, dst=tb.ip) / ICMP(type=3, code=3), within=1.0,
+    tb.expect(IP(src=dut.ip, dst=tb.ip) / ICMP(type=3, code=3), within=ANSWER_S,
               why="port unreachable")
 
 
@@ -152,9 +157,10 @@ def test_icmp_error_quotes_the_header_and_eight_octets(dut: Dut, tb: Testbench) 
     """An ICMP error quotes the offending IP header and at least 8 octets after it."""
     offending = datagram(tb, b"quote me, at least the first eight octets", dport=CLOSED)
     tb.send(offending, why="a datagram to a closed port")
-    error = tb.expect_or_none(IP(dst=tb.ip) / ICMP(type=3), within=1.0, why="an ICMP error")
+    error = tb.expect_or_none(IP(dst=tb.ip) / ICMP(type=3), why="an ICMP error")
     if error is None:
-        pytest.skip("the DUT sends no port unreachable: no error to look at")
+        pytest.skip("the DUT answers echo requests but sends no port unreachable: no error "
+                    "to look at")
     quote = bytes(error[ICMP].payload)
     sent = bytes(IP(bytes(offending)))
     tb.observe("quoted_octets", len(quote))
@@ -168,7 +174,7 @@ def test_unknown_protocol_draws_protocol_unreachable(dut: Dut, tb: Testbench) ->
     """A datagram for a transport protocol the DUT lacks draws protocol unreachable."""
     tb.send(IP(src=tb.ip, dst=dut.ip, proto=253) / Raw(b"experimental"),
             why="a datagram of protocol 253 (experimental)")
-    tb.expect(IP(dst=tb.ip) / ICMP(type=3, code=2), within=1.0, why="protocol unreachable")
+    tb.expect(IP(dst=tb.ip) / ICMP(type=3, code=2), within=ANSWER_S, why="protocol unreachable")
 
 
 @requirement("RFC1122-3.2.2h")
@@ -177,8 +183,9 @@ def test_burst_of_errors_is_rate_limited(dut: Dut, tb: Testbench) -> None:
     for number in range(20):
         tb.send(datagram(tb, b"burst", dport=CLOSED, sport=TESTER_PORT + 100 + number),
                 why=f"datagram {number + 1} of 20 to a closed port")
+    # Each count ends on a barrier the DUT must answer: what came before it is all it sent.
     answered = 0
-    while tb.expect_or_none(IP(dst=tb.ip) / ICMP(type=3, code=3), within=SILENCE_S,
+    while tb.expect_or_none(IP(dst=tb.ip) / ICMP(type=3, code=3),
                             why="port unreachable") is not None:
         answered += 1
     tb.observe("port_unreachables_for_20_datagrams", answered, choice=True)  # RFC 1122 3.2.2
@@ -188,12 +195,14 @@ def test_burst_of_errors_is_rate_limited(dut: Dut, tb: Testbench) -> None:
 
 
 def parameter_problem_control_or_skip(tb: Testbench) -> None:
-    """Control: a UDP datagram with the malformed option draws a Parameter Problem."""
+    """Control: a UDP datagram with the malformed option draws a Parameter Problem before
+    the DUT answers a barrier; if it answers the barrier only, its silence showed nothing."""
     tb.send(datagram(tb, b"control", dport=CLOSED, ip={"options": [MALFORMED_OPTION]}),
             why="control: a datagram with a malformed option")
-    if tb.expect_or_none(IP(dst=tb.ip) / ICMP(type=PARAMETER_PROBLEM), within=1.0,
+    if tb.expect_or_none(IP(dst=tb.ip) / ICMP(type=PARAMETER_PROBLEM),
                          why="parameter problem for the control") is None:
-        pytest.skip("the DUT sends no Parameter Problem, so its silence shows nothing")
+        pytest.skip("the DUT answers echo requests but sends no Parameter Problem, so its "
+                    "silence shows nothing")
 
 
 @requirement("RFC1122-3.2.2c")
@@ -202,7 +211,7 @@ def test_no_error_about_an_icmp_error(dut: Dut, tb: Testbench) -> None:
     quoted = IP(src=dut.ip, dst=tb.ip) / UDP(sport=5000, dport=DISCARD)
     tb.send(IP(src=tb.ip, dst=dut.ip, options=[MALFORMED_OPTION]) / ICMP(type=3, code=3)
             / Raw(bytes(quoted)), why="a port unreachable with a malformed option")
-    tb.expect_none(IP() / ICMP(), within=SILENCE_S, why="no error about an ICMP error")
+    tb.expect_none(IP() / ICMP(), why="no error about an ICMP error")
     parameter_problem_control_or_skip(tb)
 
 
@@ -211,7 +220,7 @@ def test_no_error_about_a_non_initial_fragment(dut: Dut, tb: Testbench) -> None:
     """A second fragment with a malformed option draws no Parameter Problem."""
     whole = datagram(tb, b"x" * 32, dport=CLOSED, ip={"options": [MALFORMED_OPTION], "id": 99})
     tb.send(fragments(whole, [(16, 40)])[0], why="the last fragment only, malformed option")
-    tb.expect_none(IP() / ICMP(), within=SILENCE_S, why="no error about a non-initial fragment")
+    tb.expect_none(IP() / ICMP(), why="no error about a non-initial fragment")
     parameter_problem_control_or_skip(tb)
 
 
@@ -247,12 +256,14 @@ def test_no_error_about_a_link_layer_broadcast(dut: Dut, tb: Testbench) -> None:
 
 def connected_socket_that_sent(dut: Dut, tb: Testbench, peer: str, *,
                                recverr: bool = False) -> tuple[int, Packet]:
+    """A UDP socket connected to `peer`, and the datagram it sent there."""
     sock = dut.socket("udp")
     if recverr:
         dut.setsockopt(sock, "IP_RECVERR", 1)
     dut.connect(sock, peer, DISCARD)
-    dut.send(sock, b"ping")
-    sent = tb.expect(IP(dst=peer) / UDP(dport=DISCARD), within=1.0, why="the datagram")
+    with step(SEND, "the connected socket sends a datagram to its peer"):
+        dut.send(sock, b"ping")
+        sent = tb.expect(IP(dst=peer) / UDP(dport=DISCARD), within=ANSWER_S, why="the datagram")
     return sock, sent.packet
 
 
@@ -262,7 +273,7 @@ def test_time_exceeded_is_passed_up(dut: Dut, tb: Testbench) -> None:
     sock, sent = connected_socket_that_sent(dut, tb, tb.remote.ip, recverr=True)
     tb.send(tb.icmp_error(sent, type=TIME_EXCEEDED, code=0, source=tb.router),
             why="router: time exceeded in transit")
-    assert dut.poll(sock, ["POLLIN"], 1000) == ["POLLERR"], "no error became pending"
+    assert dut.poll(sock, ["POLLIN"], ANSWER_MS) == ["POLLERR"], "no error became pending"
     message = dut.recvmsg(sock, 100, ["MSG_ERRQUEUE"])
     assert not isinstance(message, Errno) and message.errqueue is not None, f"{message}"
     error = message.errqueue
@@ -276,7 +287,7 @@ def test_parameter_problem_is_passed_up(dut: Dut, tb: Testbench) -> None:
     sock, sent = connected_socket_that_sent(dut, tb, tb.ip)
     tb.send(tb.icmp_error(sent, type=PARAMETER_PROBLEM, code=0),
             why="parameter problem about the datagram")
-    assert dut.poll(sock, ["POLLIN"], 1000) == ["POLLERR"], "no error became pending"
+    assert dut.poll(sock, ["POLLIN"], ANSWER_MS) == ["POLLERR"], "no error became pending"
     error = dut.getsockopt(sock, "SO_ERROR")
     tb.observe("so_error", error)
     assert error is not None
@@ -286,12 +297,15 @@ def ignored_by_the_connected_socket(dut: Dut, tb: Testbench, sock: int, sent: Pa
                                     bogus: Packet, why: str) -> None:
     """`bogus` leaves the socket untouched; a well-formed error afterwards does not."""
     tb.send(bogus, why=why)
-    events = dut.poll(sock, ["POLLIN"], int(SILENCE_S * 1000))
+    # The DUT handles frames in order: once it answers the barrier, `bogus` was processed.
+    tb.pass_barrier(tb.echo_barrier(), "the bogus error has been processed")
+    events = dut.poll(sock, ["POLLIN"], 0)
     tb.observe("poll_after_bogus_error", events)
     assert events == [], f"the socket reported {events} after a bogus ICMP error"
     assert dut.send(sock, b"still fine") == 10
     tb.send(tb.icmp_error(sent, type=3, code=3), why="control: a well-formed port unreachable")
-    if dut.poll(sock, ["POLLIN"], 1000) != ["POLLERR"]:
+    tb.pass_barrier(tb.echo_barrier(), "the well-formed error has been processed")
+    if dut.poll(sock, ["POLLIN"], 0) != ["POLLERR"]:
         pytest.skip("the socket takes no port unreachable at all, so this shows nothing")
 
 

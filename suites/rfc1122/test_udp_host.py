@@ -10,17 +10,40 @@ from scapy.layers.l2 import Ether
 from conformance.case import Errno, Message, requirement
 from conformance.lab.addressing import LINK_MTU, TESTER2
 from conformance.targets.dut import Dut
-from conformance.testbench.bench import Testbench
-from conformance.testbench.observed import EPHEMERAL_FROM
-from conformance.testbench.udp import PORT, TESTER_PORT, bound_socket, datagram, delivered
+from conformance.testbench.bench import ANSWER_S, Testbench, step
+from conformance.testbench.udp import (
+    DELIVER,
+    PORT,
+    SEND,
+    TESTER_PORT,
+    bound_socket,
+    datagram,
+    delivered,
+)
 
 DISCARD = 9
 BROADCAST = "192.0.2.255"
+ANSWER_MS = int(ANSWER_S * 1000)
+UNBOUND_SENDERS = 20
+# Ephemeral port ranges stacks are known to use, narrowest first (a stack's choice).
+KNOWN_RANGES = {
+    "32768-60999 (Linux ip_local_port_range)": (32768, 60999),
+    "49152-65535 (IANA, RFC 6335)": (49152, 65535),
+    "1024-65535 (all unprivileged ports)": (1024, 65535),
+}
 
 
 def sent_by(dut: Dut, tb: Testbench, sock: int, data: bytes = b"hello") -> IP:
     dut.sendto(sock, data, tb.ip, DISCARD)
-    return tb.expect(IP(dst=tb.ip) / UDP(dport=DISCARD), within=1.0, why="the datagram")[IP]
+    return tb.expect(IP(dst=tb.ip) / UDP(dport=DISCARD), within=ANSWER_S, why="the datagram")[IP]
+
+
+def queued(dut: Dut, tb: Testbench, sock: int) -> None:
+    """Every datagram sent so far is in the socket's queue: the DUT handles frames in order,
+    so once it answers a barrier echo request, those before it have been delivered."""
+    with step(DELIVER, "the datagrams sent to the socket are delivered"):
+        tb.pass_barrier(tb.echo_barrier(), "the datagrams before it have been delivered")
+        assert dut.poll(sock, ["POLLIN"], ANSWER_MS) == ["POLLIN"], "nothing delivered"
 
 
 # ---- what the DUT sends ----------------------------------------------------------------
@@ -60,7 +83,7 @@ def test_wildcard_socket_learns_the_address_chosen(dut: Dut, tb: Testbench) -> N
     dut.connect(sock, tb.ip, DISCARD)
     assert dut.getsockname(sock) == (dut.ip, PORT)
     dut.send(sock, b"hello")
-    sent = tb.expect(IP(dst=tb.ip) / UDP(dport=DISCARD), within=1.0, why="the datagram")
+    sent = tb.expect(IP(dst=tb.ip) / UDP(dport=DISCARD), within=ANSWER_S, why="the datagram")
     assert sent[IP].src == dut.ip
 
 
@@ -74,14 +97,27 @@ def test_application_learns_the_maximum_datagram_size(dut: Dut, tb: Testbench) -
 
 @requirement("API-UDP-e")
 def test_unbound_socket_gets_an_ephemeral_port(dut: Dut, tb: Testbench) -> None:
-    """An unbound socket that sends is given a port from the stack's ephemeral range: observed."""
-    sock = dut.socket("udp")
-    port = sent_by(dut, tb, sock)[UDP].sport
-    assert dut.getsockname(sock)[1] == port
-    # The number differs between runs; which range it lies in is what compares.
-    tb.observe("ephemeral_port", "32768-60999 (linux)" if EPHEMERAL_FROM <= port <= 60999
-               else "49152-65535 (iana)" if port >= 49152 else "below 32768",
-               choice=True)  # RFC 6335 6: the range is the host's choice
+    """Twenty unbound sockets that send are given distinct ports, each the one getsockname
+    names, from the stack's ephemeral range: the lowest and highest seen are observed, and
+    the narrowest known range holding them all."""
+    ports = []
+    for number in range(UNBOUND_SENDERS):
+        sock = dut.socket("udp")
+        with step(SEND, f"unbound socket {number + 1} of {UNBOUND_SENDERS} sends a datagram"):
+            port = sent_by(dut, tb, sock)[UDP].sport
+        with step("RFC1122-4.1.3.5d", "getsockname names the port the datagram came from"):
+            assert dut.getsockname(sock)[1] == port, f"getsockname: {dut.getsockname(sock)}"
+        ports.append(port)
+    with step(DELIVER, "sockets open at once have distinct ports"):
+        assert len(set(ports)) == len(ports), f"ports handed out twice: {sorted(ports)}"
+    # The numbers differ between runs; the range they lie in is the stack's choice.
+    lowest, highest = min(ports), max(ports)
+    # RFC 6335 6: the range is the host's choice.
+    tb.observe("ephemeral_ports_lowest", lowest, choice=True)
+    tb.observe("ephemeral_ports_highest", highest, choice=True)
+    tb.observe("ephemeral_range", next(
+        (name for name, (low, high) in KNOWN_RANGES.items() if low <= lowest <= highest <= high),
+        "other (no known range holds them all)"), choice=True)
 
 
 @requirement("API-UDP-h")
@@ -91,7 +127,8 @@ def test_broadcast_needs_so_broadcast(dut: Dut, tb: Testbench) -> None:
     assert dut.sendto(sock, b"all", BROADCAST, DISCARD) == Errno("EACCES")
     dut.setsockopt(sock, "SO_BROADCAST", 1)
     assert dut.sendto(sock, b"all", BROADCAST, DISCARD) == 3
-    sent = tb.expect(IP(dst=BROADCAST) / UDP(dport=DISCARD), within=1.0, why="the broadcast")
+    sent = tb.expect(IP(dst=BROADCAST) / UDP(dport=DISCARD), within=ANSWER_S,
+                     why="the broadcast")
     assert sent[Ether].dst == "ff:ff:ff:ff:ff:ff"
 
 
@@ -116,7 +153,7 @@ def test_one_datagram_per_receive_truncated_with_msg_trunc(dut: Dut, tb: Testben
     sock = bound_socket(dut)
     tb.send(datagram(tb, b"a" * 100), why="a 100-octet datagram")
     tb.send(datagram(tb, b"b" * 50), why="a 50-octet datagram")
-    assert dut.poll(sock, ["POLLIN"], 1000) == ["POLLIN"]
+    queued(dut, tb, sock)
     first = dut.recvmsg(sock, 60, ["MSG_DONTWAIT"])
     assert isinstance(first, Message), f"{first}"
     assert (first.data, "MSG_TRUNC" in first.flags) == (b"a" * 60, True)
@@ -132,7 +169,7 @@ def test_msg_peek_leaves_the_datagram(dut: Dut, tb: Testbench) -> None:
     sock = bound_socket(dut)
     tb.send(datagram(tb, b"look"), why="a datagram")
     tb.send(datagram(tb, b"later"), why="a second datagram")
-    assert dut.poll(sock, ["POLLIN"], 1000) == ["POLLIN"]
+    queued(dut, tb, sock)
     assert dut.recv(sock, 100, ["MSG_PEEK", "MSG_DONTWAIT"]) == b"look"
     assert dut.recv(sock, 100, ["MSG_DONTWAIT"]) == b"look"
     assert delivered(dut, sock) == b"later"
@@ -144,9 +181,9 @@ def test_fionread_reports_what_is_queued(dut: Dut, tb: Testbench) -> None:
     sock = bound_socket(dut)
     tb.send(datagram(tb, b"a" * 100), why="a 100-octet datagram")
     tb.send(datagram(tb, b"b" * 50), why="a 50-octet datagram")
-    assert dut.poll(sock, ["POLLIN"], 1000) == ["POLLIN"]
-    queued = dut.ioctl(sock, "FIONREAD")
-    tb.observe("fionread", {100: "next datagram", 150: "all queued"}.get(queued, queued),
+    queued(dut, tb, sock)
+    reported = dut.ioctl(sock, "FIONREAD")
+    tb.observe("fionread", {100: "next datagram", 150: "all queued"}.get(reported, reported),
                choice=True)  # the API's choice; Linux: the next datagram
 
 
@@ -165,7 +202,7 @@ def test_udp_cork_joins_sends_into_one_datagram(dut: Dut, tb: Testbench) -> None
     dut.setsockopt(sock, "UDP_CORK", 1)
     dut.send(sock, b"first ")
     dut.send(sock, b"second")
-    tb.expect_none(IP(dst=tb.ip) / UDP(dport=DISCARD), within=0.2, why="corked: nothing yet")
+    tb.expect_none(IP(dst=tb.ip) / UDP(dport=DISCARD), why="corked: nothing yet")
     dut.setsockopt(sock, "UDP_CORK", 0)
-    sent = tb.expect(IP(dst=tb.ip) / UDP(dport=DISCARD), within=1.0, why="one datagram")
+    sent = tb.expect(IP(dst=tb.ip) / UDP(dport=DISCARD), within=ANSWER_S, why="one datagram")
     assert bytes(sent[UDP].payload) == b"first second"

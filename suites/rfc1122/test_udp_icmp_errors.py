@@ -2,26 +2,31 @@
 
 The tester answers a datagram with ICMP port unreachable and watches how the DUT's
 socket API reports it. POLLERR on the socket is the event that the DUT has processed the
-ICMP; where no error is expected, a bounded quiet window stands in for it.
+ICMP; where no error is expected, a barrier echo request the DUT answers after the ICMP
+shows that it has processed it.
 """
 
 from scapy.layers.inet import IP, UDP
 
 from conformance.case import Errno, requirement
 from conformance.targets.dut import Dut
-from conformance.testbench.bench import Testbench
+from conformance.testbench.bench import ANSWER_S, Testbench, step
+from conformance.testbench.udp import SEND
 
 DISCARD = 9  # nothing listens there on the tester's hosts
 PORT_UNREACHABLE = {"type": 3, "code": 3}
+ANSWER_MS = int(ANSWER_S * 1000)
 
 
 def send_and_refuse(dut: Dut, tb: Testbench, sock: int, *, connected: bool) -> None:
     """The DUT sends one datagram to the tester, which answers port unreachable."""
-    if connected:
-        dut.send(sock, b"ping")
-    else:
-        dut.sendto(sock, b"ping", tb.ip, DISCARD)
-    datagram = tb.expect(IP(dst=tb.ip) / UDP(dport=DISCARD), within=1.0, why="the datagram")
+    with step(SEND, "the socket sends a datagram to the tester"):
+        if connected:
+            dut.send(sock, b"ping")
+        else:
+            dut.sendto(sock, b"ping", tb.ip, DISCARD)
+        datagram = tb.expect(IP(dst=tb.ip) / UDP(dport=DISCARD), within=ANSWER_S,
+                             why="the datagram")
     tb.send(
         tb.icmp_error(datagram.packet, **PORT_UNREACHABLE),
         why=f"ICMP port unreachable quoting frame {datagram.frame.number}",
@@ -34,7 +39,8 @@ def refused_connected_socket(dut: Dut, tb: Testbench) -> int:
     sock = dut.socket("udp")
     dut.connect(sock, tb.ip, DISCARD)
     send_and_refuse(dut, tb, sock, connected=True)
-    assert dut.poll(sock, ["POLLIN"], timeout_ms=1000) == ["POLLERR"], "no error became pending"
+    assert dut.poll(sock, ["POLLIN"], timeout_ms=ANSWER_MS) == ["POLLERR"], \
+        "no error became pending"
     return sock
 
 
@@ -60,12 +66,14 @@ def test_blocked_recv_is_woken_by_port_unreachable(dut: Dut, tb: Testbench) -> N
     """A recv blocked on a connected UDP socket returns ECONNREFUSED when the ICMP arrives."""
     sock = dut.socket("udp")
     dut.connect(sock, tb.ip, DISCARD)
-    dut.send(sock, b"ping")
-    datagram = tb.expect(IP(dst=tb.ip) / UDP(dport=DISCARD), within=1.0, why="the datagram")
+    with step(SEND, "the socket sends a datagram to the tester"):
+        dut.send(sock, b"ping")
+        datagram = tb.expect(IP(dst=tb.ip) / UDP(dport=DISCARD), within=ANSWER_S,
+                             why="the datagram")
     blocked = dut.start("recv", sock=sock, size=100, flags=[])
     tb.send(tb.icmp_error(datagram.packet, **PORT_UNREACHABLE),
             why=f"ICMP port unreachable quoting frame {datagram.frame.number}")
-    assert blocked.wait(2.0), "the blocked recv was not woken by the port unreachable"
+    assert blocked.wait(ANSWER_S), "the blocked recv was not woken by the port unreachable"
     assert blocked.result(timeout=1.0) == Errno("ECONNREFUSED")
 
 
@@ -74,7 +82,9 @@ def test_unconnected_socket_hears_nothing_without_recverr(dut: Dut, tb: Testbenc
     """An unconnected UDP socket without IP_RECVERR: how the ICMP shows is left to the API."""
     sock = dut.socket("udp")
     send_and_refuse(dut, tb, sock, connected=False)
-    events = dut.poll(sock, ["POLLIN"], timeout_ms=250)  # a bounded quiet window
+    # The DUT handles frames in order: once it answers the barrier, the ICMP was processed.
+    tb.pass_barrier(tb.echo_barrier(), "the port unreachable has been processed")
+    events = dut.poll(sock, ["POLLIN"], timeout_ms=0)
     tb.observe("poll_after_icmp", events)
     tb.observe("sendto_after_icmp", str(dut.sendto(sock, b"again", tb.ip, DISCARD)))
     tb.observe("recv_after_icmp", str(dut.recv(sock, 100, ["MSG_DONTWAIT"])))
@@ -88,7 +98,7 @@ def test_unconnected_socket_with_recverr_queues_the_error(dut: Dut, tb: Testbenc
     sock = dut.socket("udp")
     dut.setsockopt(sock, "IP_RECVERR", 1)
     send_and_refuse(dut, tb, sock, connected=False)
-    assert dut.poll(sock, ["POLLIN"], timeout_ms=1000) == ["POLLERR"], "nothing was queued"
+    assert dut.poll(sock, ["POLLIN"], timeout_ms=ANSWER_MS) == ["POLLERR"], "nothing was queued"
     message = dut.recvmsg(sock, 100, ["MSG_ERRQUEUE"])
     assert not isinstance(message, Errno), f"recvmsg(MSG_ERRQUEUE) failed: {message}"
     error = message.errqueue

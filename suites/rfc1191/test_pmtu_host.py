@@ -7,7 +7,8 @@ from scapy.layers.inet import IP, UDP
 from conformance.case import requirement
 from conformance.lab.addressing import LINK_MTU
 from conformance.targets.dut import Dut
-from conformance.testbench.bench import Testbench
+from conformance.testbench.bench import ANSWER_S, Testbench, step
+from conformance.testbench.udp import SEND
 
 DISCARD = 9
 FRAG_NEEDED = {"type": 3, "code": 4}
@@ -21,13 +22,16 @@ def test_datagram_too_big_without_next_hop_mtu_lowers_the_estimate(
     """A Datagram Too Big with Next-Hop MTU zero lowers the estimate below the quoted size."""
     sock = dut.socket("udp")
     dut.connect(sock, tb.remote.ip, DISCARD)
-    dut.send(sock, b"x" * 1400)
-    sent = tb.expect(IP(dst=tb.remote.ip) / UDP(dport=DISCARD), within=1.0,
-                     why="a 1428-octet datagram beyond the router")
+    with step(SEND, "the socket sends a 1400-byte datagram beyond the router"):
+        dut.send(sock, b"x" * 1400)
+        sent = tb.expect(IP(dst=tb.remote.ip) / UDP(dport=DISCARD), within=ANSWER_S,
+                         why="a 1428-octet datagram beyond the router")
     tb.send(tb.icmp_error(sent.packet, mtu=0, source=tb.router, **FRAG_NEEDED),
             why=f"router (old style): fragmentation needed, no Next-Hop MTU, quoting frame "
                 f"{sent.frame.number}")
-    tb.observe("poll_after_icmp", dut.poll(sock, ["POLLIN"], 1000))
+    # The DUT handles frames in order: once it answers the barrier, the ICMP was processed.
+    tb.pass_barrier(tb.echo_barrier(), "the Datagram Too Big has been processed")
+    tb.observe("poll_after_icmp", dut.poll(sock, ["POLLIN"], 0))
     # RFC 1191 5, 7: a plateau below the datagram or any smaller estimate will do.
     estimate = dut.getsockopt(sock, "IP_MTU")
     dut.last_result_is_a_choice()
@@ -44,6 +48,7 @@ def test_pmtudisc_dont_sends_without_df(dut: Dut, tb: Testbench) -> None:
     dut.setsockopt(sock, "IP_MTU_DISCOVER", "IP_PMTUDISC_DONT")
     dut.connect(sock, tb.remote.ip, DISCARD)
     dut.send(sock, b"x" * 100)
-    sent = tb.expect(IP(dst=tb.remote.ip) / UDP(dport=DISCARD), within=1.0, why="the datagram")
+    sent = tb.expect(IP(dst=tb.remote.ip) / UDP(dport=DISCARD), within=ANSWER_S,
+                     why="the datagram")
     assert not sent[IP].flags.DF, "sent with DF"
     assert dut.getsockopt(sock, "IP_MTU") == LINK_MTU

@@ -10,9 +10,10 @@ from scapy.utils import checksum
 
 from conformance.case import Errno, requirement
 from conformance.targets.dut import Dut
-from conformance.testbench.bench import Testbench
+from conformance.testbench.bench import ANSWER_S, Testbench
 from conformance.testbench.udp import (
     CLOSED,
+    DELIVERED_WITHIN_MS,
     PORT,
     TESTER_PORT,
     bound_socket,
@@ -36,7 +37,7 @@ def test_sent_datagrams_carry_a_correct_checksum(dut: Dut, tb: Testbench) -> Non
     """The DUT's datagrams carry a checksum (not zero) that is right over the pseudo-header."""
     sock = bound_socket(dut)
     dut.sendto(sock, b"checksum me", tb.ip, DISCARD)
-    sent = tb.expect(IP(dst=tb.ip) / UDP(dport=DISCARD), within=1.0, why="the datagram")
+    sent = tb.expect(IP(dst=tb.ip) / UDP(dport=DISCARD), within=ANSWER_S, why="the datagram")
     tb.observe("checksum", sent[UDP].chksum)
     assert sent[UDP].chksum != 0, "the datagram was sent without a checksum"
     assert sent[UDP].chksum == udp_checksum(sent[IP]), "the checksum is wrong"
@@ -50,7 +51,7 @@ def test_a_checksum_computing_to_zero_is_sent_as_all_ones(dut: Dut, tb: Testbenc
     # With these two data octets the one's complement sum becomes all ones: checksum zero.
     payload = udp_checksum(IP(bytes(probe))).to_bytes(2, "big")
     dut.sendto(sock, payload, tb.ip, DISCARD)
-    sent = tb.expect(IP(dst=tb.ip) / UDP(dport=DISCARD), within=1.0,
+    sent = tb.expect(IP(dst=tb.ip) / UDP(dport=DISCARD), within=ANSWER_S,
                      why="a datagram whose checksum computes to zero")
     assert udp_checksum(sent[IP]) in (0, 0xFFFF) and bytes(sent[UDP].payload)[:2] == payload
     tb.observe("checksum", sent[UDP].chksum)
@@ -155,12 +156,12 @@ def test_datagrams_go_to_the_destination_port_and_replies_to_the_source_port(
     sock = bound_socket(dut)
     other = bound_socket(dut, OTHER_PORT)
     tb.send(datagram(tb, b"for the other", dport=OTHER_PORT), why=f"a datagram to {OTHER_PORT}")
-    assert dut.poll(other, ["POLLIN"], 1000) == ["POLLIN"], "nothing delivered"
+    assert dut.poll(other, ["POLLIN"], DELIVERED_WITHIN_MS) == ["POLLIN"], "nothing delivered"
     data, source = dut.recvfrom(other, 2000, ["MSG_DONTWAIT"])
     assert data == b"for the other" and source == (tb.ip, TESTER_PORT)
     assert dut.recv(sock, 2000, ["MSG_DONTWAIT"]) == Errno("EAGAIN"), "the wrong socket got it"
     dut.sendto(other, b"reply", *source)
-    reply = tb.expect(IP(dst=tb.ip) / UDP(dport=TESTER_PORT), within=1.0, why="the reply")
+    reply = tb.expect(IP(dst=tb.ip) / UDP(dport=TESTER_PORT), within=ANSWER_S, why="the reply")
     assert reply[UDP].sport == OTHER_PORT
 
 
@@ -169,6 +170,6 @@ def test_source_port_zero_is_accepted(dut: Dut, tb: Testbench) -> None:
     """A datagram with source port zero (no reply port) is delivered, naming port 0."""
     sock = bound_socket(dut)
     tb.send(datagram(tb, b"no reply port", sport=0), why="a datagram from source port 0")
-    assert dut.poll(sock, ["POLLIN"], 1000) == ["POLLIN"], "nothing delivered"
+    assert dut.poll(sock, ["POLLIN"], DELIVERED_WITHIN_MS) == ["POLLIN"], "nothing delivered"
     data, source = dut.recvfrom(sock, 2000, ["MSG_DONTWAIT"])
     assert (data, source) == (b"no reply port", (tb.ip, 0))
