@@ -100,6 +100,11 @@ def test_syn_in_synchronized_state(dut: Dut, tb: Testbench, state: str) -> None:
     (RFC 5961) or a reset (RFC 793), never a SYN-ACK (RFC 9293 3.10.7.4 fourth)."""
     connection = enter_state(dut, tb, state, PORT)
     flow = connection.flow
+    # A slow DUT may have retransmitted its SYN-ACK while the handshake's ACK was on the
+    # way; such a duplicate, sent before the SYN, answers nothing.
+    duplicate = tb.expect_or_none(flow.template("SA", seq=0),
+                                  why="a handshake SYN-ACK retransmitted before the SYN")
+    tb.observe("synack_retransmitted_during_the_handshake", duplicate is not None)
     flow.send("S", seq=flow.snd_nxt, options=[("MSS", 1460)], why="a SYN inside the window")
     answer = tb.expect([empty_ack_template(flow), flow.template("R"), flow.template("RA"),
                         flow.template("SA")], within=ANSWER_S, why="challenge ACK or reset")
