@@ -329,8 +329,10 @@ def illegal_option_length_makes_options_data(host: Host) -> None:
 
 def illegal_option_length_in_syn_makes_options_data(host: Host) -> None:
     """On a SYN the options after the first (an MSS) are taken as data when one of them
-    has an illegal length: the SYN-ACK acknowledges them (RFC 9293 3.1 MUST-7: never act
-    on garbage)."""
+    has an illegal length, and the SYN-ACK acknowledges them (RFC 9293 3.1 MUST-7: never
+    act on garbage)."""
+    original_listen_arrives, original_send_syn = listener.listen_arrives, output.send_syn
+    garbage = [0]  # octets of the SYN being answered taken as data
 
     def rewrite(raw: bytearray, source: IPv4Address) -> bytes:
         if (_is_syn(raw) and _bad_option_length(raw) and raw[20] == 2
@@ -339,7 +341,20 @@ def illegal_option_length_in_syn_makes_options_data(host: Host) -> None:
             return _summed(host, raw, source)
         return bytes(raw)
 
+    def listen_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment, local: Endpoint,
+                       remote: Endpoint, now: Nanoseconds, *, isn: int | None = None) -> None:
+        garbage[0] = len(segment.payload)
+        original_listen_arrives(layer, sock, segment, local, remote, now, isn=isn)
+        garbage[0] = 0
+
+    def send_syn(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+        if garbage[0] and sock.state is State.SYN_RECEIVED:
+            sock.rcv_nxt = sock.rcv_adv = (sock.rcv_nxt + garbage[0]) % (1 << 32)
+        original_send_syn(layer, sock, now)
+
     _rewrite_received(host, rewrite)
+    listener.listen_arrives = listen_arrives
+    output.send_syn = send_syn
 
 
 def unknown_option_ends_the_walk(host: Host) -> None:
