@@ -149,6 +149,21 @@ def rst_in_passive_syn_received_closes_the_listener(host: Host) -> None:
     arrival.reset_arrives = reset_arrives
 
 
+def rst_in_passive_syn_received_ignored(host: Host) -> None:
+    """An RST in a SYN-RECEIVED reached from LISTEN is dropped: the embryonic connection
+    lives on, its SYN-ACK retransmitted (RFC 9293 3.10.7.4 second: it returns to LISTEN)."""
+    original = arrival.reset_arrives
+
+    def reset_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+                      now: Nanoseconds) -> None:
+        if sock.state is State.SYN_RECEIVED and sock.parent is not None:
+            layer.record_drop(now, "broken.rst_ignored")
+            return
+        original(layer, sock, segment, now)
+
+    arrival.reset_arrives = reset_arrives
+
+
 def rst_refusing_the_syn_ignored(host: Host) -> None:
     """In SYN-SENT an RST acknowledging the SYN is dropped: connect() waits on instead of
     failing (RFC 9293 3.10.7.3, 3.5.3)."""
@@ -191,13 +206,16 @@ def bad_synack_silently_dropped(host: Host) -> None:
     _wrap_syn_sent(take)
 
 
-def isn_without_clock(host: Host) -> None:
-    """The ISN is a hash of the 4-tuple alone, without the clock: each incarnation of a
-    connection starts at the same number (RFC 9293 3.4.1)."""
+def isn_counted_per_connection(host: Host) -> None:
+    """The ISN is a hash of the 4-tuple plus one per incarnation, without the clock: each
+    incarnation starts higher, but by the same step however long ago the last one was
+    (RFC 9293 3.4.1: a clock)."""
     original = host.tcp.isn.isn
+    incarnations: dict[tuple[Endpoint, Endpoint], int] = {}
 
     def isn(local: Endpoint, remote: Endpoint, now: Nanoseconds) -> int:
-        return original(local, remote, 0)
+        incarnations[local, remote] = incarnations.get((local, remote), 0) + 1
+        return (original(local, remote, 0) + incarnations[local, remote]) % (1 << 32)
 
     host.tcp.isn.isn = isn  # type: ignore[method-assign]
 
@@ -228,13 +246,15 @@ def listen_refuses_a_port_in_use(host: Host) -> None:
     host.tcp.listen = listen  # type: ignore[method-assign]
 
 
-def listen_resets_connections(host: Host) -> None:
-    """listen() resets every connection of the host (RFC 9293 3.9.1.1: a new OPEN must not
-    disturb the others)."""
+def listen_resets_connections_on_its_port(host: Host) -> None:
+    """listen() resets the connections that use its local port (RFC 9293 3.9.1.1: a new
+    OPEN must not disturb the others)."""
     original = host.tcp.listen
 
     def listen(sock: TcpSocket, backlog: int, now: Nanoseconds) -> None:
         for other in list(host.tcp.connections.values()):
+            if other is sock or other.local_port != sock.local_port:
+                continue
             output.send_reset(host.tcp, other, now)
             host.tcp.terminate(other, Event.ABORT, now, "ECONNRESET")
         original(sock, backlog, now)

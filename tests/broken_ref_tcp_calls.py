@@ -17,7 +17,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from stack.host import Host
-from stack.tcp import arrival, listener, timers
+from stack.tcp import arrival, listener, output, timers
 from stack.tcp import layer as tcp_layer
 from stack.tcp.connection import Endpoint, TcpSocket
 from stack.tcp.layer import TcpLayer
@@ -121,6 +121,20 @@ def connect_on_a_connected_socket_succeeds(host: Host) -> None:
     def connect(sock: TcpSocket, address: IPv4Address, port: int, now: Nanoseconds) -> None:
         if sock.state is State.ESTABLISHED:
             return
+        original(sock, address, port, now)
+
+    host.tcp.connect = connect  # type: ignore[method-assign]
+
+
+def connect_on_a_connected_socket_sends_a_syn(host: Host) -> None:
+    """connect() on a connected socket fails with EISCONN, but sends a SYN first, as if
+    it opened a second connection (RFC 9293 3.10.1: an error, nothing else)."""
+    original = host.tcp.connect
+
+    def connect(sock: TcpSocket, address: IPv4Address, port: int, now: Nanoseconds) -> None:
+        if sock.state is State.ESTABLISHED:
+            output.emit(host.tcp, sock, now, sequence=sock.snd_nxt, flags=S,
+                        options=(Mss(sock.rcv_mss),))
         original(sock, address, port, now)
 
     host.tcp.connect = connect  # type: ignore[method-assign]
@@ -311,6 +325,36 @@ def illegal_option_length_makes_options_data(host: Host) -> None:
         return bytes(raw)
 
     _rewrite_received(host, rewrite)
+
+
+def illegal_option_length_in_syn_makes_options_data(host: Host) -> None:
+    """On a SYN the options after the first (an MSS) are taken as data when one of them
+    has an illegal length, and the SYN-ACK acknowledges them (RFC 9293 3.1 MUST-7: never
+    act on garbage)."""
+    original_listen_arrives, original_send_syn = listener.listen_arrives, output.send_syn
+    garbage = [0]  # octets of the SYN being answered taken as data
+
+    def rewrite(raw: bytearray, source: IPv4Address) -> bytes:
+        if (_is_syn(raw) and _bad_option_length(raw) and raw[20] == 2
+                and _checksum_holds(host, raw, source)):
+            raw[12] = 0x60 | (raw[12] & 0x0F)  # the header ends after the MSS option
+            return _summed(host, raw, source)
+        return bytes(raw)
+
+    def listen_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment, local: Endpoint,
+                       remote: Endpoint, now: Nanoseconds, *, isn: int | None = None) -> None:
+        garbage[0] = len(segment.payload)
+        original_listen_arrives(layer, sock, segment, local, remote, now, isn=isn)
+        garbage[0] = 0
+
+    def send_syn(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+        if garbage[0] and sock.state is State.SYN_RECEIVED:
+            sock.rcv_nxt = sock.rcv_adv = (sock.rcv_nxt + garbage[0]) % (1 << 32)
+        original_send_syn(layer, sock, now)
+
+    _rewrite_received(host, rewrite)
+    listener.listen_arrives = listen_arrives
+    output.send_syn = send_syn
 
 
 def unknown_option_ends_the_walk(host: Host) -> None:

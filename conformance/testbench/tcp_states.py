@@ -49,7 +49,7 @@ def open_passive(dut: Dut, tb: Testbench, port: int, sport: int = 43000) -> Conn
     accepting = dut.start("accept", sock=listener)
     flow = TcpFlow(tb, tb.host, sport=sport, dport=port)
     with step(HANDSHAKE, "the tester opens a connection to the DUT"):
-        flow.connect()
+        flow.connect(within=ANSWER_S)
         accepted = accepting.result(timeout=ANSWER_S)
         assert isinstance(accepted, tuple), f"accept after a completed handshake: {accepted}"
     return Connection(flow, accepted[0], listener)

@@ -9,9 +9,11 @@ from scapy.layers.inet import TCP
 
 from conformance.case import Errno, requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
-from conformance.testbench.bench import Testbench
-from conformance.testbench.tcp import TcpFlow
+from conformance.testbench.bench import ANSWER_S, Testbench, step
+from conformance.testbench.tcp import MOD, TcpFlow
 from conformance.testbench.tcp_states import (
+    HANDSHAKE,
+    checksum_is_valid,
     enter_state,
     listen,
     option_problems,
@@ -22,7 +24,6 @@ from conformance.testbench.tcp_states import (
 pytestmark = tcp_segment_choices
 
 PORT = 5050
-QUIET_S = 0.5
 MSS_1460 = b"\x02\x04\x05\xb4"
 MSS_400 = b"\x02\x04\x01\x90"  # below the default MSS of 536 (RFC 1122 4.2.2.6)
 
@@ -34,7 +35,7 @@ def data_is_not_delivered(dut: Dut, sock: int) -> None:
 
 def good_data_is_delivered(dut: Dut, tb: Testbench, flow: TcpFlow, sock: int) -> None:
     flow.send("PA", b"good", why="the same data, well formed")
-    flow.expect("A", ack=flow.snd_nxt, within=1.0, why="the good data acknowledged")
+    flow.expect("A", ack=flow.snd_nxt, within=ANSWER_S, why="the good data acknowledged")
     assert dut.recv(sock, 100) == b"good"
 
 
@@ -46,7 +47,7 @@ def test_bad_checksum_is_dropped(dut: Dut, tb: Testbench) -> None:
     packet = flow.segment("PA", b"good")
     packet[TCP].chksum = 0x1234
     tb.send(packet, "data with a wrong checksum")
-    flow.expect_none("A", within=QUIET_S, why="no ACK for a corrupt segment")
+    flow.expect_none("A", why="no ACK for a corrupt segment")
     data_is_not_delivered(dut, connection.sock)
     good_data_is_delivered(dut, tb, flow, connection.sock)
 
@@ -59,8 +60,8 @@ def test_syn_with_bad_checksum_is_ignored(dut: Dut, tb: Testbench) -> None:
     packet = flow.segment("S", options=[("MSS", 1460)])
     packet[TCP].chksum = 0x1234
     tb.send(packet, "a SYN with a wrong checksum")
-    flow.expect_none(within=QUIET_S, why="no answer to a corrupt SYN")
-    flow.connect()
+    flow.expect_none(why="no answer to a corrupt SYN")
+    flow.connect(within=ANSWER_S)
 
 
 @pytest.mark.parametrize("data_offset", [4, 15], ids=["below-5", "past-the-segment"])
@@ -71,7 +72,7 @@ def test_impossible_data_offset_is_dropped(dut: Dut, tb: Testbench, data_offset:
     flow = connection.flow
     send_raw(flow, raw_segment(flow, "PA", b"good", data_offset=data_offset),
              f"data offset {data_offset} on a 24-octet segment")
-    flow.expect_none("A", within=QUIET_S, why="no ACK for a broken header")
+    flow.expect_none("A", why="no ACK for a broken header")
     data_is_not_delivered(dut, connection.sock)
     good_data_is_delivered(dut, tb, flow, connection.sock)
 
@@ -87,20 +88,35 @@ ILLEGAL_OPTIONS = {
 @requirement("RFC9293-3.1j", "RFC1122-4.2.2.5c")
 def test_illegal_option_length_in_syn(dut: Dut, tb: Testbench, options: bytes) -> None:
     """A SYN with an illegal option length is dropped, reset or answered without acting
-    on garbage; the listener then still accepts a well-formed SYN."""
+    on garbage: an answer acknowledges the SYN alone (the option octets are no data), a
+    SYN-ACK is well formed and the connection it opens has nothing to read. The listener
+    then still accepts a well-formed SYN."""
     listener = listen(dut, PORT)
     broken = TcpFlow(tb, tb.host, sport=43201, dport=PORT)
     send_raw(broken, raw_segment(broken, "S", option_bytes=MSS_1460 + options),
-             "a SYN whose last option has an illegal length")
-    answer = tb.expect_or_none(broken.template(), within=QUIET_S, why="any answer")
+             "a SYN whose last option has an illegal length", advance=1)
+    answer = tb.expect_or_none(broken.template(), why="a SYN-ACK, a reset, or nothing")
     # RFC 9293 3.1 (MUST-7): drop, reset or answer, as long as garbage is not acted on.
     tb.observe("answer_to_illegal_option", "none" if answer is None else str(answer[TCP].flags),
                choice=True)
-    TcpFlow(tb, tb.host, sport=43202, dport=PORT).connect()
+    if answer is not None:
+        assert answer[TCP].flags.A and answer[TCP].ack == (broken.isn + 1) % MOD, (
+            f"the answer ({answer[TCP].flags}) acknowledges {answer[TCP].ack - broken.isn}"
+            " octets, not the SYN alone: the options were taken for data")
+    if answer is not None and answer[TCP].flags.S:
+        assert checksum_is_valid(answer), "the SYN-ACK's checksum is wrong"
+        assert not option_problems(answer), option_problems(answer)
+        broken.dut_isn, broken.rcv_nxt = int(answer[TCP].seq), 1
+        broken.send("A", why="ACK completing the handshake the broken SYN began")
+    with step(HANDSHAKE, "a well-formed connection to the same listener"):
+        TcpFlow(tb, tb.host, sport=43202, dport=PORT).connect(within=ANSWER_S)
     dut.set_nonblocking(listener)
     accepted = [dut.accept(listener) for _ in range(2)]
-    ports = sorted(a[1][1] for a in accepted if isinstance(a, tuple))
-    assert 43202 in ports, f"the well-formed connection was not accepted: {accepted}"
+    by_port = {a[1][1]: a[0] for a in accepted if isinstance(a, tuple)}
+    assert 43202 in by_port, f"the well-formed connection was not accepted: {accepted}"
+    if 43201 in by_port:
+        received = dut.recv(by_port[43201], 100, ["MSG_DONTWAIT"])
+        assert received == Errno("EAGAIN"), f"the broken SYN delivered {received!r}"
 
 
 @pytest.mark.parametrize("options", ILLEGAL_OPTIONS.values(), ids=ILLEGAL_OPTIONS.keys())
@@ -113,7 +129,7 @@ def test_illegal_option_length_on_data(dut: Dut, tb: Testbench, options: bytes) 
     send_raw(flow, raw_segment(flow, "PA", b"maybe", option_bytes=options),
              "data with an illegal option length")
     answer = tb.expect_or_none([flow.template("A"), flow.template("R"), flow.template("RA")],
-                               within=QUIET_S, why="an ACK, a reset, or nothing")
+                               why="an ACK, a reset, or nothing")
     received = dut.recv(connection.sock, 100, ["MSG_DONTWAIT"])
     outcome = ("reset" if answer is not None and answer[TCP].flags.R
                else "accepted" if received == b"maybe" else "dropped")
@@ -135,11 +151,11 @@ def test_unknown_option_in_syn_is_skipped(dut: Dut, tb: Testbench) -> None:
     options = b"\xfd\x06\xaa\xbb\xcc\xdd" + MSS_400 + b"\x00"  # unknown, MSS 400, EOL
     send_raw(flow, raw_segment(flow, "S", option_bytes=options),
              "SYN: unknown option, MSS 400, EOL", advance=1)
-    flow.expect_synack(within=1.0)
+    flow.expect_synack(within=ANSWER_S)
     flow.send("A", why="ACK completing the handshake")
     connection, _ = dut.accept(listener)
     dut.send(connection, b"x" * 1500)
-    first = flow.expect("PA", within=1.0, why="the DUT's data in segments of MSS 400")
+    first = flow.expect("PA", within=ANSWER_S, why="the DUT's data in segments of MSS 400")
     tb.observe("first_segment_payload", len(first[TCP].payload))
     assert len(first[TCP].payload) <= 400, "the MSS after the unknown option was ignored"
 
@@ -152,7 +168,7 @@ def test_options_on_a_data_segment_are_accepted(dut: Dut, tb: Testbench) -> None
     send_raw(flow, raw_segment(flow, "PA", b"with options",
                                option_bytes=b"\x01\x01\xfd\x06\x01\x02\x03\x04"),
              "data with NOP NOP and an unknown option", advance=len(b"with options"))
-    flow.expect("A", ack=flow.snd_nxt, within=1.0, why="the data acknowledged")
+    flow.expect("A", ack=flow.snd_nxt, within=ANSWER_S, why="the data acknowledged")
     assert dut.recv(connection.sock, 100) == b"with options"
 
 
@@ -168,13 +184,13 @@ def test_unaligned_mss_option_is_honoured(dut: Dut, tb: Testbench) -> None:
     flow = TcpFlow(tb, tb.host, sport=43204, dport=PORT)
     send_raw(flow, raw_segment(flow, "S", option_bytes=b"\x01" + MSS_400 + b"\x00"),
              "SYN: NOP, MSS 400 (unaligned), EOL", advance=1)
-    flow.expect_synack(within=1.0)
+    flow.expect_synack(within=ANSWER_S)
     flow.send("A", why="ACK completing the handshake")
     connection, _ = dut.accept(listener)
     dut.send(connection, b"y" * 1500)
     sizes: list[int] = []
     while sum(sizes) < 1500:
-        segment = flow.expect(within=1.0, why="the DUT's data")
+        segment = flow.expect(within=ANSWER_S, why="the DUT's data")
         if len(segment[TCP].payload) == 0:
             continue
         sizes.append(len(segment[TCP].payload))
@@ -192,12 +208,12 @@ def test_default_mss_is_536(dut: Dut, tb: Testbench) -> None:
     listener = listen(dut, PORT)
     flow = TcpFlow(tb, tb.host, sport=43205, dport=PORT)
     flow.send("S", why="a SYN without any option")
-    flow.expect_synack(within=1.0)
+    flow.expect_synack(within=ANSWER_S)
     flow.send("A", why="ACK completing the handshake")
     connection, _ = dut.accept(listener)
     dut.send(connection, b"z" * 1200)
-    first = flow.expect(within=1.0, why="the DUT's first data segment")
+    first = flow.expect(within=ANSWER_S, why="the DUT's first data segment")
     while len(first[TCP].payload) == 0:
-        first = flow.expect(within=1.0, why="the DUT's first data segment")
+        first = flow.expect(within=ANSWER_S, why="the DUT's first data segment")
     tb.observe("first_segment_payload", len(first[TCP].payload))
     assert len(first[TCP].payload) <= 536, f"{len(first[TCP].payload)} octets with no MSS"

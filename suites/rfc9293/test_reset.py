@@ -5,7 +5,7 @@ from scapy.layers.inet import TCP
 
 from conformance.case import Errno, requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
-from conformance.testbench.bench import Testbench
+from conformance.testbench.bench import ANSWER_S, Testbench
 from conformance.testbench.tcp import MOD, TcpFlow
 from conformance.testbench.tcp_states import enter_state, listen
 
@@ -13,7 +13,6 @@ pytestmark = tcp_segment_choices
 
 PORT = 5030
 CLOSED_PORT = 5039  # nothing listens there
-QUIET_S = 0.5
 
 
 @requirement("RFC9293-3.5.2a")
@@ -21,7 +20,7 @@ def test_segment_with_ack_to_a_closed_port_draws_rst(dut: Dut, tb: Testbench) ->
     """An ACK-bearing segment to a closed port draws <SEQ=SEG.ACK><CTL=RST>."""
     flow = TcpFlow(tb, tb.host, sport=43100, dport=CLOSED_PORT, dut_isn=7_000_000)
     flow.send("PA", b"hello", why="data with ACK to a closed port")
-    reset = tb.expect(flow.template(), within=1.0, why="the reset")
+    reset = tb.expect(flow.template(), within=ANSWER_S, why="the reset")
     assert str(reset[TCP].flags) == "R", f"flags {reset[TCP].flags}, not RST alone"
     assert reset[TCP].seq == 7_000_000, "the RST's SEQ is not SEG.ACK"
     assert len(reset[TCP].payload) == 0
@@ -33,7 +32,7 @@ def test_segment_without_ack_to_a_closed_port_draws_rst_ack(dut: Dut, tb: Testbe
     <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>."""
     flow = TcpFlow(tb, tb.host, sport=43101, dport=CLOSED_PORT)
     flow.send("SF", b"hello", why="SYN with data and FIN to a closed port")
-    reset = tb.expect(flow.template(), within=1.0, why="the reset")
+    reset = tb.expect(flow.template(), within=ANSWER_S, why="the reset")
     assert str(reset[TCP].flags) == "RA", f"flags {reset[TCP].flags}, not RST,ACK"
     assert reset[TCP].seq == 0, "the RST's SEQ is not zero"
     assert reset[TCP].ack == (flow.isn + 7) % MOD, "the RST's ACK is not SEG.SEQ+SEG.LEN"
@@ -45,7 +44,7 @@ def test_rst_to_a_closed_port_is_not_answered(dut: Dut, tb: Testbench) -> None:
     flow = TcpFlow(tb, tb.host, sport=43102, dport=CLOSED_PORT, dut_isn=7_000_000)
     flow.send("RA", why="an RST,ACK for no connection")
     flow.send("R", seq=5, why="an RST for no connection")
-    flow.expect_none(within=QUIET_S, why="a reset is never answered")
+    flow.expect_none(why="a reset is never answered")
 
 
 @requirement("RFC9293-3.5.3c")
@@ -54,8 +53,8 @@ def test_listener_ignores_rst(dut: Dut, tb: Testbench) -> None:
     listener = listen(dut, PORT)
     stray = TcpFlow(tb, tb.host, sport=43103, dport=PORT, dut_isn=7_000_000)
     stray.send("R", why="an RST to the listener")
-    stray.expect_none(within=QUIET_S, why="nothing answers the RST")
-    TcpFlow(tb, tb.host, sport=43104, dport=PORT).connect()
+    stray.expect_none(why="nothing answers the RST")
+    TcpFlow(tb, tb.host, sport=43104, dport=PORT).connect(within=ANSWER_S)
     assert isinstance(dut.accept(listener), tuple)
 
 
@@ -66,10 +65,10 @@ def test_listener_answers_ack_with_rst(dut: Dut, tb: Testbench) -> None:
     listener = listen(dut, PORT)
     stray = TcpFlow(tb, tb.host, sport=43105, dport=PORT, dut_isn=7_000_000)
     stray.send("A", ack=123, why="an ACK for a connection the listener never had")
-    reset = tb.expect(stray.template(), within=1.0, why="the reset")
+    reset = tb.expect(stray.template(), within=ANSWER_S, why="the reset")
     assert str(reset[TCP].flags) == "R", f"flags {reset[TCP].flags}"
     assert reset[TCP].seq == 7_000_123, "the RST's SEQ is not SEG.ACK"
-    TcpFlow(tb, tb.host, sport=43106, dport=PORT).connect()
+    TcpFlow(tb, tb.host, sport=43106, dport=PORT).connect(within=ANSWER_S)
     assert isinstance(dut.accept(listener), tuple)
 
 
@@ -79,8 +78,8 @@ def test_rst_carrying_data_resets(dut: Dut, tb: Testbench) -> None:
     connection = enter_state(dut, tb, "ESTABLISHED", PORT)
     connection.flow.send("R", b"diagnostic: going away", why="an RST at RCV.NXT with data")
     receiving = dut.start("recv", sock=connection.sock, size=100, flags=[])
-    assert receiving.wait(2.0), "recv still waiting: the RST with data was not acted on"
-    received = receiving.result(timeout=1.0)
+    assert receiving.wait(ANSWER_S), "recv still waiting: the RST with data was not acted on"
+    received = receiving.result(timeout=ANSWER_S)
     tb.observe("recv_after_rst_with_data", str(received))
     assert received == Errno("ECONNRESET"), f"recv: {received!r}"
 
@@ -91,8 +90,8 @@ def test_rst_is_reported_to_a_blocked_recv(dut: Dut, tb: Testbench) -> None:
     connection = enter_state(dut, tb, "ESTABLISHED", PORT)
     blocked = dut.start("recv", sock=connection.sock, size=100, flags=[])
     connection.flow.send("R", why="an RST at RCV.NXT")
-    assert blocked.wait(2.0), "the blocked recv was not woken by the reset"
-    assert blocked.result(timeout=1.0) == Errno("ECONNRESET")
+    assert blocked.wait(ANSWER_S), "the blocked recv was not woken by the reset"
+    assert blocked.result(timeout=ANSWER_S) == Errno("ECONNRESET")
 
 
 RCVBUF = 2048
@@ -108,12 +107,12 @@ def test_rst_is_processed_with_a_zero_window(dut: Dut, tb: Testbench) -> None:
     dut.bind(listener, dut.ip, PORT)
     dut.listen(listener, 8)
     flow = TcpFlow(tb, tb.host, sport=43107, dport=PORT)
-    flow.connect()
+    flow.connect(within=ANSWER_S)
     connection, _ = dut.accept(listener)
     window = 1
     for _ in range(64):  # fill the window: each ACK tells how much room is left
         flow.send("PA", b"x" * CHUNK, why="data the application does not read")
-        ack = flow.expect("A", within=1.0, why="the ACK with the window left")
+        ack = flow.expect("A", within=ANSWER_S, why="the ACK with the window left")
         flow.snd_nxt = flow.relative_ack(ack)
         window = int(ack[TCP].window)
         if window == 0:
@@ -122,7 +121,7 @@ def test_rst_is_processed_with_a_zero_window(dut: Dut, tb: Testbench) -> None:
     assert window == 0, "the receive window never closed"
     flow.send("R", why="an RST at RCV.NXT while the window is zero")
     flow.send("PA", b"probe", seq=flow.snd_nxt + (1 << 20), why="a probe")
-    probe = tb.expect([flow.template("R"), flow.template("A")], within=1.0,
+    probe = tb.expect([flow.template("R"), flow.template("A")], within=ANSWER_S,
                       why="a reset: the connection is gone")
     assert probe[TCP].flags.R, "the RST was ignored while the window was zero"
     assert dut.getsockopt(connection, "SO_ERROR") == "ECONNRESET"

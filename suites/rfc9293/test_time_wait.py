@@ -2,7 +2,8 @@
 
 The DUT serves a connection from the tester and closes first, so it is the one in
 TIME-WAIT, with its listener still open: a SYN that reopens the connection has a
-listener to reach.
+listener to reach. Bringing it there is a step (tcp_states.enter_state): a DUT that
+never gets there fails that step, whatever the case observes.
 """
 
 import threading
@@ -13,33 +14,24 @@ from scapy.layers.inet import TCP
 
 from conformance.case import Errno, TcpFlow, requirement, slow, tcp_segment_choices
 from conformance.targets.dut import Dut
-from conformance.testbench.bench import Received, Testbench
+from conformance.testbench.bench import ANSWER_S, Received, Testbench, step
+from conformance.testbench.tcp import MOD
+from conformance.testbench.tcp_states import enter_state
 
 pytestmark = tcp_segment_choices
 
 PORT = 5003
-QUIET_S = 0.5
 HALF_SEQUENCE_SPACE = 1 << 31
+TIME_WAIT_ACKS_FIN = "RFC9293-3.10.7.4b"
 
 
 def enter_time_wait(dut: Dut, tb: Testbench) -> tuple[TcpFlow, int, Received]:
-    """Connect, let the DUT close first, finish the close: the DUT is in TIME-WAIT.
-
-    Returns the flow, the DUT's listener and the DUT's last ACK."""
-    listener = dut.socket("tcp")
-    dut.setsockopt(listener, "SO_REUSEADDR", 1)
-    dut.bind(listener, dut.ip, PORT)
-    dut.listen(listener, 8)
-    accepting = dut.start("accept", sock=listener)
-    flow = TcpFlow(tb, tb.host, sport=42000, dport=PORT)
-    flow.connect()
-    connection, _ = accepting.result(timeout=2.0)
-    dut.close(connection)
-    flow.expect("FA", within=1.0, why="the DUT closes first: its FIN")
-    flow.send("FA", why="ACK of the DUT's FIN, with the tester's own FIN")
-    last_ack = flow.expect("A", ack=flow.snd_nxt, within=1.0,
-                           why="the DUT's last ACK: it is now in TIME-WAIT")
-    return flow, listener, last_ack
+    """A connection the DUT closed first, the close finished: the DUT is in TIME-WAIT,
+    its socket closed. Returns the flow, the DUT's listener and the DUT's last ACK."""
+    connection = enter_state(dut, tb, "TIME-WAIT", PORT)
+    assert connection.listener is not None
+    dut.close(connection.sock)
+    return connection.flow, connection.listener, connection.flow.received[-1]
 
 
 def retransmit_fin(flow: TcpFlow, why: str) -> None:
@@ -51,8 +43,19 @@ def new_syn(flow: TcpFlow, seq: int, why: str) -> None:
 
 
 def reopen_answer(flow: TcpFlow, tb: Testbench) -> Received | None:
-    """What the DUT sends after a SYN in TIME-WAIT: SYN-ACK, ACK or RST (or nothing)."""
-    return tb.expect_or_none(flow.template(), within=QUIET_S, why="the DUT's answer to the SYN")
+    """What the DUT sends after a SYN in TIME-WAIT, before it answers a barrier: SYN-ACK,
+    ACK or RST (or nothing)."""
+    return tb.expect_or_none(flow.template(), why="the DUT's answer to the SYN")
+
+
+def observe_reopened_isn(tb: Testbench, synack: Received, old_snd_nxt: int) -> bool:
+    """Record where the reopened connection's ISN lies from the old SND.NXT (RFC 9293
+    3.6.1, RFC 6191: above the old sequence space); whether it is above."""
+    distance = int(synack[TCP].seq - old_snd_nxt) % MOD
+    above = 0 < distance < HALF_SEQUENCE_SPACE
+    tb.observe("reopen_isn_above_old_snd_nxt", above)
+    tb.observe("reopen_isn_distance", distance if above else distance - MOD)
+    return above
 
 
 def describe_answer(answer: Received | None) -> str:
@@ -67,17 +70,18 @@ def test_time_wait_acknowledges_a_retransmitted_fin(dut: Dut, tb: Testbench) -> 
     """In TIME-WAIT, the DUT acknowledges a retransmission of the peer's FIN."""
     flow, _, _ = enter_time_wait(dut, tb)
     retransmit_fin(flow, "the tester's FIN again, as if the last ACK were lost")
-    flow.expect("A", ack=flow.snd_nxt, within=1.0, why="the FIN acknowledged again")
+    flow.expect("A", ack=flow.snd_nxt, within=ANSWER_S, why="the FIN acknowledged again")
 
 
 @requirement("RFC1122-4.2.2.13b", "RFC9293-3.6e")
 def test_new_syn_above_the_old_sequence_space_may_reopen(dut: Dut, tb: Testbench) -> None:
     """A SYN above the old connection's sequence space may reopen it from TIME-WAIT."""
-    flow, _, _ = enter_time_wait(dut, tb)
+    flow, _, last_ack = enter_time_wait(dut, tb)
     new_syn(flow, flow.snd_nxt + 100_000, "a new SYN, far above the old sequence space")
     answer = reopen_answer(flow, tb)
     tb.observe("answer_to_new_syn", describe_answer(answer), choice=True)  # RFC 1122 4.2.2.13
     assert answer is not None and answer[TCP].flags.S, "the connection was not reopened"
+    observe_reopened_isn(tb, answer, last_ack[TCP].seq)  # judged by the case below
 
 
 @requirement("RFC1122-4.2.2.13c")
@@ -91,16 +95,15 @@ def test_reopened_connection_starts_above_the_old_sequence_space(
     answer = reopen_answer(flow, tb)
     if answer is None or not answer[TCP].flags.S:
         pytest.skip("the DUT does not reopen connections from TIME-WAIT")
-    distance = (answer[TCP].seq - old_snd_nxt) % (1 << 32)
-    tb.observe("new_isn_above_old_snd_nxt", 0 < distance < HALF_SEQUENCE_SPACE)
-    assert 0 < distance < HALF_SEQUENCE_SPACE, (
+    assert observe_reopened_isn(tb, answer, old_snd_nxt), (
         f"new ISN {answer[TCP].seq} is not above the old SND.NXT {old_snd_nxt}"
     )
 
 
 @requirement("RFC1122-4.2.2.13d")
 def test_old_duplicate_syn_does_not_reopen(dut: Dut, tb: Testbench) -> None:
-    """An old duplicate SYN (the first connection's own) does not open a new connection."""
+    """An old duplicate SYN (the first connection's own) does not open a new connection:
+    no SYN-ACK before the DUT answers a barrier."""
     flow, _, _ = enter_time_wait(dut, tb)
     new_syn(flow, 0, "the first SYN again: an old duplicate")
     answer = reopen_answer(flow, tb)
@@ -114,12 +117,14 @@ def test_rst_in_time_wait(dut: Dut, tb: Testbench) -> None:
     flow, _, _ = enter_time_wait(dut, tb)
     flow.send("R", why="an in-window RST, as a stray old segment could be")
     retransmit_fin(flow, "the tester's FIN again, to see whether TIME-WAIT survived")
-    answer = flow.tb.expect_or_none([flow.template("A", ack=flow.snd_nxt), flow.template("R"),
-                                     flow.template("RA")], within=1.0,
-                                    why="TIME-WAIT's ACK, or a reset if it is gone")
-    outcome = ("ignored" if answer is not None and not answer[TCP].flags.R
-               else "closed")
-    tb.observe("rst_in_time_wait", outcome, choice=True)  # RFC 1337 leaves it open
+    # Either way the FIN must be answered: by TIME-WAIT's ACK (3.10.7.4) or, the
+    # connection gone, by the listener's reset of an ACK-bearing segment (3.10.7.2).
+    with step(TIME_WAIT_ACKS_FIN, "the FIN is acknowledged, or reset by the listener"):
+        answer = tb.expect([flow.template("A", ack=flow.snd_nxt), flow.template("R"),
+                            flow.template("RA")], within=ANSWER_S,
+                           why="TIME-WAIT's ACK, or a reset if it is gone")
+    tb.observe("rst_in_time_wait", "closed" if answer[TCP].flags.R else "ignored",
+               choice=True)  # RFC 1337 leaves it open
 
 
 @requirement("RFC1122-4.2.2.13e")

@@ -5,7 +5,7 @@ from scapy.layers.inet import IP, TCP
 
 from conformance.case import requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
-from conformance.testbench.bench import Testbench
+from conformance.testbench.bench import ANSWER_S, Testbench
 from conformance.testbench.tcp_states import expect_dut_syn, open_active
 
 pytestmark = tcp_segment_choices
@@ -56,6 +56,6 @@ def test_type_of_service_changes_during_the_connection(dut: Dut, tb: Testbench) 
     connection = open_active(dut, tb, PORT)
     dut.setsockopt(connection.sock, "IP_TOS", TOS_LATER)
     dut.send(connection.sock, b"expedited")
-    data = connection.flow.expect("PA", within=1.0, why="data after the change")
+    data = connection.flow.expect("PA", within=ANSWER_S, why="data after the change")
     tb.observe("data_tos", data[IP].tos)
     assert data[IP].tos == TOS_LATER, f"TOS {data[IP].tos:#x}, not {TOS_LATER:#x}"
