@@ -73,6 +73,13 @@ def open_from_dut(
     return Connection(flow, sock, syn)
 
 
+def knows_the_tester(tb: Testbench) -> None:
+    """The DUT answers an echo request from the tester, so it has the tester's link
+    address before a case times what it sends: the ARP exchange is not inside the first
+    interval measured (a SYN's first retransmission, an ICMP error beating the RTO)."""
+    tb.pass_barrier(tb.echo_barrier(), "the DUT resolves the tester's address first")
+
+
 def payload(received: Received) -> bytes:
     return bytes(received[TCP].payload)
 

@@ -61,7 +61,9 @@ def test_small_segments_share_a_delayed_ack(dut: Dut, tb: Testbench) -> None:
         first_end = flow.snd_nxt - 3
         answers = []
         while True:
-            ack = flow.expect(within=ANSWER_S, why=f"ACKs of round {n + 1}")
+            # A pure ACK: not a SYN-ACK retransmitted while the handshake's ACK was
+            # on its way.
+            ack = flow.expect("A", within=ANSWER_S, why=f"ACKs of round {n + 1}")
             answers.append(flow.relative_ack(ack))
             if flow.relative_ack(ack) == flow.snd_nxt:
                 break
@@ -108,11 +110,11 @@ def test_every_second_full_segment_is_acknowledged_without_delay(
     flow = connection.flow
     mss = flow.dut_mss
     tb.observe("dut_mss", mss)
+    lone = small_segment_delays(connection, 20)[-1]
     if flow.max_snd_wnd < 2 * mss:
         # Two full-sized segments never fit the window: the case cannot arise.
-        pytest.skip(f"the DUT's window ({flow.max_snd_wnd}) holds less than two "
+        pytest.skip(f"the DUT's window (at most {flow.max_snd_wnd}) holds less than two "
                     f"full-sized segments ({mss})")
-    lone = small_segment_delays(connection, 20)[-1]
     tb.observe("lone_small_segment_delay_s", lone)
     assert dut.recv(connection.sock, 1000, ["MSG_DONTWAIT"]) == b"".join(
         b"%02d" % n for n in range(20)), "the small segments were not delivered"

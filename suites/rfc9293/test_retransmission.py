@@ -17,6 +17,7 @@ from conformance.testbench.bench import ANSWER_S, Received, Testbench, step
 from conformance.testbench.tcp import TcpFlow
 from conformance.testbench.tcp_data import (
     Connection,
+    knows_the_tester,
     next_data,
     next_data_or_none,
     open_to_dut,
@@ -31,6 +32,7 @@ SILENT_PORT = 5121  # the tester never answers SYNs to it
 def unanswered_syns(dut: Dut, tb: Testbench, count: int) -> tuple[list[Received], PendingCall]:
     """A connect() whose SYN the tester ignores: the first SYN and `count` retransmissions."""
     sock = dut.socket("tcp")
+    knows_the_tester(tb)
     connecting = dut.start("connect", sock=sock, addr=tb.ip, port=SILENT_PORT)
     template = IP(src=dut.ip, dst=tb.ip) / TCP(dport=SILENT_PORT, flags="S")
     with step(HANDSHAKE, "connect() sends a SYN"):
@@ -144,12 +146,14 @@ def test_first_flight_is_within_the_initial_window(dut: Dut, tb: Testbench) -> N
 
 
 def flight_until_quiet(flow: TcpFlow, quiet: float = 0.15) -> list[Received]:
-    """Data segments until none has come for `quiet` seconds (retransmissions excluded:
-    the RTO is longer than the window, and a segment below the highest seen ends it)."""
+    """Data segments of one flight: the first within ANSWER_S, then each until none has
+    come for `quiet` seconds (retransmissions excluded: the RTO is longer than the window,
+    and a segment below the highest seen ends it)."""
     segments: list[Received] = []
     highest = -1
     while True:
-        segment = next_data_or_none(flow, within=quiet, why="the flight")
+        segment = next_data_or_none(flow, within=quiet if segments else ANSWER_S,
+                                    why="the flight")
         if segment is None:
             return segments
         start = flow.relative_seq(segment)
@@ -190,24 +194,29 @@ USER_TIMEOUT_MS = 2000
              "RFC9293-3.9.1.8a")
 def test_user_timeout_aborts_a_connection_with_etimedout(dut: Dut, tb: Testbench) -> None:
     """With R2 set to 2 s (TCP_USER_TIMEOUT), data never acknowledged ends the connection
-    with ETIMEDOUT, after retransmissions, within 2-8 s of the first transmission."""
+    with ETIMEDOUT, 2-8 s after the write (retransmissions on the way are recorded)."""
     connection = open_to_dut(dut, tb, PORT, sport=43203)
     dut.setsockopt(connection.sock, "TCP_USER_TIMEOUT", USER_TIMEOUT_MS)
+    flow = connection.flow
+    # The first transmission follows the write: R2 counted from the write is a lower
+    # bound that a DUT whose frames reach the wire late does not fall under.
+    written = time.monotonic()
     assert dut.send(connection.sock, b"x" * 100) == 100
-    first = next_data(connection.flow, within=ANSWER_S, why="data the tester will never ACK")
+    first = next_data(flow, within=ANSWER_S, why="data the tester will never ACK")
     reading = dut.start("recv", sock=connection.sock, size=100, flags=[])
     assert reading.wait(8.0), "the connection was not aborted within 8 s"
     ended = time.monotonic()
     result = reading.result(timeout=1.0)
     tb.observe("recv_result", str(result))
-    retransmissions = [frame for frame in tb.capture.frames[first.frame.number:]
-                       if frame.sender == "dut"]
-    tb.observe("frames_after_first", len(retransmissions))
     assert result == Errno("ETIMEDOUT"), f"recv returned {result}"
-    lasted = ended - first.time_s
+    lasted = ended - written
     tb.observe("lasted_s", round(lasted, 1))
     assert lasted >= USER_TIMEOUT_MS / 1000 - 0.1, f"aborted after {lasted:.1f} s"
-    assert retransmissions, "aborted without a single retransmission"
+    # Whether the data was sent again first depends on the RTO, which may exceed R2 (a
+    # slow path): recorded. Retransmission itself is judged in the case above.
+    again = tb.expect_or_none(flow.template(seq=flow.relative_seq(first)), since=first.frame,
+                              why="a retransmission of the data before the abort")
+    tb.observe("retransmitted_before_the_abort", again is not None)
 
 
 @slow

@@ -17,6 +17,7 @@ from conformance.testbench.tcp import TcpFlow
 from conformance.testbench.tcp_data import (
     Connection,
     data_of,
+    knows_the_tester,
     next_data,
     next_data_or_none,
     open_from_dut,
@@ -30,9 +31,11 @@ FRAG_NEEDED = {"type": 3, "code": 4}
 
 
 def connection_attempt(dut: Dut, tb: Testbench) -> tuple[int, Received, PendingCall]:
-    """A blocking connect from the DUT to the tester, whose SYN the tester leaves
-    unanswered. Returns the socket, the SYN and the pending connect call."""
+    """A blocking connect from the DUT to the tester (whose address it has resolved),
+    whose SYN the tester leaves unanswered. Returns the socket, the SYN and the pending
+    connect call."""
     sock = dut.socket("tcp")
+    knows_the_tester(tb)
     connecting = dut.start("connect", sock=sock, addr=tb.ip, port=PORT)
     with step(HANDSHAKE, "connect() sends a SYN"):
         syn = tb.expect(IP(src=dut.ip, dst=tb.ip) / TCP(dport=PORT, flags="S"),
@@ -331,9 +334,10 @@ def nothing_opened(dut: Dut, tb: Testbench, accepting: PendingCall, sport: int,
         flow.send("A", why="ACK completing the control handshake")
         accepted = accepting.result(timeout=ANSWER_S)
         assert not isinstance(accepted, Errno), f"accept failed: {accepted}"
-    tb.observe("accepted_peer", list(accepted[1]))
-    assert tuple(accepted[1]) == (tb.ip, sport), (
-        f"accept() handed over a connection from {accepted[1]}, not the control's")
+    local = dut.getsockname(accepted[0])
+    tb.observe("accepted", {"peer": list(accepted[1]), "local": str(local)})
+    assert tuple(accepted[1]) == (tb.ip, sport) and tuple(local) == (dut.ip, LISTENER_PORT), (
+        f"accept() handed over a connection from {accepted[1]} to {local}, not the control's")
 
 
 SYN_DESTINATIONS = [

@@ -10,11 +10,12 @@ the DUT's window while the DUT's application does not read.
 import itertools
 import time
 
+import pytest
 from scapy.layers.inet import TCP
 from scapy.layers.l2 import Ether
 
 from conformance.case import requirement
-from conformance.targets.dut import Dut
+from conformance.targets.dut import Dut, Errno
 from conformance.testbench.bench import ANSWER_S, ExpectationFailed, Received, Testbench
 from conformance.testbench.tcp_data import (
     Connection,
@@ -181,9 +182,10 @@ def shrunk_window(dut: Dut, tb: Testbench,
     flight = [next_data(flow, within=ANSWER_S, why=f"segment {n + 1} of 4") for n in range(4)]
     flow.rcv_nxt = 1 + MSS
     flow.send("A", why="ACK of segment 1, window shrunk to end at segment 2", window=MSS)
+    # What a small send buffer has room for (EAGAIN: nothing more).
     more = dut.send(connection.sock, DATA[4 * MSS:], ["MSG_DONTWAIT"])
-    assert isinstance(more, int) and more > 0, f"a write after the shrink: {more}"
-    return connection, flight, DATA[: 4 * MSS + more]
+    assert isinstance(more, int) or more == Errno("EAGAIN"), f"a write after the shrink: {more}"
+    return connection, flight, DATA[: 4 * MSS + (more if isinstance(more, int) else 0)]
 
 
 @requirement("RFC9293-3.8.6b", "RFC1122-4.2.2.16b")
@@ -213,7 +215,10 @@ def test_no_new_data_beyond_a_shrunk_window(dut: Dut, tb: Testbench) -> None:
     """While the window is shrunk, the DUT sends no new data: no segment, up to a barrier
     after 1 s (a retransmission timeout included), carries octets beyond the old
     SND.NXT. Retransmissions of data already sent are allowed (RFC 9293 3.8.6: MAY)."""
-    connection, flight, _ = shrunk_window(dut, tb, 43506)
+    connection, flight, written = shrunk_window(dut, tb, 43506)
+    if len(written) == 4 * MSS:
+        pytest.skip("the DUT's send buffer took no data beyond the four segments in flight: "
+                    "no new data waits")
     flow = connection.flow
     start = len(tb.capture.frames)
     snd_nxt = max(flow.relative_seq(segment) + len(payload(segment)) for segment in flight)
