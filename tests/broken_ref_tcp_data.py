@@ -371,23 +371,33 @@ def sends_into_the_old_window_after_a_shrink(host: Host) -> None:
 
 
 def rewinds_into_the_old_window_after_a_shrink(host: Host) -> None:
-    """A window that shrinks is not believed, and the sender goes back half a segment
-    past SND.UNA: it sends again from there, in segments that do not start where new data
-    starts, up to the old right edge, new data included (RFC 9293 3.8.6: SHOULD NOT
+    """A window that shrinks is not believed: when new data is written, the sender goes
+    back half a segment past SND.UNA and sends from there up to the old right edge, in
+    segments that do not start where the new data starts (RFC 9293 3.8.6: SHOULD NOT
     send new data beyond the shrunk window)."""
-    original = arrival.ack_arrives
+    original_ack_arrives, original_transmit = arrival.ack_arrives, output.transmit
+    old_edges: dict[int, int] = {}
 
     def ack_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
                     now: Nanoseconds) -> bool:
         edge = seq.add(sock.snd_una, sock.snd_wnd)
-        goes_on = original(layer, sock, segment, now)
+        goes_on = original_ack_arrives(layer, sock, segment, now)
         if sock.state in output.SENDING_STATES and seq.lt(
                 seq.add(sock.snd_una, sock.snd_wnd), edge):
-            sock.snd_wnd = seq.diff(edge, sock.snd_una)
-            sock.snd_nxt = seq.add(sock.snd_una, sock.mss // 2)
+            old_edges[id(sock)] = edge
         return goes_on
 
+    def transmit(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, **kwargs: Any) -> None:
+        edge = old_edges.get(id(sock))
+        if edge is not None and len(sock.send_buffer) > seq.diff(sock.snd_max,
+                                                                  sock.send_start):
+            del old_edges[id(sock)]
+            sock.snd_wnd = seq.diff(edge, sock.snd_una)
+            sock.snd_nxt = seq.add(sock.snd_una, sock.mss // 2)
+        original_transmit(layer, sock, now, **kwargs)
+
     arrival.ack_arrives = ack_arrives
+    output.transmit = transmit
 
 
 # ---- retransmission (RFC 9293 3.8.1-3.8.3, RFC 1122 4.2.3.1, 4.2.3.5) ------------------------
