@@ -298,6 +298,21 @@ def sender_fills_small_windows(host: Host) -> None:
     _wrap_transmit(lambda sock: _temporarily(sock, max_snd_wnd=0))
 
 
+def small_window_never_used(host: Host) -> None:
+    """A window too small for a full segment is waited out: the override timeout never
+    sends into it, so the data waits for a window the peer may never offer (RFC 1122
+    4.2.3.4: MUST send it when the override timeout fires)."""
+    original = timers.persist_timeout
+
+    def persist_timeout(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+        if _usable_window(sock) > 0:
+            sock.persist_at = None
+            return
+        original(layer, sock, now)
+
+    timers.persist_timeout = persist_timeout
+
+
 def _advertise(compute: Callable[[TcpSocket], int]) -> None:
     def advertised_window(sock: TcpSocket) -> int:
         window = max(0, min(compute(sock), MAX_WINDOW))
@@ -355,6 +370,36 @@ def sends_into_the_old_window_after_a_shrink(host: Host) -> None:
     arrival.ack_arrives = ack_arrives
 
 
+def rewinds_into_the_old_window_after_a_shrink(host: Host) -> None:
+    """A window that shrinks is not believed: when new data is written, the sender goes
+    back half a segment past SND.UNA and sends from there up to the old right edge, in
+    segments that do not start where the new data starts (RFC 9293 3.8.6: SHOULD NOT
+    send new data beyond the shrunk window)."""
+    original_ack_arrives, original_transmit = arrival.ack_arrives, output.transmit
+    old_edges: dict[int, int] = {}
+
+    def ack_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+                    now: Nanoseconds) -> bool:
+        edge = seq.add(sock.snd_una, sock.snd_wnd)
+        goes_on = original_ack_arrives(layer, sock, segment, now)
+        if sock.state in output.SENDING_STATES and seq.lt(
+                seq.add(sock.snd_una, sock.snd_wnd), edge):
+            old_edges[id(sock)] = edge
+        return goes_on
+
+    def transmit(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, **kwargs: Any) -> None:
+        edge = old_edges.get(id(sock))
+        if edge is not None and len(sock.send_buffer) > seq.diff(sock.snd_max,
+                                                                  sock.send_start):
+            del old_edges[id(sock)]
+            sock.snd_wnd = seq.diff(edge, sock.snd_una)
+            sock.snd_nxt = seq.add(sock.snd_una, sock.mss // 2)
+        original_transmit(layer, sock, now, **kwargs)
+
+    arrival.ack_arrives = ack_arrives
+    output.transmit = transmit
+
+
 # ---- retransmission (RFC 9293 3.8.1-3.8.3, RFC 1122 4.2.3.1, 4.2.3.5) ------------------------
 
 
@@ -384,6 +429,21 @@ def data_retransmitted_at_a_fixed_interval(host: Host) -> None:
     """Unacknowledged data is sent again every RTO without backing off (RFC 1122 4.2.3.1,
     RFC 6298 5.5: MUST use exponential backoff)."""
     _retransmit_without_backoff(syn=False)
+
+
+def slow_start_grows_twice_as_fast(host: Host) -> None:
+    """In slow start every ACK grows cwnd by twice what RFC 5681 3.1 with RFC 3465 allows:
+    2 x min(N, 2 SMSS) (RFC 9293 3.8.2: MUST implement slow start)."""
+    original = congestion.CongestionControl.on_new_ack
+
+    def on_new_ack(self: congestion.CongestionControl, acked: int, snd_una: int) -> bool:
+        slow_start = not self.in_recovery and self.cwnd < self.ssthresh
+        retransmit = original(self, acked, snd_una)
+        if slow_start:
+            self.cwnd += min(acked, congestion.ABC_LIMIT_SEGMENTS * self.mss)
+        return retransmit
+
+    congestion.CongestionControl.on_new_ack = on_new_ack  # type: ignore[method-assign]
 
 
 def fast_retransmit_after_ten_duplicates(host: Host) -> None:

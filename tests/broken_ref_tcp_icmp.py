@@ -16,12 +16,14 @@ from typing import Any
 
 from stack.host import Host
 from stack.icmp import ReceivedError
-from stack.tcp.connection import TcpSocket
+from stack.tcp import arrival, listener, output, seq
+from stack.tcp.connection import Endpoint, TcpSocket
 from stack.tcp.layer import TcpLayer, error_is_hard
 from stack.tcp.state import Event, State
 from stack.timing import Nanoseconds
 from stack.wire.icmp import IcmpType
 from stack.wire.ipv4 import IpProtocol, Ipv4Packet
+from stack.wire.tcp import TcpFlags, TcpSegment
 
 TCP = IpProtocol.TCP
 
@@ -229,11 +231,11 @@ ALL_HOSTS = IPv4Address("224.0.0.1")
 ALL_HOSTS_MAC = bytes.fromhex("01005e000001")
 
 
-def syn_to_broadcast_or_multicast_accepted(host: Host) -> None:
-    """TCP does not look at the destination address: a SYN to a broadcast or multicast
-    address is answered with a SYN-ACK (RFC 1122 4.2.3.10: MUST silently discard). The host
-    is also made a member of the all-hosts group 224.0.0.1 (RFC 1112 7.2), as every
-    multicast host is: without that the SYN never reaches TCP."""
+def _broadcast_syns_reach_tcp(host: Host) -> None:
+    """TCP does not look at the destination address: segments to a broadcast or multicast
+    address reach it as if unicast. The host is also made a member of the all-hosts group
+    224.0.0.1 (RFC 1112 7.2), as every multicast host is: without that the SYN never
+    reaches TCP."""
     original_receive, original_is_broadcast = host.receive, host.is_broadcast
 
     def receive(raw: bytes, now: Nanoseconds) -> None:
@@ -259,13 +261,62 @@ def syn_to_broadcast_or_multicast_accepted(host: Host) -> None:
     layer.receive = tcp_receive  # type: ignore[method-assign]
 
 
+def _syn_opens_at_once_and_silently(
+        host: Host, applies: Callable[[IPv4Address, IPv4Address], bool]) -> None:
+    """A SYN to a listener for which ``applies(local address, remote address)`` opens a
+    connection at once, with nothing sent: the SYN-ACK is never emitted and the child goes
+    to the accept queue as if the handshake's ACK had come (a stack that skips the
+    handshake for such peers)."""
+    original = listener.listen_arrives
+
+    def listen_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+                       local: Endpoint, remote: Endpoint, now: Nanoseconds, *,
+                       isn: int | None = None) -> None:
+        if not (TcpFlags.SYN in segment.flags and applies(local[0], remote[0])):
+            original(layer, sock, segment, local, remote, now, isn=isn)
+            return
+        emit, output.emit = output.emit, lambda *args, **kwargs: None
+        try:
+            original(layer, sock, segment, local, remote, now, isn=isn)
+        finally:
+            output.emit = emit
+        children = [child for child in sock.listener.syn_queue if child.peer == remote
+                    ] if sock.listener is not None else []
+        for child in children:
+            ack = dataclasses.replace(segment, flags=TcpFlags.ACK, seq=child.rcv_nxt,
+                                      ack=seq.add(child.iss, 1), payload=b"", checksum=None)
+            arrival.segment_arrives(layer, child, ack, now)
+
+    listener.listen_arrives = listen_arrives
+
+
+def syn_to_broadcast_or_multicast_accepted(host: Host) -> None:
+    """A SYN to a broadcast or multicast address is answered with a SYN-ACK (RFC 1122
+    4.2.3.10: MUST silently discard)."""
+    _broadcast_syns_reach_tcp(host)
+
+
+def syn_to_broadcast_or_multicast_opens_silently(host: Host) -> None:
+    """A SYN to a broadcast or multicast address opens a connection without a word on the
+    wire (RFC 1122 4.2.3.10: MUST silently discard): accept() hands it over."""
+    _broadcast_syns_reach_tcp(host)
+
+    def applies(local: IPv4Address, remote: IPv4Address) -> bool:
+        return local != host.address
+
+    _syn_opens_at_once_and_silently(host, applies)
+
+
 def syn_from_invalid_source_accepted(host: Host) -> None:
     """A SYN from a broadcast, multicast, loopback or zero source address is answered like
     any other (RFC 1122 4.2.3.10: MUST ignore it; the IP layer's RFC 1122 3.2.1.3 filter
     is what the reference stack relies on, so it is off for TCP here)."""
+    _with_default_route(host)
+    _bad_source_filter_off_for_tcp(host)
+
+def _bad_source_filter_off_for_tcp(host: Host) -> None:
     import stack.host as host_module
 
-    _with_default_route(host)
     original = host._receive_ipv4
     real_filter = vars(host_module)["bad_source_reason"]
 
@@ -278,3 +329,16 @@ def syn_from_invalid_source_accepted(host: Host) -> None:
             host_module.bad_source_reason = real_filter  # type: ignore[attr-defined]
 
     host._receive_ipv4 = receive_ipv4  # type: ignore[method-assign]
+
+
+def syn_from_invalid_source_opens_silently(host: Host) -> None:
+    """A SYN from a broadcast, multicast, loopback or zero source opens a connection (RFC
+    1122 4.2.3.10: MUST ignore it) that accept() hands over; with no default route, the
+    stack has nowhere to send its SYN-ACK, so nothing shows on the wire."""
+    _bad_source_filter_off_for_tcp(host)
+
+    def applies(local: IPv4Address, remote: IPv4Address) -> bool:
+        return (remote.is_multicast or remote.is_loopback or remote.is_unspecified
+                or remote == IPv4Address("255.255.255.255"))
+
+    _syn_opens_at_once_and_silently(host, applies)

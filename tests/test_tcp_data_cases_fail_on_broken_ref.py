@@ -109,6 +109,20 @@ OBSERVED_CASES = {
     "test_tcp_segments_carry_df": Observed("tcp_segments_without_df", "data_df", False),
 }
 
+# Second breakers, for what the cases check since the tester became a fair judge (issue
+# "Fair judgement"): each broken stack passed the case as it was before and must not now.
+SHARPENED_MUST_CASES = {
+    "test_first_flight_is_within_the_initial_window": "slow_start_grows_twice_as_fast",
+    "test_sender_does_not_fill_a_small_window_opening_at_once": "small_window_never_used",
+    **{f"test_syn_to_broadcast_or_multicast_is_discarded[{address}]":
+       "syn_to_broadcast_or_multicast_opens_silently" for address in DESTINATIONS},
+    **{f"test_syn_from_an_invalid_source_is_ignored[{source}]":
+       "syn_from_invalid_source_opens_silently" for source in INVALID_SOURCES},
+}
+SHARPENED_SHOULD_CASES = {
+    "test_no_new_data_beyond_a_shrunk_window": "rewinds_into_the_old_window_after_a_shrink",
+}
+
 SLOW_CASES = frozenset({"test_r2_is_at_least_100_seconds",
                         "test_syn_retransmissions_last_at_least_3_minutes"})
 
@@ -116,6 +130,8 @@ BREAKAGES = Breakages(
     patch_files=[REPOSITORY / "tests" / name for name in ("broken_ref_tcp_data.py",
                                                          "broken_ref_tcp_icmp.py")],
     must=MUST_CASES, should=SHOULD_CASES, observed=OBSERVED_CASES, slow=SLOW_CASES)
+SHARPENED = Breakages(patch_files=BREAKAGES.patch_files, must=SHARPENED_MUST_CASES,
+                      should=SHARPENED_SHOULD_CASES, observed={})
 
 @pytest.mark.parametrize("breaker", BREAKAGES.runs)
 def test_cases_fail_on_a_stack_broken_in_what_they_check(tmp_path: Path, breaker: str) -> None:
@@ -123,11 +139,18 @@ def test_cases_fail_on_a_stack_broken_in_what_they_check(tmp_path: Path, breaker
     assert not wrong, wrong
 
 
+@pytest.mark.parametrize("breaker", SHARPENED.runs)
+def test_sharpened_cases_fail_on_their_second_breaker(tmp_path: Path, breaker: str) -> None:
+    wrong = SHARPENED.wrong_verdicts(tmp_path, breaker)
+    assert not wrong, wrong
+
+
 def test_every_case_of_the_six_modules_has_a_breaker() -> None:
     names = listed_cases(*MODULES)
     assert names - set(BREAKAGES.breaker) == set(), "cases without a breaker"
     assert set(BREAKAGES.breaker) - names == set(), "breakers for cases that do not exist"
+    assert set(SHARPENED.breaker) - names == set(), "second breakers for cases that do not exist"
 
 
 def test_every_patch_is_used() -> None:
-    assert BREAKAGES.unused_patches() == set()
+    assert BREAKAGES.unused_patches() - set(SHARPENED.runs) == set()

@@ -297,10 +297,10 @@ class Testbench:
     def pass_barrier(self, barrier: Barrier, why: str) -> WireFrame:
         """Send the barrier's probe and wait for the DUT's answer; its frame bounds what
         the negative check judges. No answer is a failure: silence proves nothing."""
+        start = len(self.capture.frames)  # before the probe: its answer may come at once
         self.send(barrier.probe, f"barrier: {barrier.description}, the DUT must answer "
                                  f"(ends the check: {why})")
         deadline = time.monotonic_ns() + int(BARRIER_S * 1e9)
-        start = len(self.capture.frames)
         found: list[int] = []
 
         def look() -> bool:

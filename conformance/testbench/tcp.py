@@ -3,18 +3,28 @@
 `seq` and `ack` arguments are relative: 0 is the ISN, so the first data byte after the
 SYN is 1, as packetdrill and Wireshark count them. The flow tracks `snd_nxt` (tester) and
 `rcv_nxt` (what the tester has seen of the DUT) as relative numbers too.
+
+The tester is a sender that obeys the DUT: the flow reads every segment the DUT sends on
+the connection (claimed by an expectation or not) for the MSS of its SYN or SYN-ACK, the
+highest acknowledgement and the window it advertises, and `send_data` segments by that
+MSS and waits for that window. The tester offers no window scaling, so the DUT's window
+field is its window, unscaled.
 """
 
+import time
 from dataclasses import dataclass, field
 
 from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
 from conformance.errors import HarnessError
 from conformance.lab.addressing import Host
-from conformance.testbench.bench import Received, Testbench
+from conformance.testbench.bench import ANSWER_S, ExpectationFailed, Received, Testbench
 
 MOD = 1 << 32
+# RFC 9293 3.7.1 (MUST-15): without an MSS option in its SYN, a peer's MSS is 536.
+DEFAULT_MSS = 536
 
 
 @dataclass
@@ -31,6 +41,14 @@ class TcpFlow:
     snd_nxt: int = 0  # relative to our ISN
     rcv_nxt: int = 0  # relative to the DUT's ISN
     received: list[Received] = field(default_factory=list)
+    # What the DUT told the tester, read off the wire by `track`:
+    dut_mss: int = DEFAULT_MSS  # the MSS option of its SYN or SYN-ACK
+    snd_una: int = 0  # the highest acknowledgement, relative to our ISN
+    snd_wnd: int = 0  # its window, from the latest segment allowed to set it
+    max_snd_wnd: int = 0  # the largest window it offered
+    _wl1: int = 0  # SND.WL1 and SND.WL2 (RFC 9293 3.10.7.4), relative
+    _wl2: int = 0
+    _tracked: int = 0  # frames of the capture read by `track`
 
     def __post_init__(self) -> None:
         self.source_ip = self.source_ip or self.source.ip
@@ -83,6 +101,79 @@ class TcpFlow:
             self.snd_nxt += len(data) + ("S" in flags) + ("F" in flags)
         return packet
 
+    def send_data(self, data: bytes, *, why: str, within: float = ANSWER_S,
+                  push: bool = True) -> None:
+        """Send `data` as a conformant sender: in segments of at most the DUT's MSS, each
+        only once the window the DUT advertised has room for it (waiting up to `within`
+        for each opening, for the DUT's ACKs or window updates). The last carries PSH
+        unless `push` is False. A window that stays closed fails the case: the DUT did not
+        take data its application was to read."""
+        offset = 0
+        while offset < len(data):
+            wanted = min(self.dut_mss, len(data) - offset)
+            size = self.wait_for_window(wanted, within=within,
+                                        why=f"{why}: octets {offset + 1}-{offset + wanted}")
+            chunk = data[offset:offset + size]
+            last = offset + size == len(data)
+            self.send("PA" if last and push else "A", chunk,
+                      why=f"{why}: octets {offset + 1}-{offset + size} of {len(data)}")
+            offset += size
+
+    def wait_for_window(self, wanted: int, *, within: float, why: str) -> int:
+        """How many octets (up to `wanted`) the tester may send now, waiting up to `within`
+        for the DUT's window to allow them. The sender's side of silly window avoidance
+        (RFC 9293 3.8.6.2.1): the whole of `wanted`, or at least half the largest window
+        the DUT offered."""
+        deadline = time.monotonic_ns() + int(within * 1e9)
+
+        def sendable() -> int:
+            self.track()
+            usable = self.usable_window()
+            if usable >= wanted:
+                return wanted
+            return usable if usable > 0 and usable >= self.max_snd_wnd // 2 else 0
+
+        if not self.tb.capture.wait(lambda: sendable() > 0, deadline):
+            raise ExpectationFailed(
+                f"the DUT's window stayed too small for {wanted} octets for {within}s ({why}): "
+                f"it acknowledged {self.snd_una}, window {self.snd_wnd}, the tester has sent "
+                f"up to {self.snd_nxt}")
+        return sendable()
+
+    def usable_window(self) -> int:
+        """Octets the DUT's window still has room for: SND.UNA + SND.WND - SND.NXT."""
+        return self.snd_una + self.snd_wnd - self.snd_nxt
+
+    def track(self) -> None:
+        """Read the DUT's segments of this connection that arrived since the last call:
+        the MSS of its SYN or SYN-ACK, and its acknowledgement and window, updated as RFC
+        9293 3.10.7.4 has a sender do (SND.WL1, SND.WL2)."""
+        frames = self.tb.capture.frames
+        while self._tracked < len(frames):
+            frame = frames[self._tracked]
+            self._tracked += 1
+            if frame.sender != "dut":
+                continue
+            packet = Ether(frame.data)
+            if TCP not in packet or IP not in packet or packet[IP].dst != self.source_ip:
+                continue
+            tcp = packet[TCP]
+            if (tcp.sport, tcp.dport) != (self.dport, self.sport) or tcp.flags.R:
+                continue
+            if tcp.flags.S:
+                mss = dict(tcp.options).get("MSS")
+                self.dut_mss = int(mss) if isinstance(mss, int) and mss > 0 else DEFAULT_MSS
+            if not tcp.flags.A or self.dut_isn is None:
+                continue
+            seg_seq = int(tcp.seq - self.dut_isn) % MOD
+            seg_ack = int(tcp.ack - self.isn) % MOD
+            if not self.snd_una <= seg_ack <= self.snd_nxt:
+                continue
+            self.snd_una = seg_ack
+            if self._wl1 < seg_seq or (self._wl1 == seg_seq and self._wl2 <= seg_ack):
+                self.snd_wnd, self._wl1, self._wl2 = int(tcp.window), seg_seq, seg_ack
+                self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
+
     def connect(self, *, within: float = 1.0) -> Received:
         """Three-way handshake, tester as active opener. Returns the SYN-ACK."""
         self.send("S", options=[("MSS", self.mss)], why=f"SYN from port {self.sport}")
@@ -130,6 +221,7 @@ class TcpFlow:
             if start <= self.rcv_nxt < end:
                 self.rcv_nxt = end
         self.received.append(received)
+        self.track()
         return received
 
     def expect_none(self, flags: str | None = None, *, why: str, within: float = 0.0) -> None:

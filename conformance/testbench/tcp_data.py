@@ -2,9 +2,11 @@
 
 Two ways to a connection: the tester opens it (`open_to_dut`: the DUT listens and
 accepts) or the DUT opens it (`open_from_dut`: the tester answers the DUT's SYN). Either
-way the case gets a `TcpFlow` with relative sequence numbers and the DUT's socket handle.
+way the case gets a `TcpFlow` with relative sequence numbers and the DUT's socket handle;
+the flow learns the DUT's MSS and window from its SYN or SYN-ACK and every later segment.
 """
 
+import base64
 import time
 from dataclasses import dataclass
 
@@ -13,7 +15,7 @@ from scapy.layers.inet import IP, TCP
 from conformance.lab.addressing import Host
 from conformance.targets.dut import Dut, Errno
 from conformance.testbench.bench import ANSWER_S, ExpectationFailed, Received, Testbench, step
-from conformance.testbench.tcp import TcpFlow
+from conformance.testbench.tcp import DEFAULT_MSS, TcpFlow
 from conformance.testbench.tcp_states import HANDSHAKE
 
 
@@ -38,7 +40,7 @@ def open_to_dut(
     dut.listen(listener, 4)
     accepting = dut.start("accept", sock=listener)
     flow = TcpFlow(tb, source or tb.host, sport=sport, dport=port, window=window,
-                   mss=mss or 536)
+                   mss=mss or DEFAULT_MSS)
     options: list[tuple[str, object]] = [("MSS", mss)] if mss is not None else []
     with step(HANDSHAKE, "the tester opens a connection to the DUT"):
         flow.send("S", options=options, why=f"SYN from port {sport}"
@@ -69,6 +71,13 @@ def open_from_dut(
         result = connecting.result(timeout=ANSWER_S)
         assert result is None, f"connect failed: {result}"
     return Connection(flow, sock, syn)
+
+
+def knows_the_tester(tb: Testbench) -> None:
+    """The DUT answers an echo request from the tester, so it has the tester's link
+    address before a case times what it sends: the ARP exchange is not inside the first
+    interval measured (a SYN's first retransmission, an ICMP error beating the RTO)."""
+    tb.pass_barrier(tb.echo_barrier(), "the DUT resolves the tester's address first")
 
 
 def payload(received: Received) -> bytes:
@@ -105,6 +114,34 @@ def receive_stream(flow: TcpFlow, length: int, *, within: float, ack: bool = Tru
         if ack:
             flow.send("A", why=f"ACK of the DUT's data up to {flow.rcv_nxt}", window=window)
     return segments
+
+
+def dut_writes(dut: Dut, connection: Connection, data: bytes, *,
+               within: float = ANSWER_S) -> list[Received]:
+    """The DUT's application writes `data` while the tester receives and acknowledges it
+    all (a blocking send returns once the send buffer took the last octet, which a small
+    buffer does only as the tester acknowledges). Returns the data segments."""
+    sending = dut.start("send", sock=connection.sock, data=base64.b64encode(data).decode(),
+                         flags=[])
+    segments = receive_stream(connection.flow, len(data), within=within)
+    sent = sending.result(timeout=within)
+    assert sent == len(data), f"send of {len(data)} octets returned {sent}"
+    return segments
+
+
+def dut_reads(dut: Dut, connection: Connection, data: bytes, *, why: str,
+              within: float = ANSWER_S) -> None:
+    """The tester sends `data` as a conformant sender (the DUT's MSS and window) while the
+    DUT's application reads it (MSG_WAITALL, so the window reopens as it reads); the DUT
+    acknowledges all of it and the application gets it intact."""
+    flow = connection.flow
+    reading = dut.start("recv", sock=connection.sock, size=len(data), flags=["MSG_WAITALL"])
+    flow.send_data(data, why=why, within=within)
+    flow.expect("A", ack=flow.snd_nxt, within=within, why=f"the ACK of all of it ({why})")
+    received = reading.result(timeout=within)
+    assert received == data, (
+        f"the application read {len(received) if isinstance(received, bytes) else received}"
+        f" octets{' damaged' if isinstance(received, bytes) else ''} of {len(data)} ({why})")
 
 
 def data_of(segments: list[Received], flow: TcpFlow) -> bytes:

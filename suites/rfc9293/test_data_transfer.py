@@ -4,20 +4,24 @@ data, and what the application sets on its segments (TTL, Differentiated Service
 """
 
 from scapy.layers.inet import IP, TCP, IPOption
+from scapy.layers.l2 import Ether
 
 from conformance.case import requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
-from conformance.testbench.bench import Received, Testbench
+from conformance.testbench.bench import ANSWER_S, Received, Testbench, step
 from conformance.testbench.tcp import TcpFlow
 from conformance.testbench.tcp_data import (
     Connection,
     data_of,
+    dut_reads,
+    dut_writes,
     next_data,
     open_from_dut,
     open_to_dut,
     payload,
-    receive_stream,
 )
+from conformance.testbench.tcp_states import HANDSHAKE
+from conformance.testbench.templates import matches
 
 pytestmark = tcp_segment_choices
 
@@ -25,29 +29,16 @@ PORT = 5160
 DATA = bytes(range(256)) * 20  # 5120 octets
 
 
-def dut_writes(dut: Dut, connection: Connection, data: bytes) -> list[Received]:
-    """The DUT's application writes `data`; the tester receives and acknowledges it all."""
-    assert dut.send(connection.sock, data) == len(data)
-    return receive_stream(connection.flow, len(data), within=1.0)
-
-
 @requirement("RFC9293-3.10.7.4a", "RFC9293-3.9.1.2b", "RFC9293-3.9.1.2c")
 def test_data_flows_both_ways(dut: Dut, tb: Testbench) -> None:
-    """Data from the tester is acknowledged and handed to the application; a write of the
-    application is sent at once (not held for a push), acknowledged, and its last
-    segment carries PSH."""
+    """Data from the tester (3000 octets, in segments of the DUT's MSS that fit the window
+    it advertises) is acknowledged and handed to the application; a write of the
+    application is sent at once (not held for a push), acknowledged, and its last segment
+    carries PSH."""
     connection = open_to_dut(dut, tb, PORT, sport=43600, mss=1000)
     flow = connection.flow
-    for n in range(3):
-        flow.send("A" if n < 2 else "PA", DATA[n * 1000:(n + 1) * 1000],
-                  why=f"tester data, segment {n + 1} of 3")
-    flow.expect("A", ack=flow.snd_nxt, within=1.0, why="ACK of all the tester's data")
-    received = b""
-    while len(received) < 3000:
-        chunk = dut.recv(connection.sock, 3000 - len(received), [])
-        assert isinstance(chunk, bytes) and chunk, f"recv returned {chunk}"
-        received += chunk
-    assert received == DATA[:3000], "the tester's data reached the application damaged"
+    tb.observe("dut_mss", flow.dut_mss)
+    dut_reads(dut, connection, DATA[:3000], why="the tester's data")
     segments = dut_writes(dut, connection, DATA[:2500])
     assert data_of(segments, flow)[:2500] == DATA[:2500], "the DUT's data arrived damaged"
     # RFC 9293 3.9.1, RFC 1122 4.2.2.2: PSH before the last segment is the sender's choice.
@@ -58,22 +49,34 @@ def test_data_flows_both_ways(dut: Dut, tb: Testbench) -> None:
 
 def two_segments_reversed(dut: Dut, tb: Testbench, sport: int) -> tuple[Connection, list[int]]:
     """The tester sends octets 101-200 before 1-100. Returns the connection and the
-    relative ACK numbers of every DUT segment until one acknowledges 201 (or 1 s)."""
+    relative ACK numbers of every DUT segment after the gap was filled, up to the one
+    acknowledging 201 (or, when none does, up to a barrier)."""
     connection = open_to_dut(dut, tb, PORT, sport=sport)
     flow = connection.flow
     flow.send("PA", DATA[100:200], seq=101, why="octets 101-200 first: out of order")
-    duplicate = flow.tb.expect_or_none(flow.template("A"), within=0.3,
-                                       why="an ACK of the out-of-order segment, if any")
-    acks = [flow.relative_ack(duplicate)] if duplicate is not None else []
-    tb.observe("ack_for_out_of_order", acks[0] if acks else "none")
+    # RFC 5681 4.2: an out-of-order segment SHOULD draw an immediate duplicate ACK.
+    duplicate = tb.expect_or_none(flow.template("A"),
+                                  why="an ACK of the out-of-order segment, if any")
+    tb.observe("ack_for_out_of_order", "none" if duplicate is None
+               else flow.relative_ack(duplicate))
     flow.send("A", DATA[:100], why="octets 1-100: the gap filled")
     flow.snd_nxt = 201
-    while 201 not in acks:
-        answer = flow.tb.expect_or_none(flow.template("A"), within=1.0, why="ACKs after the gap")
-        if answer is None:
-            break
-        acks.append(flow.relative_ack(answer))
+    filled = tb.capture.frames[-1].number
+    cumulative = tb.expect_or_none(flow.template("A", ack=201), within=ANSWER_S,
+                                   why="the ACK of 201 after the gap was filled")
+    end = cumulative.frame.number if cumulative is not None else len(tb.capture.frames)
+    acks = [flow.relative_ack(segment) for segment in segments_of(flow, filled, end)]
     return connection, acks
+
+
+def segments_of(flow: TcpFlow, after: int, through: int) -> list[Received]:
+    """The DUT's segments of the flow among frames `after`+1 to `through` (numbers)."""
+    found = []
+    for frame in flow.tb.capture.frames[after:through]:
+        packet = Ether(frame.data)
+        if frame.sender == "dut" and matches(flow.template(), packet):
+            found.append(Received(frame, packet))
+    return found
 
 
 @requirement("RFC9293-3.10.7.4f", "RFC9293-3.10.7.4g")
@@ -158,9 +161,11 @@ def test_ecn_setup_syn_is_answered_with_ece(dut: Dut, tb: Testbench) -> None:
     dut.listen(listener, 4)
     flow = TcpFlow(tb, tb.host, sport=43607, dport=PORT)
     flow.send("SEC", options=[("MSS", 1460)], why="SYN with ECE and CWR: ECN setup")
-    synack = flow.expect(ack=flow.snd_nxt, within=1.0, why="the SYN-ACK, with or without ECE")
-    tb.observe("synack_flags", str(synack[TCP].flags))
-    assert synack[TCP].flags.S, f"answered with {synack[TCP].flags}, not a SYN-ACK"
+    with step(HANDSHAKE, "a listener answers an ECN-setup SYN"):
+        synack = flow.expect(ack=flow.snd_nxt, within=ANSWER_S,
+                             why="the SYN-ACK, with or without ECE")
+        tb.observe("synack_flags", str(synack[TCP].flags))
+        assert synack[TCP].flags.S, f"answered with {synack[TCP].flags}, not a SYN-ACK"
     assert synack[TCP].flags.E, "the SYN-ACK does not agree to ECN"
 
 
@@ -174,7 +179,7 @@ def test_segment_with_an_unknown_ip_option_is_processed(dut: Dut, tb: Testbench)
     segment[IP].options = [IPOption(b"\x1e\x04\x00\x00")]
     tb.send(segment, why="data in a datagram with an unknown IP option (type 30)")
     flow.snd_nxt += len(b"with an IP option")
-    flow.expect("A", ack=flow.snd_nxt, within=1.0, why="the DUT's ACK of it")
+    flow.expect("A", ack=flow.snd_nxt, within=ANSWER_S, why="the DUT's ACK of it")
     assert dut.recv(connection.sock, 100, []) == b"with an IP option"
 
 
@@ -224,8 +229,8 @@ def test_urgent_data_is_signalled_to_the_application(dut: Dut, tb: Testbench) ->
     segment[TCP].urgptr = 3  # RFC 9293 MUST-62: the octet after the urgent data
     tb.send(segment, why="3 octets of urgent data (URG, urgent pointer 3)")
     flow.snd_nxt += 3
-    flow.expect("A", ack=flow.snd_nxt, within=1.0, why="the DUT's ACK of it")
-    events = dut.poll(connection.sock, ["POLLPRI"], timeout_ms=1000)
+    flow.expect("A", ack=flow.snd_nxt, within=ANSWER_S, why="the DUT's ACK of it")
+    events = dut.poll(connection.sock, ["POLLPRI"], timeout_ms=int(ANSWER_S * 1000))
     tb.observe("poll", events)
     tb.observe("recv", repr(dut.recv(connection.sock, 100, ["MSG_DONTWAIT"])))
     assert "POLLPRI" in events, f"poll for POLLPRI: {events}"
@@ -237,7 +242,7 @@ def test_urgent_pointer_points_after_the_urgent_data(dut: Dut, tb: Testbench) ->
     pointer to the octet after it."""
     connection = open_to_dut(dut, tb, PORT, sport=43613)
     assert dut.send(connection.sock, b"xyz", ["MSG_OOB"]) == 3
-    segment = next_data(connection.flow, within=1.0, why="the urgent data")
+    segment = next_data(connection.flow, within=ANSWER_S, why="the urgent data")
     tcp = segment[TCP]
     tb.observe("flags", str(tcp.flags))
     tb.observe("urgent_pointer", tcp.urgptr)

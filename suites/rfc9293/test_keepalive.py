@@ -9,7 +9,7 @@ from scapy.layers.inet import TCP
 
 from conformance.case import requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
-from conformance.testbench.bench import Received, Testbench
+from conformance.testbench.bench import ANSWER_S, Received, Testbench
 from conformance.testbench.tcp_data import Connection, open_to_dut, payload
 
 pytestmark = tcp_segment_choices
@@ -49,7 +49,7 @@ def keepalive_connection(dut: Dut, tb: Testbench, sport: int) -> tuple[Connectio
         dut.setsockopt(connection.sock, name, value)
     flow = connection.flow
     flow.send("PA", b"last words", why="data, then the connection goes idle")
-    last = flow.expect("A", ack=flow.snd_nxt, within=1.0, why="the DUT's ACK of it")
+    last = flow.expect("A", ack=flow.snd_nxt, within=ANSWER_S, why="the DUT's ACK of it")
     assert dut.recv(connection.sock, 100, []) == b"last words"
     return connection, last
 

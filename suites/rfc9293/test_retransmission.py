@@ -13,15 +13,17 @@ from scapy.layers.inet import IP, TCP
 
 from conformance.case import Errno, requirement, slow, tcp_segment_choices
 from conformance.targets.dut import Dut, PendingCall
-from conformance.testbench.bench import Received, Testbench
+from conformance.testbench.bench import ANSWER_S, Received, Testbench, step
 from conformance.testbench.tcp import TcpFlow
 from conformance.testbench.tcp_data import (
     Connection,
+    knows_the_tester,
     next_data,
     next_data_or_none,
     open_to_dut,
     payload,
 )
+from conformance.testbench.tcp_states import HANDSHAKE
 
 pytestmark = tcp_segment_choices
 
@@ -32,9 +34,11 @@ SILENT_PORT = 5121  # the tester never answers SYNs to it
 def unanswered_syns(dut: Dut, tb: Testbench, count: int) -> tuple[list[Received], PendingCall]:
     """A connect() whose SYN the tester ignores: the first SYN and `count` retransmissions."""
     sock = dut.socket("tcp")
+    knows_the_tester(tb)
     connecting = dut.start("connect", sock=sock, addr=tb.ip, port=SILENT_PORT)
     template = IP(src=dut.ip, dst=tb.ip) / TCP(dport=SILENT_PORT, flags="S")
-    syns = [tb.expect(template, within=1.0, why="the DUT's SYN")]
+    with step(HANDSHAKE, "connect() sends a SYN"):
+        syns = [tb.expect(template, within=ANSWER_S, why="the DUT's SYN")]
     for attempt in range(1, count + 1):
         syns.append(tb.expect(template, within=4.0 * 2 ** attempt,
                               why=f"SYN retransmission {attempt}"))
@@ -75,7 +79,7 @@ def unacknowledged_data(dut: Dut, tb: Testbench, sport: int, size: int = 100,
                         mss: int = 1460) -> tuple[Connection, Received]:
     connection = open_to_dut(dut, tb, PORT, sport=sport, mss=mss)
     assert dut.send(connection.sock, DATA[:size]) == size
-    first = next_data(connection.flow, within=1.0, why="the data the tester will not ACK")
+    first = next_data(connection.flow, within=ANSWER_S, why="the data the tester will not ACK")
     return connection, first
 
 
@@ -100,16 +104,24 @@ def test_unacknowledged_data_is_retransmitted_with_backoff(dut: Dut, tb: Testben
         assert later >= 1.5 * earlier, f"no exponential backoff: intervals {gaps} s"
 
 
+# RFC 3465 2.2: in slow start one ACK grows cwnd by at most L = 2 * SMSS (RFC 5681 3.1:
+# by at most SMSS, min(N, SMSS) recommended); the bound takes the larger.
+ABC_LIMIT_SEGMENTS = 2
+
+
 @requirement("RFC9293-3.8.2e", "RFC9293-3.8.2a")
 def test_first_flight_is_within_the_initial_window(dut: Dut, tb: Testbench) -> None:
-    """With up to 30 segments' worth of data and a 65535-octet window, the DUT sends at most
-    the initial window (RFC 6928: min(10 MSS, max(2 MSS, 14600))) before an ACK comes;
-    after one ACK of it all, the next flight is at most twice as large (slow start)."""
+    """With up to 50 segments' worth of data and a 65535-octet window, the DUT sends at most
+    the initial window (RFC 6928: min(10 MSS, max(2 MSS, 14600))) before an ACK comes.
+    The tester then acknowledges it as a receiver does, an ACK for every second segment
+    (RFC 5681 4.2), back to back; the next flight is not empty, and no larger than slow
+    start allows: the first flight plus, for each ACK, min(octets it acknowledged,
+    2 SMSS) (RFC 5681 3.1, RFC 3465 with L = 2 SMSS)."""
     mss = 1000
     connection = open_to_dut(dut, tb, PORT, sport=43201, mss=mss)
     flow = connection.flow
     # As much as the send buffer takes at once: more than the initial window, for sure.
-    accepted = dut.send(connection.sock, DATA * 3, ["MSG_DONTWAIT"])
+    accepted = dut.send(connection.sock, DATA * 5, ["MSG_DONTWAIT"])
     tb.observe("octets_accepted", accepted)
     initial_window = min(10 * mss, max(2 * mss, 14600))
     assert isinstance(accepted, int) and accepted > initial_window, f"send took {accepted}"
@@ -118,21 +130,32 @@ def test_first_flight_is_within_the_initial_window(dut: Dut, tb: Testbench) -> N
     tb.observe("first_flight_octets", first_flight)
     assert 0 < first_flight <= initial_window, (
         f"{first_flight} octets in the first flight, initial window {initial_window}")
-    flow.rcv_nxt = max(flow.relative_seq(s) + len(payload(s)) for s in flight)
-    flow.send("A", why="one ACK of the whole first flight")
+    growth, acked = 0, flow.relative_seq(flight[0])
+    for n in range(1, len(flight) + 1, 2):
+        last = flight[min(n, len(flight) - 1)]
+        end = flow.relative_seq(last) + len(payload(last))
+        growth += min(end - acked, ABC_LIMIT_SEGMENTS * mss)
+        acked = flow.rcv_nxt = end
+        flow.send("A", why=f"ACK of the first flight up to {end}")
+    bound = first_flight + growth
     second_flight = sum(len(payload(segment)) for segment in flight_until_quiet(flow))
     tb.observe("second_flight_octets", second_flight)
-    assert second_flight <= 2 * first_flight + mss, (
-        f"{second_flight} octets after one ACK of {first_flight}: more than slow start allows")
+    tb.observe("second_flight_bound", bound)
+    assert second_flight > 0, "nothing more was sent after the first flight was acknowledged"
+    assert second_flight <= bound, (
+        f"{second_flight} octets after the ACKs of {first_flight}: more than slow start "
+        f"allows ({bound})")
 
 
 def flight_until_quiet(flow: TcpFlow, quiet: float = 0.15) -> list[Received]:
-    """Data segments until none has come for `quiet` seconds (retransmissions excluded:
-    the RTO is longer than the window, and a segment below the highest seen ends it)."""
+    """Data segments of one flight: the first within ANSWER_S, then each until none has
+    come for `quiet` seconds (retransmissions excluded: the RTO is longer than the window,
+    and a segment below the highest seen ends it)."""
     segments: list[Received] = []
     highest = -1
     while True:
-        segment = next_data_or_none(flow, within=quiet, why="the flight")
+        segment = next_data_or_none(flow, within=quiet if segments else ANSWER_S,
+                                    why="the flight")
         if segment is None:
             return segments
         start = flow.relative_seq(segment)
@@ -150,17 +173,20 @@ def test_third_duplicate_ack_triggers_fast_retransmit(dut: Dut, tb: Testbench) -
     connection = open_to_dut(dut, tb, PORT, sport=43202, mss=mss)
     flow = connection.flow
     assert dut.send(connection.sock, DATA[:5 * mss]) == 5 * mss
-    segments = [next_data(flow, within=1.0, why=f"segment {n + 1} of 5") for n in range(5)]
+    segments = [next_data(flow, within=ANSWER_S, why=f"segment {n + 1} of 5")
+                for n in range(5)]
     lost = segments[0]
     flow.rcv_nxt = flow.relative_seq(lost)  # the first segment "was lost"
     for n in range(3):
         flow.send("A", why=f"duplicate ACK {n + 1} (segment 1 missing)")
     third = tb.capture.frames[-1]
-    again = flow.expect(seq=flow.relative_seq(lost), within=1.0,
+    again = flow.expect(seq=flow.relative_seq(lost), within=ANSWER_S,
                         why="segment 1 again: fast retransmit")
     delay = round(again.time_s - third.time_s, 3)
     tb.observe("fast_retransmit_delay_s", delay)
-    assert delay <= 0.1, f"segment 1 came again {delay} s after the third duplicate ACK"
+    assert delay <= 0.1, (
+        f"segment 1 came again late: {delay} s after the third duplicate ACK, the bound "
+        "is 0.1 s")
 
 
 USER_TIMEOUT_MS = 2000
@@ -170,24 +196,29 @@ USER_TIMEOUT_MS = 2000
              "RFC9293-3.9.1.8a")
 def test_user_timeout_aborts_a_connection_with_etimedout(dut: Dut, tb: Testbench) -> None:
     """With R2 set to 2 s (TCP_USER_TIMEOUT), data never acknowledged ends the connection
-    with ETIMEDOUT, after retransmissions, within 2-8 s of the first transmission."""
+    with ETIMEDOUT, 2-8 s after the write (retransmissions on the way are recorded)."""
     connection = open_to_dut(dut, tb, PORT, sport=43203)
     dut.setsockopt(connection.sock, "TCP_USER_TIMEOUT", USER_TIMEOUT_MS)
+    flow = connection.flow
+    # The first transmission follows the write: R2 counted from the write is a lower
+    # bound that a DUT whose frames reach the wire late does not fall under.
+    written = time.monotonic()
     assert dut.send(connection.sock, b"x" * 100) == 100
-    first = next_data(connection.flow, within=1.0, why="data the tester will never ACK")
+    first = next_data(flow, within=ANSWER_S, why="data the tester will never ACK")
     reading = dut.start("recv", sock=connection.sock, size=100, flags=[])
     assert reading.wait(8.0), "the connection was not aborted within 8 s"
     ended = time.monotonic()
     result = reading.result(timeout=1.0)
     tb.observe("recv_result", str(result))
-    retransmissions = [frame for frame in tb.capture.frames[first.frame.number:]
-                       if frame.sender == "dut"]
-    tb.observe("frames_after_first", len(retransmissions))
     assert result == Errno("ETIMEDOUT"), f"recv returned {result}"
-    lasted = ended - first.time_s
+    lasted = ended - written
     tb.observe("lasted_s", round(lasted, 1))
     assert lasted >= USER_TIMEOUT_MS / 1000 - 0.1, f"aborted after {lasted:.1f} s"
-    assert retransmissions, "aborted without a single retransmission"
+    # Whether the data was sent again first depends on the RTO, which may exceed R2 (a
+    # slow path): recorded. Retransmission itself is judged in the case above.
+    again = tb.expect_or_none(flow.template(seq=flow.relative_seq(first)), since=first.frame,
+                              why="a retransmission of the data before the abort")
+    tb.observe("retransmitted_before_the_abort", again is not None)
 
 
 @slow
@@ -209,8 +240,9 @@ def test_syn_retransmissions_last_at_least_3_minutes(dut: Dut, tb: Testbench) ->
     """connect() to a host that never answers keeps trying for at least 3 minutes."""
     sock = dut.socket("tcp")
     connecting = dut.start("connect", sock=sock, addr=tb.ip, port=SILENT_PORT)
-    syn = tb.expect(IP(src=dut.ip, dst=tb.ip) / TCP(dport=SILENT_PORT, flags="S"),
-                    within=1.0, why="the DUT's SYN")
+    with step(HANDSHAKE, "connect() sends a SYN"):
+        syn = tb.expect(IP(src=dut.ip, dst=tb.ip) / TCP(dport=SILENT_PORT, flags="S"),
+                        within=ANSWER_S, why="the DUT's SYN")
     gave_up = connecting.wait(200.0)
     lasted = time.monotonic() - syn.time_s
     tb.observe("gave_up", gave_up)

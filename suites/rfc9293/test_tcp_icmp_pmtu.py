@@ -12,32 +12,36 @@ from scapy.layers.inet import ICMP, IP, TCP
 
 from conformance.case import Errno, Unsupported, requirement, tcp_segment_choices
 from conformance.targets.dut import Dut, PendingCall
-from conformance.testbench.bench import Received, Testbench
+from conformance.testbench.bench import ANSWER_S, Received, Testbench, step
 from conformance.testbench.tcp import TcpFlow
 from conformance.testbench.tcp_data import (
     Connection,
     data_of,
+    knows_the_tester,
     next_data,
     next_data_or_none,
     open_from_dut,
     open_to_dut,
     payload,
 )
+from conformance.testbench.tcp_states import HANDSHAKE
 
 pytestmark = tcp_segment_choices
 
 PORT = 5110
-QUIET_S = 0.5
 FRAG_NEEDED = {"type": 3, "code": 4}
 
 
 def connection_attempt(dut: Dut, tb: Testbench) -> tuple[int, Received, PendingCall]:
-    """A blocking connect from the DUT to the tester, whose SYN the tester leaves
-    unanswered. Returns the socket, the SYN and the pending connect call."""
+    """A blocking connect from the DUT to the tester (whose address it has resolved),
+    whose SYN the tester leaves unanswered. Returns the socket, the SYN and the pending
+    connect call."""
     sock = dut.socket("tcp")
+    knows_the_tester(tb)
     connecting = dut.start("connect", sock=sock, addr=tb.ip, port=PORT)
-    syn = tb.expect(IP(src=dut.ip, dst=tb.ip) / TCP(dport=PORT, flags="S"), within=1.0,
-                    why="the DUT's SYN")
+    with step(HANDSHAKE, "connect() sends a SYN"):
+        syn = tb.expect(IP(src=dut.ip, dst=tb.ip) / TCP(dport=PORT, flags="S"),
+                        within=ANSWER_S, why="the DUT's SYN")
     return sock, syn, connecting
 
 
@@ -62,7 +66,8 @@ def test_hard_error_aborts_a_connection_attempt(
     ends the connect() with an error, and the SYN is not retransmitted."""
     _, syn, connecting = connection_attempt(dut, tb)
     answer_with_icmp(tb, syn, type=3, code=code, what=f"destination unreachable code {code}")
-    assert connecting.wait(1.0), "connect() still blocked 1 s after a hard ICMP error"
+    assert connecting.wait(ANSWER_S), (
+        f"connect() still blocked {ANSWER_S} s after a hard ICMP error")
     result = connecting.result(timeout=1.0)
     tb.observe("connect_result", str(result))
     assert isinstance(result, Errno), f"connect() returned {result} after a hard ICMP error"
@@ -76,14 +81,20 @@ def test_hard_error_aborts_a_connection_attempt(
 def test_icmp_error_reaches_only_the_connection_it_quotes(dut: Dut, tb: Testbench) -> None:
     """A port unreachable quoting a SYN of another port pair leaves the connection attempt
     alone; the one quoting the DUT's own SYN ends it."""
-    _, syn, connecting = connection_attempt(dut, tb)
+    sock, syn, connecting = connection_attempt(dut, tb)
     other = syn.packet.copy()
     other[TCP].sport = syn[TCP].sport + 1 if syn[TCP].sport < 65535 else 1024
     tb.send(tb.icmp_error(other, type=3, code=3),
             why=f"port unreachable quoting frame {syn.frame.number} with another source port")
-    assert not connecting.wait(QUIET_S), "an ICMP error about another connection ended it"
+    # The barrier's answer shows the DUT has processed the error; a DUT call after it
+    # shows whether it ended the attempt (a pending error, or connect() returned).
+    tb.pass_barrier(tb.echo_barrier(), "the error about another connection was processed")
+    pending_error = dut.getsockopt(sock, "SO_ERROR")
+    tb.observe("so_error_after_the_other_error", str(pending_error))
+    assert pending_error is None and not connecting.done(), (
+        "an ICMP error about another connection ended it")
     answer_with_icmp(tb, syn, type=3, code=3, what="port unreachable for the real SYN")
-    assert connecting.wait(1.0), "connect() still blocked after its own port unreachable"
+    assert connecting.wait(ANSWER_S), "connect() still blocked after its own port unreachable"
     tb.observe("connect_result", str(connecting.result(timeout=1.0)))
 
 
@@ -94,7 +105,7 @@ def test_hard_error_aborts_an_established_connection(dut: Dut, tb: Testbench) ->
     connection = open_to_dut(dut, tb, PORT, sport=43003)
     sent = dut_sends(connection, b"x" * 100, dut, "data the ICMP error will quote")
     answer_with_icmp(tb, sent, type=3, code=3, what="port unreachable")
-    events = dut.poll(connection.sock, ["POLLIN"], timeout_ms=1000)
+    events = dut.poll(connection.sock, ["POLLIN"], timeout_ms=int(ANSWER_S * 1000))
     tb.observe("poll_after_icmp", events)
     result = dut.recv(connection.sock, 100, ["MSG_DONTWAIT"])
     tb.observe("recv_after_icmp", str(result))
@@ -119,7 +130,7 @@ def test_soft_error_does_not_end_a_connection_attempt(dut: Dut, tb: Testbench) -
     answer_with_icmp(tb, syn, type=3, code=1, what="host unreachable")
     # The SYN retransmission timer (about 1 s) fires within this window.
     retransmitted = tb.expect_or_none(
-        IP(src=dut.ip) / TCP(dport=PORT, flags="S"), within=1.5,
+        IP(src=dut.ip) / TCP(dport=PORT, flags="S"), within=1.0 + ANSWER_S,
         why="the SYN again: a soft error does not end the attempt")
     ended = connecting.done()
     tb.observe("attempt_ended", ended)
@@ -131,7 +142,7 @@ def test_soft_error_does_not_end_a_connection_attempt(dut: Dut, tb: Testbench) -
 
 def dut_sends(connection: Connection, data: bytes, dut: Dut, why: str) -> Received:
     assert dut.send(connection.sock, data) == len(data)
-    return next_data(connection.flow, within=1.0, why=why)
+    return next_data(connection.flow, within=ANSWER_S, why=why)
 
 
 def still_alive(dut: Dut, connection: Connection, sent: Received, tb: Testbench) -> None:
@@ -172,7 +183,7 @@ def test_soft_error_is_made_available_to_the_application(dut: Dut, tb: Testbench
     dut.setsockopt(connection.sock, "IP_RECVERR", 1)
     sent = dut_sends(connection, b"x" * 100, dut, "data the ICMP error will quote")
     answer_with_icmp(tb, sent, type=3, code=1, what="host unreachable")
-    events = dut.poll(connection.sock, ["POLLIN"], timeout_ms=1000)
+    events = dut.poll(connection.sock, ["POLLIN"], timeout_ms=int(ANSWER_S * 1000))
     tb.observe("poll_after_icmp", events)
     so_error = dut.getsockopt(connection.sock, "SO_ERROR")
     queued = dut.recvmsg(connection.sock, 100, ["MSG_ERRQUEUE", "MSG_DONTWAIT"])
@@ -193,7 +204,8 @@ def test_source_quench_is_silently_discarded(dut: Dut, tb: Testbench) -> None:
     dut.setsockopt(connection.sock, "IP_RECVERR", 1)
     sent = dut_sends(connection, b"x" * 100, dut, "data the Source Quench will quote")
     answer_with_icmp(tb, sent, type=4, code=0, what="source quench")
-    events = dut.poll(connection.sock, ["POLLIN"], timeout_ms=int(QUIET_S * 1000))
+    tb.pass_barrier(tb.echo_barrier(), "the Source Quench was processed")
+    events = dut.poll(connection.sock, ["POLLIN"], timeout_ms=0)
     assert "POLLERR" not in events, f"poll after a Source Quench: {events}"
     queued = dut.recvmsg(connection.sock, 100, ["MSG_ERRQUEUE", "MSG_DONTWAIT"])
     assert queued == Errno("EAGAIN"), f"the Source Quench was reported: {queued}"
@@ -211,7 +223,7 @@ def full_segments_to_remote(dut: Dut, tb: Testbench) -> tuple[Connection, list[R
     holds its ACKs, so the first flight stays unacknowledged."""
     connection = open_from_dut(dut, tb, PORT, host=tb.remote)
     assert dut.send(connection.sock, DATA) == len(DATA)
-    first = next_data(connection.flow, within=1.0, why="the first full-sized segment")
+    first = next_data(connection.flow, within=ANSWER_S, why="the first full-sized segment")
     return connection, [first]
 
 
@@ -241,7 +253,7 @@ def test_datagram_too_big_lowers_the_segment_size(dut: Dut, tb: Testbench) -> No
     too_big(tb, big)
     lost_seq = flow.relative_seq(big)
     flow.rcv_nxt = lost_seq  # take the stream again from the lost segment
-    retransmission = flow.expect(seq=lost_seq, within=2.0,
+    retransmission = flow.expect(seq=lost_seq, within=ANSWER_S,
                                  why="the quoted data sent again, smaller")
     tb.observe("retransmission_delay_s", round(retransmission.time_s - big.time_s, 3))
     tb.observe("retransmission_ip_len", retransmission[IP].len)
@@ -286,12 +298,13 @@ INVALID_REMOTE = [
 def test_connect_to_broadcast_or_multicast_is_refused(
     dut: Dut, tb: Testbench, address: str
 ) -> None:
-    """connect() to a broadcast or multicast address fails, and no SYN leaves the DUT."""
+    """connect() to a broadcast or multicast address fails, and no SYN leaves the DUT (up
+    to a barrier)."""
     sock = dut.socket("tcp")
     connecting = dut.start("connect", sock=sock, addr=address, port=PORT)
-    tb.expect_none(IP(src=dut.ip) / TCP(flags="S"), within=QUIET_S, why="no SYN for it")
-    assert connecting.wait(1.0), f"connect({address}) is still trying"
-    result = connecting.result(timeout=1.0)
+    tb.expect_none(IP(src=dut.ip) / TCP(flags="S"), why="no SYN for it")
+    assert connecting.wait(ANSWER_S), f"connect({address}) is still trying"
+    result = connecting.result(timeout=ANSWER_S)
     tb.observe("connect_result", str(result))
     assert isinstance(result, Errno), f"connect({address}) returned {result}"
 
@@ -299,11 +312,35 @@ def test_connect_to_broadcast_or_multicast_is_refused(
 LISTENER_PORT = 5111
 
 
-def listening(dut: Dut) -> int:
+def listening(dut: Dut) -> tuple[int, PendingCall]:
+    """A listener on every address of the DUT, with an accept() pending on it."""
     listener = dut.socket("tcp")
     dut.bind(listener, "0.0.0.0", LISTENER_PORT)
     dut.listen(listener, 4)
-    return listener
+    return listener, dut.start("accept", sock=listener)
+
+
+def nothing_opened(dut: Dut, tb: Testbench, accepting: PendingCall, sport: int,
+                   what: str) -> None:
+    """The SYN just sent (`what`) drew no TCP segment and no ICMP error from the DUT up to
+    a barrier, and the pending accept() did not return; then the control: the same SYN
+    from the tester's own address is answered, and the connection accept() hands over
+    is that one (the listener was working all along)."""
+    # From any source address: a broken DUT may answer from the one the SYN was sent to.
+    tb.expect_none(IP() / TCP(sport=LISTENER_PORT, dport=sport), why=f"nothing answers {what}")
+    tb.expect_none(IP() / ICMP(), why=f"nor an ICMP error about {what}")
+    assert not accepting.done(), f"accept() returned after {what}: {accepting.result(1.0)}"
+    flow = TcpFlow(tb, tb.host, sport=sport, dport=LISTENER_PORT)
+    with step(HANDSHAKE, "control: the listener answers a SYN from a valid source"):
+        flow.send("S", options=[("MSS", 1460)], why="control: the same SYN from the tester")
+        flow.expect_synack(within=ANSWER_S)
+        flow.send("A", why="ACK completing the control handshake")
+        accepted = accepting.result(timeout=ANSWER_S)
+        assert not isinstance(accepted, Errno), f"accept failed: {accepted}"
+    local = dut.getsockname(accepted[0])
+    tb.observe("accepted", {"peer": list(accepted[1]), "local": str(local)})
+    assert tuple(accepted[1]) == (tb.ip, sport) and tuple(local) == (dut.ip, LISTENER_PORT), (
+        f"accept() handed over a connection from {accepted[1]} to {local}, not the control's")
 
 
 SYN_DESTINATIONS = [
@@ -319,13 +356,13 @@ def test_syn_to_broadcast_or_multicast_is_discarded(
     dut: Dut, tb: Testbench, address: str, link_destination: str
 ) -> None:
     """A SYN addressed to a broadcast or multicast address, for a listening port, is
-    dropped silently: no SYN-ACK, no RST."""
-    listening(dut)
+    dropped silently: no SYN-ACK, no RST, no ICMP error, nothing accepted; the same SYN
+    to the DUT's own address is then answered and accepted."""
+    _, accepting = listening(dut)
     syn = IP(src=tb.ip, dst=address) / TCP(sport=43100, dport=LISTENER_PORT, flags="S",
                                            seq=1000, options=[("MSS", 1460)])
     tb.send(syn, why=f"SYN to {address}", link_destination=link_destination)
-    tb.expect_none(IP(dst=tb.ip) / TCP(dport=43100), within=QUIET_S,
-                   why="a SYN to a broadcast or multicast address gets no answer")
+    nothing_opened(dut, tb, accepting, 43100, f"a SYN to {address}")
 
 
 INVALID_SOURCES = [
@@ -340,10 +377,9 @@ INVALID_SOURCES = [
 @pytest.mark.parametrize("source", INVALID_SOURCES)
 def test_syn_from_an_invalid_source_is_ignored(dut: Dut, tb: Testbench, source: str) -> None:
     """A SYN from an address no host can have (multicast, broadcast, loopback, 0.0.0.0)
-    opens nothing and draws no answer."""
-    listening(dut)
+    draws no answer on the wire and opens nothing: accept() hands over only the
+    connection that the same SYN from the tester's address then opens."""
+    _, accepting = listening(dut)
     flow = TcpFlow(tb, tb.host, sport=43101, dport=LISTENER_PORT, source_ip=source)
     flow.send("S", options=[("MSS", 1460)], why=f"SYN from the invalid source {source}")
-    tb.expect_none(IP(src=dut.ip) / TCP(sport=LISTENER_PORT, dport=43101), within=QUIET_S,
-                   why="nothing answers a SYN from an invalid source")
-    tb.expect_none(IP(src=dut.ip) / ICMP(), within=0.01, why="nor an ICMP error")
+    nothing_opened(dut, tb, accepting, 43101, f"a SYN from {source}")
