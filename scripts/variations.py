@@ -17,7 +17,9 @@ A verdict is worse than the default one when a conformant choice of configuratio
 pass into warn/fail/error, a warn into fail/error, an n/a into fail/error, or an info into
 warn/fail/error: either the tester assumes something the RFCs leave open (a tester
 problem) or the configuration is a real deviation. Every other change (pass -> info, ...)
-is listed apart. Exit status: 0 when no verdict got worse, 1 when one did, 2 for usage
+is listed apart. Each worse case runs once more under its configuration (`<out>/<name>-recheck/`,
+`--no-recheck` skips it): a verdict that is not worse again marks a flaky case, not a
+property of the configuration. Exit status: 0 when no verdict got worse, 1 when one did, 2 for usage
 errors, 3 when a run left no results.
 """
 
@@ -28,7 +30,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +90,11 @@ class Change:
     verdict: str  # the verdict under the configuration ("missing" if it did not run)
     message: str  # the first line of the configuration's message
     evidence: str  # the pcapng, relative to the run directory
+    recheck: str = ""  # the verdict when the case ran again under the configuration
+
+    @property
+    def reproduced(self) -> bool:
+        return self.recheck in WORSE.get(self.default, set())
 
     @property
     def worse(self) -> bool:
@@ -142,6 +149,17 @@ def changes(configuration: str, default: dict[str, Any], varied: dict[str, Any])
     return found
 
 
+def recheck(configuration: Configuration, worse: list[Change], out: Path,
+            workers: int) -> list[Change]:
+    """The worse cases with the verdict of a second run under the configuration."""
+    names = sorted({change.case.rpartition("::")[2].partition("[")[0] for change in worse})
+    results = run_configuration(f"{configuration.name}-recheck", configuration.sysctls, out,
+                                " or ".join(names), workers)
+    again = verdicts(results) if results is not None else {}
+    return [replace(change, recheck=again.get(change.case, {}).get("verdict", "missing"))
+            for change in worse]
+
+
 def markdown(configurations: list[Configuration], found: list[Change],
              counts: dict[str, dict[str, int]], command: str) -> str:
     lines = ["# Linux under conformant configurations", "", f"`{command}`", "",
@@ -159,11 +177,14 @@ def markdown(configurations: list[Configuration], found: list[Change],
         if not selected:
             lines.append("none")
             continue
-        lines += ["| configuration | case | default -> new | message |", "|---|---|---|---|"]
+        lines += ["| configuration | case | default -> new | recheck | message |",
+                  "|---|---|---|---|---|"]
         for change in selected:
             message = change.message.replace("|", "\\|")
+            again = (change.recheck + ("" if change.reproduced else " (flaky)")
+                     if change.recheck else "")
             lines.append(f"| {change.configuration} | `{change.case}` | "
-                         f"{change.default} -> {change.verdict} | {message} |")
+                         f"{change.default} -> {change.verdict} | {again} | {message} |")
     return "\n".join(lines) + "\n"
 
 
@@ -175,6 +196,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workers", type=int, default=1, help="cases run in parallel per run")
     parser.add_argument("--out", type=Path, help="run directory "
                         "[default: pcaps/runs/variations-<YYYYmmdd-HHMMSS>]")
+    parser.add_argument("--no-recheck", action="store_true",
+                        help="do not run the worse cases a second time")
     parser.add_argument("--list", action="store_true", help="list the configurations")
     options = parser.parse_args(argv)
     if options.list:
@@ -212,8 +235,17 @@ def main(argv: list[str]) -> int:
         runs[configuration.name] = results
         print(f"{configuration.name}: {results['run']['verdicts']} in {took:.0f} s", flush=True)
 
-    found = [change for configuration in chosen if configuration.name in runs
-             for change in changes(configuration.name, runs[BASELINE], runs[configuration.name])]
+    found: list[Change] = []
+    for configuration in chosen:
+        if configuration.name not in runs:
+            continue
+        these = changes(configuration.name, runs[BASELINE], runs[configuration.name])
+        worse = [change for change in these if change.worse]
+        if worse and not options.no_recheck:
+            rechecked = {change.case: change
+                         for change in recheck(configuration, worse, out, options.workers)}
+            these = [rechecked.get(change.case, change) for change in these]
+        found += these
     counts = {name: results["run"]["verdicts"] for name, results in runs.items()}
     report = {
         "command": command,
@@ -223,15 +255,17 @@ def main(argv: list[str]) -> int:
             "verdicts": counts.get(configuration.name), "ran": configuration.name in runs,
         } for configuration in chosen},
         "default_verdicts": counts[BASELINE],
-        "worse": [asdict(change) for change in found if change.worse],
+        "worse": [asdict(change) | {"reproduced": change.reproduced}
+                  for change in found if change.worse],
         "other_changes": [asdict(change) for change in found if not change.worse],
     }
     (out / "variations.json").write_text(json.dumps(report, indent=1) + "\n")
     (out / "variations.md").write_text(markdown(chosen, found, counts, command))
     worse = [change for change in found if change.worse]
     for change in worse:
+        again = f" (recheck: {change.recheck})" if change.recheck else ""
         print(f"worse: {change.configuration}: {change.case}: {change.default} -> "
-              f"{change.verdict}: {change.message}")
+              f"{change.verdict}{again}: {change.message}")
     print(f"{len(worse)} worse, {len(found) - len(worse)} other changes: {out / 'variations.md'}")
     if len(runs) < len(chosen) + 1:
         return 3

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -64,8 +65,17 @@ def test_the_table_lists_worse_cases_apart_from_other_changes() -> None:
     table = variations.markdown([variations.CONFIGURATIONS["ecn"]], found,
                                 {"ecn": {"fail": 1, "info": 1}}, "command")
     worse, other = table.split("## Other changes")
-    assert "`suite.py::a` | pass -> fail | a said |" in worse and "suite.py::b" not in worse
+    assert "`suite.py::a` | pass -> fail |  | a said |" in worse and "suite.py::b" not in worse
     assert "`suite.py::b` | pass -> info |" in other
+
+
+def test_a_worse_verdict_not_seen_again_on_the_recheck_is_marked_flaky() -> None:
+    found = variations.changes("ecn", results(a="pass", b="pass"), results(a="fail", b="fail"))
+    again = [replace(found[0], recheck="pass"), replace(found[1], recheck="warn")]
+    assert [change.reproduced for change in again] == [False, True]
+    table = variations.markdown([variations.CONFIGURATIONS["ecn"]], again, {}, "command")
+    assert "| pass -> fail | pass (flaky) | a said |" in table
+    assert "| pass -> fail | warn | b said |" in table
 
 
 def test_every_configuration_names_sysctls_this_kernel_has() -> None:
