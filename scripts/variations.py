@@ -65,8 +65,9 @@ CONFIGURATIONS = {
         # under the MTU-derived value (ipv4_default_advmss), and the MTU and a route's
         # advmss are no sysctls. Packetization-layer path MTU discovery always on (RFC
         # 4821) makes Linux *send* segments of at most tcp_base_mss from the start instead.
-        Configuration("small-mss", "segments sent of at most 536 octets (RFC 4821 probing "
-                      "from tcp_base_mss; the advertised MSS cannot be lowered by sysctl)",
+        Configuration("small-mss", "segments sent from an MSS of 536 (548 octets of data "
+                      "without timestamps; RFC 4821 probing from tcp_base_mss); the MSS "
+                      "advertised stays 1460",
                       ("net.ipv4.tcp_mtu_probing=2", "net.ipv4.tcp_base_mss=536")),
         Configuration("syncookies", "SYN cookies on every SYN, not only on queue overflow "
                       "(RFC 4987 3.6)", ("net.ipv4.tcp_syncookies=2",)),
