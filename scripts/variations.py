@@ -17,9 +17,12 @@ A verdict is worse than the default one when a conformant choice of configuratio
 pass into warn/fail/error, a warn into fail/error, an n/a into fail/error, or an info into
 warn/fail/error: either the tester assumes something the RFCs leave open (a tester
 problem) or the configuration is a real deviation. Every other change (pass -> info, ...)
-is listed apart. Each worse case runs once more under its configuration (`<out>/<name>-recheck/`,
-`--no-recheck` skips it): a verdict that is not worse again marks a flaky case, not a
-property of the configuration. Exit status: 0 when no verdict got worse, 1 when one did, 2 for usage
+is listed apart. Each worse case runs once more under its configuration
+(`<out>/<name>-recheck/`; `--no-recheck` skips it): a verdict that is not worse again marks
+a flaky case, not a property of the configuration. A default failure that is no known
+deviation runs once more too, and the configurations are compared with its second verdict
+when that passed: a flaky default failure would hide the same failure under them.
+Exit status: 0 when no verdict got worse, 1 when one did, 2 for usage
 errors, 3 when a run left no results.
 """
 
@@ -73,6 +76,9 @@ CONFIGURATIONS = {
                       "(RFC 4987 3.6)", ("net.ipv4.tcp_syncookies=2",)),
     )
 }
+
+# verdicts a case that got worse in the default run may settle to when rechecked
+SETTLED = {"pass", "info", "n/a"}
 
 # default verdict -> the verdicts that are worse than it
 WORSE = {
@@ -150,19 +156,28 @@ def changes(configuration: str, default: dict[str, Any], varied: dict[str, Any])
     return found
 
 
-def recheck(configuration: Configuration, worse: list[Change], out: Path,
-            workers: int) -> list[Change]:
-    """The worse cases with the verdict of a second run under the configuration."""
-    names = sorted({change.case.rpartition("::")[2].partition("[")[0] for change in worse})
+def rerun(configuration: Configuration, cases: list[str], out: Path,
+          workers: int) -> dict[str, str]:
+    """The verdicts of `cases` in a second run under the configuration."""
+    names = sorted({case.rpartition("::")[2].partition("[")[0] for case in cases})
     results = run_configuration(f"{configuration.name}-recheck", configuration.sysctls, out,
                                 " or ".join(names), workers)
     again = verdicts(results) if results is not None else {}
-    return [replace(change, recheck=again.get(change.case, {}).get("verdict", "missing"))
-            for change in worse]
+    return {case: again.get(case, {}).get("verdict", "missing") for case in cases}
+
+
+def settle(default: dict[str, Any], again: dict[str, str]) -> dict[str, Any]:
+    """The default run with each rechecked case that passed (or was n/a or info) the
+    second time taking that verdict: a default failure that does not reproduce would
+    hide the same failure under a configuration."""
+    settled = [dict(case, verdict=again[case["id"]])
+               if again.get(case["id"]) in SETTLED else case for case in default["cases"]]
+    return dict(default, cases=settled)
 
 
 def markdown(configurations: list[Configuration], found: list[Change],
-             counts: dict[str, dict[str, int]], command: str) -> str:
+             counts: dict[str, dict[str, int]], command: str,
+             settled: dict[str, tuple[str, str]]) -> str:
     lines = ["# Linux under conformant configurations", "", f"`{command}`", "",
              "| configuration | sysctls | verdicts | worse |", "|---|---|---|---|"]
     for configuration in configurations:
@@ -172,6 +187,10 @@ def markdown(configurations: list[Configuration], found: list[Change],
                     if change.configuration == configuration.name and change.worse)
         sysctls = ", ".join(f"`{assignment}`" for assignment in configuration.sysctls) or "none"
         lines.append(f"| {configuration.name} | {sysctls} | {tally or 'no results'} | {worse} |")
+    if settled:
+        lines += ["", "Default verdicts that did not reproduce (compared with the second):", ""]
+        lines += [f"* `{case}`: {first} -> {second}"
+                  for case, (first, second) in sorted(settled.items())]
     for title, selected in (("Worse than the default", [c for c in found if c.worse]),
                             ("Other changes", [c for c in found if not c.worse])):
         lines += ["", f"## {title}", ""]
@@ -222,7 +241,8 @@ def main(argv: list[str]) -> int:
 
     command = shlex.join(["python3", "scripts/variations.py", *argv])
     runs: dict[str, dict[str, Any]] = {}
-    for configuration in [Configuration(BASELINE, "the kernel's defaults", ()), *chosen]:
+    default = Configuration(BASELINE, "the kernel's defaults", ())
+    for configuration in [default, *chosen]:
         started = time.monotonic()
         results = run_configuration(configuration.name, configuration.sysctls, out,
                                     options.keyword, options.workers)
@@ -236,16 +256,26 @@ def main(argv: list[str]) -> int:
         runs[configuration.name] = results
         print(f"{configuration.name}: {results['run']['verdicts']} in {took:.0f} s", flush=True)
 
+    baseline = runs[BASELINE]
+    unsettled = [case["id"] for case in baseline["cases"] if case["verdict"] in WORSE["pass"]
+                 and case.get("expectation") != "expected"]
+    settled: dict[str, tuple[str, str]] = {}
+    if unsettled and not options.no_recheck:
+        again = rerun(default, unsettled, out, options.workers)
+        first = verdicts(baseline)
+        settled = {case: (first[case]["verdict"], verdict) for case, verdict in again.items()
+                   if verdict in SETTLED}
+        baseline = settle(baseline, again)
     found: list[Change] = []
     for configuration in chosen:
         if configuration.name not in runs:
             continue
-        these = changes(configuration.name, runs[BASELINE], runs[configuration.name])
-        worse = [change for change in these if change.worse]
-        if worse and not options.no_recheck:
-            rechecked = {change.case: change
-                         for change in recheck(configuration, worse, out, options.workers)}
-            these = [rechecked.get(change.case, change) for change in these]
+        these = changes(configuration.name, baseline, runs[configuration.name])
+        got_worse = [change.case for change in these if change.worse]
+        if got_worse and not options.no_recheck:
+            again = rerun(configuration, got_worse, out, options.workers)
+            these = [replace(change, recheck=again[change.case]) if change.case in again
+                     else change for change in these]
         found += these
     counts = {name: results["run"]["verdicts"] for name, results in runs.items()}
     report = {
@@ -256,17 +286,20 @@ def main(argv: list[str]) -> int:
             "verdicts": counts.get(configuration.name), "ran": configuration.name in runs,
         } for configuration in chosen},
         "default_verdicts": counts[BASELINE],
+        # default failures (not known deviations) that passed when run again: the
+        # configurations are compared with the second verdict
+        "default_settled_by_recheck": settled,
         "worse": [asdict(change) | {"reproduced": change.reproduced}
                   for change in found if change.worse],
         "other_changes": [asdict(change) for change in found if not change.worse],
     }
     (out / "variations.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / "variations.md").write_text(markdown(chosen, found, counts, command))
+    (out / "variations.md").write_text(markdown(chosen, found, counts, command, settled))
     worse = [change for change in found if change.worse]
     for change in worse:
-        again = f" (recheck: {change.recheck})" if change.recheck else ""
+        second = f" (recheck: {change.recheck})" if change.recheck else ""
         print(f"worse: {change.configuration}: {change.case}: {change.default} -> "
-              f"{change.verdict}{again}: {change.message}")
+              f"{change.verdict}{second}: {change.message}")
     print(f"{len(worse)} worse, {len(found) - len(worse)} other changes: {out / 'variations.md'}")
     if len(runs) < len(chosen) + 1:
         return 3

@@ -9,6 +9,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -36,9 +37,10 @@ variations = load_script()
 
 
 def results(**verdicts: str) -> dict[str, Any]:
-    return {"cases": [{"id": f"suite.py::{name}", "verdict": verdict,
-                       "message": f"{name} said\nmore", "evidence": f"{name}.pcapng"}
-                      for name, verdict in verdicts.items()]}
+    cases = [{"id": f"suite.py::{name}", "verdict": verdict, "message": f"{name} said\nmore",
+              "evidence": f"{name}.pcapng"} for name, verdict in verdicts.items()]
+    run = {"verdicts": dict(Counter(verdicts.values())), "kernel_release": "6.18"}
+    return {"run": run, "cases": cases}
 
 
 @pytest.mark.parametrize(("default", "new", "worse"), [
@@ -63,7 +65,7 @@ def test_unchanged_verdicts_are_no_change_and_the_message_is_its_first_line() ->
 def test_the_table_lists_worse_cases_apart_from_other_changes() -> None:
     found = variations.changes("ecn", results(a="pass", b="pass"), results(a="fail", b="info"))
     table = variations.markdown([variations.CONFIGURATIONS["ecn"]], found,
-                                {"ecn": {"fail": 1, "info": 1}}, "command")
+                                {"ecn": {"fail": 1, "info": 1}}, "command", {})
     worse, other = table.split("## Other changes")
     assert "`suite.py::a` | pass -> fail |  | a said |" in worse and "suite.py::b" not in worse
     assert "`suite.py::b` | pass -> info |" in other
@@ -73,9 +75,46 @@ def test_a_worse_verdict_not_seen_again_on_the_recheck_is_marked_flaky() -> None
     found = variations.changes("ecn", results(a="pass", b="pass"), results(a="fail", b="fail"))
     again = [replace(found[0], recheck="pass"), replace(found[1], recheck="warn")]
     assert [change.reproduced for change in again] == [False, True]
-    table = variations.markdown([variations.CONFIGURATIONS["ecn"]], again, {}, "command")
+    table = variations.markdown([variations.CONFIGURATIONS["ecn"]], again, {}, "command", {})
     assert "| pass -> fail | pass (flaky) | a said |" in table
     assert "| pass -> fail | warn | b said |" in table
+
+
+def test_a_default_failure_that_passes_when_run_again_is_compared_as_a_pass() -> None:
+    default = results(flaky="fail", known="fail", steady="fail")
+    baseline = variations.settle(default, {"suite.py::flaky": "pass",
+                                           "suite.py::steady": "fail"})
+    found = variations.changes("ecn", baseline, results(flaky="fail", known="fail",
+                                                        steady="fail"))
+    assert [(change.case, change.default, change.worse) for change in found] == [
+        ("suite.py::flaky", "pass", True)]
+    table = variations.markdown([], found, {}, "command", {"suite.py::flaky": ("fail", "pass")})
+    assert "* `suite.py::flaky`: fail -> pass" in table
+
+
+def test_a_run_compares_with_the_settled_default_and_rechecks_what_got_worse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = {"default": results(flaky="fail", steady="pass"),
+            "default-recheck": results(flaky="pass"),
+            "ecn": results(flaky="fail", steady="warn"), "ecn-recheck": results(flaky="fail")}
+    asked: list[tuple[str, str | None]] = []
+
+    def run(name: str, sysctls: tuple[str, ...], out: Path, keyword: str | None,
+            workers: int) -> dict[str, Any]:
+        asked.append((name, keyword))
+        return runs[name]
+
+    monkeypatch.setattr(variations, "run_configuration", run)
+    assert variations.main(["--configs", "ecn", "--out", str(tmp_path)]) == 1
+    assert asked == [("default", None), ("ecn", None), ("default-recheck", "flaky"),
+                     ("ecn-recheck", "flaky or steady")]
+    report = json.loads((tmp_path / "variations.json").read_text())
+    assert report["default_settled_by_recheck"] == {"suite.py::flaky": ["fail", "pass"]}
+    assert [(entry["case"], entry["default"], entry["verdict"], entry["recheck"],
+             entry["reproduced"]) for entry in report["worse"]] == [
+        ("suite.py::flaky", "pass", "fail", "fail", True),
+        ("suite.py::steady", "pass", "warn", "missing", False)]
 
 
 def test_every_configuration_names_sysctls_this_kernel_has() -> None:
