@@ -21,7 +21,7 @@ from scapy.packet import Packet, Raw
 from scapy.utils import checksum
 
 from conformance.targets.dut import Dut
-from conformance.testbench.bench import ANSWER_S, Received, Testbench, step
+from conformance.testbench.bench import ANSWER_S, ExpectationFailed, Received, Testbench, step
 
 PORT = 7000  # the DUT's socket, by convention of the suites
 CLOSED = 7001  # nothing listens there on the DUT
@@ -107,3 +107,15 @@ def no_icmp_error(tb: Testbench, why: str) -> None:
     """No ICMP up to a barrier the DUT answers, and the DUT does answer a control datagram."""
     tb.expect_none(IP() / ICMP(), why=why)
     answers_control_or_skip(tb)
+
+
+def expect_from_a_live_dut(tb: Testbench, template: Packet, why: str) -> Received:
+    """Wait ANSWER_S for what the DUT should send (an ICMP error a SHOULD asks for). If it
+    does not come, the DUT must still answer a barrier echo request: its silence is then
+    its choice, judged at the case's level; a DUT that answers nothing fails (MUST)."""
+    try:
+        return tb.expect(template, within=ANSWER_S, why=why)
+    except ExpectationFailed:
+        tb.pass_barrier(tb.echo_barrier(), f"the DUT is alive, so the missing {why} was its "
+                                           "choice")
+        raise

@@ -13,12 +13,13 @@ from scapy.packet import Packet
 
 from conformance.case import requirement
 from conformance.targets.dut import Dut
-from conformance.testbench.bench import ANSWER_S, Testbench
+from conformance.testbench.bench import Testbench
 from conformance.testbench.udp import (
     CLOSED,
     bound_socket,
     datagram,
     delivered,
+    expect_from_a_live_dut,
     no_icmp_error,
     only_the_good_one_arrives,
     udp_checksum,
@@ -143,8 +144,8 @@ def test_malformed_option_draws_a_parameter_problem(dut: Dut, tb: Testbench) -> 
     sock = bound_socket(dut)
     tb.send(datagram(tb, b"bad option", ip={"options": [MALFORMED_OPTION]}),
             why="a datagram with an option of length 40 in a 24-octet header")
-    problem = tb.expect(IP(dst=tb.ip) / ICMP(type=PARAMETER_PROBLEM), within=ANSWER_S,
-                        why="parameter problem")
+    problem = expect_from_a_live_dut(tb, IP(dst=tb.ip) / ICMP(type=PARAMETER_PROBLEM),
+                                     "parameter problem")
     tb.observe("pointer", problem[ICMP].ptr)
     tb.send(datagram(tb, b"good"), why="a plain datagram after it")
     tb.observe("first_delivered", delivered(dut, sock).decode(errors="replace"))
