@@ -174,7 +174,7 @@ class TcpFlow:
                 self.snd_wnd, self._wl1, self._wl2 = int(tcp.window), seg_seq, seg_ack
                 self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
 
-    def connect(self, *, within: float = 1.0) -> Received:
+    def connect(self, *, within: float = ANSWER_S) -> Received:
         """Three-way handshake, tester as active opener. Returns the SYN-ACK."""
         self.send("S", options=[("MSS", self.mss)], why=f"SYN from port {self.sport}")
         synack = self.expect_synack(within=within)
