@@ -79,3 +79,66 @@ def test_a_late_stack_is_judged_as_the_normal_one(
         and "late" not in entry["message"].lower()
     }
     assert not misjudged, misjudged
+
+
+# One breaker per suite module (case selection, breaker file, patch): on the late stack
+# too, each case still fails (or warns) when the stack is broken in what it checks.
+LATE_AND_BROKEN = [
+    ("test_a_bad_checksum_datagram_draws_no_port_unreachable", "broken_ref_udp_icmp.py",
+     "checksum_not_verified"),
+    ("test_address_mask_request_is_not_answered", "broken_ref_udp_icmp.py",
+     "answers_address_mask_requests"),
+    ("test_datagram_for_another_host_is_silently_discarded", "broken_ref_ipv4.py",
+     "forward_datagrams_for_other_hosts"),
+    ("test_incomplete_datagram_is_not_delivered", "broken_ref_ipv4.py",
+     "deliver_incomplete_datagrams"),
+    ("test_udp_cork_joins_sends_into_one_datagram", "broken_ref_udp_icmp.py",
+     "udp_cork_ignored"),
+    ("test_connected_socket_reports_port_unreachable_on_send", "broken_ref.py",
+     "send_ignores_pending_error"),
+    ("test_oversize_send_fails_and_fitting_datagrams_go_out", "broken_ref.py",
+     "sends_ignore_the_path_mtu"),
+    ("test_pmtudisc_dont_sends_without_df", "broken_ref_ipv4.py", "pmtudisc_dont_is_ignored"),
+    ("test_udp_learns_the_specific_destination_of_each_datagram", "broken_ref_ip_api.py",
+     "pktinfo_names_the_host_address"),
+    ("test_urgent_data_over_two_segments_is_read_inline_up_to_its_mark",
+     "broken_ref_ip_api.py", "urgent_mark_never_reported"),
+    ("test_rst_in_passive_syn_received_returns_to_listen", "broken_ref_tcp.py",
+     "rst_in_passive_syn_received_ignored"),
+    ("test_connect_on_a_connected_socket_fails", "broken_ref_tcp_calls.py",
+     "connect_on_a_connected_socket_sends_a_syn"),
+    ("test_rst_to_a_closed_port_is_not_answered", "broken_ref_tcp.py", "reset_answers_a_reset"),
+    ("test_syn_in_synchronized_state", "broken_ref_tcp.py", "syn_opens_a_new_connection"),
+    ("test_illegal_option_length_in_syn", "broken_ref_tcp_calls.py",
+     "illegal_option_length_in_syn_makes_options_data"),
+    ("test_old_duplicate_syn_does_not_reopen", "broken_ref_tcp.py", "any_syn_reopens_time_wait"),
+    ("test_ttl_is_configurable", "broken_ref_tcp_calls.py", "ttl_option_ignored"),
+    ("test_unanswered_synack_is_retransmitted_with_backoff", "broken_ref_tcp_calls.py",
+     "synack_retransmitted_without_backoff"),
+    ("test_segments_never_exceed_the_announced_mss", "broken_ref_tcp_data.py",
+     "peer_mss_ignored"),
+    ("test_zero_window_is_probed_until_it_opens", "broken_ref_tcp_data.py",
+     "zero_window_never_probed"),
+    ("test_unacknowledged_data_is_retransmitted_with_backoff", "broken_ref_tcp_data.py",
+     "data_retransmitted_at_a_fixed_interval"),
+    ("test_small_segments_share_a_delayed_ack", "broken_ref_tcp_data.py",
+     "every_segment_acknowledged_at_once"),
+    ("test_unanswered_keepalive_is_not_a_dead_connection", "broken_ref_tcp_data.py",
+     "keepalive_gives_up_after_one_unanswered_probe"),
+    ("test_syn_from_an_invalid_source_is_ignored", "broken_ref_tcp_icmp.py",
+     "syn_from_invalid_source_opens_silently"),
+]
+
+
+@pytest.mark.parametrize(("selection", "patch_file", "patch"), LATE_AND_BROKEN,
+                         ids=[patch for _, _, patch in LATE_AND_BROKEN])
+def test_a_late_stack_broken_in_what_a_case_checks_still_fails_it(
+    tmp_path: Path, selection: str, patch_file: str, patch: str
+) -> None:
+    results = run_suites(tmp_path, "-k", selection, "--ref-patch", f"{VARIANTS}:late",
+                         "--ref-patch", f"{REPOSITORY / 'tests' / patch_file}:{patch}",
+                         target="ref")
+    assert results["cases"], f"-k {selection} selected nothing"
+    praised = {entry["id"]: (entry["verdict"], entry["message"][:200])
+               for entry in results["cases"] if entry["verdict"] not in ("fail", "warn")}
+    assert not praised, praised
