@@ -183,10 +183,12 @@ def markdown(configurations: list[Configuration], found: list[Change],
     for configuration in configurations:
         tally = ", ".join(f"{count} {verdict}"
                           for verdict, count in sorted(counts.get(configuration.name, {}).items()))
-        worse = sum(1 for change in found
-                    if change.configuration == configuration.name and change.worse)
+        worse = [change for change in found
+                 if change.configuration == configuration.name and change.worse]
+        flaky = sum(1 for change in worse if change.recheck and not change.reproduced)
         sysctls = ", ".join(f"`{assignment}`" for assignment in configuration.sysctls) or "none"
-        lines.append(f"| {configuration.name} | {sysctls} | {tally or 'no results'} | {worse} |")
+        lines.append(f"| {configuration.name} | {sysctls} | {tally or 'no results'} | "
+                     f"{len(worse)}{f' ({flaky} flaky)' if flaky else ''} |")
     if settled:
         lines += ["", "Default verdicts that did not reproduce (compared with the second):", ""]
         lines += [f"* `{case}`: {first} -> {second}"

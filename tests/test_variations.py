@@ -78,6 +78,7 @@ def test_a_worse_verdict_not_seen_again_on_the_recheck_is_marked_flaky() -> None
     table = variations.markdown([variations.CONFIGURATIONS["ecn"]], again, {}, "command", {})
     assert "| pass -> fail | pass (flaky) | a said |" in table
     assert "| pass -> fail | warn | b said |" in table
+    assert "| no results | 2 (1 flaky) |" in table
 
 
 def test_a_default_failure_that_passes_when_run_again_is_compared_as_a_pass() -> None:
