@@ -416,30 +416,27 @@ def ignore_datagram_too_big_without_next_hop_mtu(host: Host) -> None:
     pmtu.datagram_too_big = datagram_too_big  # type: ignore[method-assign]
 
 
-def pmtudisc_dont_is_ignored(host: Host) -> None:
-    """IP_MTU_DISCOVER = IP_PMTUDISC_DONT is accepted and taken as IP_PMTUDISC_WANT:
-    datagrams keep DF (breaks the Linux API, ip(7))."""
+def _pmtudisc_dont_taken_as(host: Host, mode: str) -> None:
+    """IP_MTU_DISCOVER = IP_PMTUDISC_DONT is accepted and taken as `mode`."""
     udp = host.udp
     original = udp.setsockopt
 
     def setsockopt(sock: Any, name: str, value: int | str, now: Nanoseconds) -> None:
         if name == "IP_MTU_DISCOVER" and value == "IP_PMTUDISC_DONT":
-            value = "IP_PMTUDISC_WANT"
+            value = mode
         original(sock, name, value, now)
 
     udp.setsockopt = setsockopt  # type: ignore[method-assign]
+
+
+def pmtudisc_dont_is_ignored(host: Host) -> None:
+    """IP_MTU_DISCOVER = IP_PMTUDISC_DONT is accepted and taken as IP_PMTUDISC_WANT:
+    datagrams keep DF (breaks the Linux API, ip(7))."""
+    _pmtudisc_dont_taken_as(host, "IP_PMTUDISC_WANT")
 
 
 def pmtudisc_dont_is_taken_as_do(host: Host) -> None:
     """IP_MTU_DISCOVER = IP_PMTUDISC_DONT is accepted and taken as IP_PMTUDISC_DO: an
     oversize datagram is refused (EMSGSIZE, allowed by RFC 1122 3.3.3a) and every datagram
     sent carries DF (breaks the Linux API, ip(7))."""
-    udp = host.udp
-    original = udp.setsockopt
-
-    def setsockopt(sock: Any, name: str, value: int | str, now: Nanoseconds) -> None:
-        if name == "IP_MTU_DISCOVER" and value == "IP_PMTUDISC_DONT":
-            value = "IP_PMTUDISC_DO"
-        original(sock, name, value, now)
-
-    udp.setsockopt = setsockopt  # type: ignore[method-assign]
+    _pmtudisc_dont_taken_as(host, "IP_PMTUDISC_DO")
