@@ -31,15 +31,7 @@ from agent_protocol.names import (
     flag_names,
 )
 from agent_protocol.requests import Args, NotSupported
-from agent_protocol.responses import (
-    ResponseWriter,
-    data_json,
-    endpoint_json,
-    errqueue_json,
-    linger_json,
-    pktinfo_json,
-    take_stdout,
-)
+from agent_protocol.responses import ResponseWriter, take_stdout
 from agent_protocol.server import (
     AgentServer,
     HandleTable,
@@ -47,6 +39,7 @@ from agent_protocol.server import (
     settable_option,
     socket_option,
 )
+from agent_protocol.values import data_json, endpoint_json, errqueue_json, linger_json, pktinfo_json
 
 SOCKET_TYPES: Final[Mapping[str, int]] = {"udp": socket.SOCK_DGRAM, "tcp": socket.SOCK_STREAM}
 

@@ -20,15 +20,9 @@ from agent_protocol.names import (
     SHUTDOWN_HOW,
 )
 from agent_protocol.requests import Args, NotSupported, Request
-from agent_protocol.responses import (
-    ResponseWriter,
-    data_json,
-    endpoint_json,
-    errqueue_json,
-    linger_json,
-    pktinfo_json,
-)
+from agent_protocol.responses import ResponseWriter
 from agent_protocol.server import AgentServer, option_value, settable_option, socket_option
+from agent_protocol.values import data_json, endpoint_json, errqueue_json, linger_json, pktinfo_json
 from stack.errors import SocketError, Unsupported
 from stack.sockets import SocketApi
 from stack.timing import MILLISECOND, Nanoseconds, earliest
