@@ -117,7 +117,8 @@ class AgentServer:
         return {"error": f"{call}: {type(error).__name__}: {error}"}
 
     def call_hello(self, args: Args) -> dict[str, Any]:
-        return {"agent": self.name, "protocol": PROTOCOL_VERSION, "calls": list(CALLS)}
+        """Names the agent, the protocol version and the calls it performs."""
+        return {"agent": self.name, "protocol": PROTOCOL_VERSION, "calls": list(self.handlers)}
 
 
 class HandleTable(Generic[Held]):
