@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from agent_protocol.names import CALLS, PROTOCOL_VERSION
 from conformance.agent.client import AgentClient, AgentError, Errno, StillBlocked, Unsupported
-from conformance.agent.protocol import CALLS, PROTOCOL_VERSION
 
 pytestmark = [
     pytest.mark.privileged,

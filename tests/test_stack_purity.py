@@ -1,16 +1,21 @@
-"""The reference stack is sans-I/O: only stack/io/ may touch the OS, a clock or scapy."""
+"""The reference stack is sans-I/O: only stack/io/ may touch the OS, a clock or scapy.
+No module of the stack imports the tester, and the agent protocol imports neither
+(docs/agent-protocol.md: it belongs to neither side)."""
 
 import ast
+from collections.abc import Collection
 from pathlib import Path
 
-STACK = Path(__file__).resolve().parent.parent / "stack"
+ROOT = Path(__file__).resolve().parent.parent
+STACK = ROOT / "stack"
+AGENT_PROTOCOL = ROOT / "agent_protocol"
 FORBIDDEN = frozenset(
     {"scapy", "os", "socket", "select", "fcntl", "threading", "time", "subprocess", "asyncio"}
 )
 
 
-def forbidden_imports(source: str) -> list[str]:
-    """Top-level modules from FORBIDDEN that ``source`` imports, however it spells it:
+def forbidden_imports(source: str, forbidden: Collection[str] = FORBIDDEN) -> list[str]:
+    """Top-level modules from ``forbidden`` that ``source`` imports, however it spells it:
     ``import x``, ``import x.y``, ``from x import y``, ``__import__("x")`` and
     ``importlib.import_module("x")``. Relative imports stay inside the package."""
     found: list[str] = []
@@ -32,7 +37,7 @@ def forbidden_imports(source: str) -> list[str]:
             first = node.args[0]
             if called in ("__import__", "import_module") and isinstance(first, ast.Constant):
                 names = [str(first.value)]
-        found += [name for name in names if name.split(".")[0] in FORBIDDEN]
+        found += [name for name in names if name.split(".")[0] in forbidden]
     return found
 
 
@@ -45,12 +50,27 @@ def pure_modules(root: Path = STACK) -> list[Path]:
 def test_no_module_outside_stack_io_imports_the_os_a_clock_or_scapy() -> None:
     modules = pure_modules()
     assert STACK / "wire" / "ipv4.py" in modules
-    offenders = {
-        str(path.relative_to(STACK.parent)): imports
+    assert offenders(modules, FORBIDDEN) == {}
+
+
+def offenders(modules: list[Path], forbidden: Collection[str]) -> dict[str, list[str]]:
+    return {
+        str(path.relative_to(ROOT)): imports
         for path in modules
-        if (imports := forbidden_imports(path.read_text()))
+        if (imports := forbidden_imports(path.read_text(), forbidden))
     }
-    assert offenders == {}
+
+
+def test_no_module_of_the_stack_imports_the_tester() -> None:
+    modules = sorted(STACK.rglob("*.py"))
+    assert STACK / "io" / "agent.py" in modules
+    assert offenders(modules, {"conformance"}) == {}
+
+
+def test_the_agent_protocol_imports_neither_the_stack_nor_the_tester() -> None:
+    modules = sorted(AGENT_PROTOCOL.rglob("*.py"))
+    assert AGENT_PROTOCOL / "server.py" in modules
+    assert offenders(modules, {"stack", "conformance"}) == {}
 
 
 def test_the_check_catches_every_spelling_of_an_import() -> None:
@@ -66,6 +86,16 @@ def f():
     import scapy.all
 """
     assert forbidden_imports(source) == ["os.path", "time", "threading", "select", "scapy.all"]
+    tester = """
+import conformance
+from conformance.agent import client
+importlib.import_module("conformance.targets")
+"""
+    assert forbidden_imports(tester, {"conformance"}) == [
+        "conformance",
+        "conformance.agent",
+        "conformance.targets",
+    ]
 
 
 def test_the_walk_skips_stack_io_and_nothing_else(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from scapy.layers.inet import TCP
 
-from conformance.agent.requests import ResponseWriter
+from agent_protocol.responses import ResponseWriter
 from stack.io.agent import RefAgent
 from stack.timing import MILLISECOND, SECOND
 from tests.stack_link import PEER_IP, Link
@@ -28,7 +28,7 @@ class AgentOnLink:
     def request(self, call: str, **args: Any) -> int:
         request_id, self.next_id = self.next_id, self.next_id + 1
         line = json.dumps({"id": request_id, "call": call, "args": args}).encode()
-        self.agent.handle_line(line, self.link.now)
+        self.agent.receive(line, self.link.now)
         return request_id
 
     def responses(self) -> dict[int, dict[str, Any]]:

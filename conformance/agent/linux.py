@@ -7,21 +7,17 @@ on stdin, responses leave as JSON lines on stdout; diagnostics go to stderr.
 from __future__ import annotations
 
 import argparse
-import base64
 import fcntl
 import os
 import select
 import socket
 import struct
 import sys
-import threading
-import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from conformance.agent.protocol import (
-    CALLS,
+from agent_protocol.names import (
     ERROR_ORIGINS,
     FILE_STATUS_FLAGS,
     IOCTL_REQUESTS,
@@ -29,25 +25,21 @@ from conformance.agent.protocol import (
     IP_RECVERR,
     PMTUDISC_MODES,
     POLL_EVENTS,
-    PROTOCOL_VERSION,
     RETURNED_MESSAGE_FLAGS,
     SHUTDOWN_HOW,
-    SOCKET_OPTIONS,
-    SocketOption,
     errno_name,
     flag_names,
 )
-from conformance.agent.requests import (
-    Args,
-    BadRequest,
-    MalformedRequest,
-    NotSupported,
-    ResponseWriter,
-    parse_request,
-    take_stdout,
+from agent_protocol.requests import Args, NotSupported
+from agent_protocol.responses import ResponseWriter, take_stdout
+from agent_protocol.server import (
+    AgentServer,
+    HandleTable,
+    option_value,
+    settable_option,
+    socket_option,
 )
-
-AGENT_NAME: Final = "linux"
+from agent_protocol.values import data_json, endpoint_json, errqueue_json, linger_json, pktinfo_json
 
 SOCKET_TYPES: Final[Mapping[str, int]] = {"udp": socket.SOCK_DGRAM, "tcp": socket.SOCK_STREAM}
 
@@ -94,52 +86,7 @@ SOCKADDR_IN_HEAD: Final = struct.Struct("=H2s4s")  # family, port (network order
 # struct in_pktinfo: interface index, local address, header destination address.
 IN_PKTINFO: Final = struct.Struct("=i4s4s")
 MAX_IP_OPTIONS: Final = 40
-
-
-class SocketTable:
-    """The sockets the agent holds, by handle (the file descriptor number)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sockets: dict[int, socket.socket] = {}
-
-    def add(self, sock: socket.socket) -> int:
-        handle = sock.fileno()
-        with self._lock:
-            self._sockets[handle] = sock
-        return handle
-
-    def get(self, handle: int) -> socket.socket:
-        with self._lock:
-            sock = self._sockets.get(handle)
-        if sock is None:
-            raise BadRequest(f"unknown socket handle {handle}")
-        return sock
-
-    def remove(self, handle: int) -> socket.socket:
-        with self._lock:
-            sock = self._sockets.pop(handle, None)
-        if sock is None:
-            raise BadRequest(f"unknown socket handle {handle}")
-        return sock
-
-    def items(self) -> list[tuple[int, socket.socket]]:
-        with self._lock:
-            return sorted(self._sockets.items())
-
-    def close_all(self) -> None:
-        with self._lock:
-            held = list(self._sockets.values())
-            self._sockets.clear()
-        for sock in held:
-            sock.close()
-
-
-def endpoint_json(address: Any) -> dict[str, Any]:
-    """{"addr", "port"} of a Python AF_INET address, both null when there is none."""
-    if isinstance(address, tuple) and len(address) == 2:
-        return {"addr": address[0], "port": address[1]}
-    return {"addr": None, "port": None}
+LINGER: Final = struct.Struct("ii")  # struct linger: l_onoff, l_linger
 
 
 def extended_error_json(cmsg_data: bytes) -> dict[str, Any] | None:
@@ -147,20 +94,20 @@ def extended_error_json(cmsg_data: bytes) -> dict[str, Any] | None:
     if len(cmsg_data) < EXTENDED_ERROR.size:
         return None
     ee_errno, origin, icmp_type, icmp_code, _pad, info, data = EXTENDED_ERROR.unpack_from(cmsg_data)
-    offender = None
+    offender: tuple[str, int] | None = None
     if len(cmsg_data) >= EXTENDED_ERROR.size + SOCKADDR_IN_HEAD.size:
         family, port, addr = SOCKADDR_IN_HEAD.unpack_from(cmsg_data, EXTENDED_ERROR.size)
         if family == socket.AF_INET:
-            offender = {"addr": socket.inet_ntoa(addr), "port": int.from_bytes(port, "big")}
-    return {
-        "errno": errno_name(ee_errno) if ee_errno else None,
-        "origin": ERROR_ORIGINS.get(origin, f"ORIGIN_{origin}"),
-        "type": icmp_type,
-        "code": icmp_code,
-        "info": info,
-        "data": data,
-        "offender": offender,
-    }
+            offender = (socket.inet_ntoa(addr), int.from_bytes(port, "big"))
+    return errqueue_json(
+        errno_name(ee_errno) if ee_errno else None,
+        ERROR_ORIGINS.get(origin, f"ORIGIN_{origin}"),
+        icmp_type,
+        icmp_code,
+        info,
+        data,
+        offender,
+    )
 
 
 def ancillary_json(ancillary: list[tuple[int, int, bytes]]) -> dict[str, Any]:
@@ -171,16 +118,14 @@ def ancillary_json(ancillary: list[tuple[int, int, bytes]]) -> dict[str, Any]:
         if level != socket.IPPROTO_IP:
             continue
         if kind == socket.IP_RECVOPTS:  # ip_cmsg_recv_opts: the options area as received
-            found["options"] = base64.b64encode(cmsg_data).decode()
+            found["options"] = data_json(cmsg_data)
         elif kind == socket.IP_TOS and cmsg_data:
             found["tos"] = cmsg_data[0]
         elif kind == IP_PKTINFO and len(cmsg_data) >= IN_PKTINFO.size:
             ifindex, spec_dst, addr = IN_PKTINFO.unpack_from(cmsg_data)
-            found["pktinfo"] = {
-                "ifindex": ifindex,
-                "spec_dst": socket.inet_ntoa(spec_dst),
-                "addr": socket.inet_ntoa(addr),
-            }
+            found["pktinfo"] = pktinfo_json(
+                ifindex, socket.inet_ntoa(spec_dst), socket.inet_ntoa(addr)
+            )
     return found
 
 
@@ -217,71 +162,28 @@ def read_settings() -> dict[str, Any]:
     return settings
 
 
-class LinuxAgent:
-    """Performs requests on real sockets and writes the responses."""
+class LinuxAgent(AgentServer):
+    """Performs requests on real sockets; background ones each on a thread."""
+
+    name = "linux"
 
     def __init__(self, writer: ResponseWriter) -> None:
-        self.writer = writer
-        self.sockets = SocketTable()
-        self.handlers: dict[str, Callable[[Args], Any]] = {
-            call: getattr(self, f"call_{call}") for call in CALLS
-        }
+        self.sockets: HandleTable[socket.socket] = HandleTable()
+        super().__init__(writer)
 
-    # --- requests -----------------------------------------------------------------------
-
-    def handle_line(self, line: bytes) -> None:
-        """Parses one request line; answers it now, or on a thread if it is background."""
-        try:
-            request = parse_request(line)
-        except MalformedRequest as problem:
-            self.writer.send(problem.response)
-            return
-        if request.background:
-            threading.Thread(
-                target=lambda: self.writer.send(
-                    self.perform(request.id, request.call, request.args)
-                ),
-                name=f"{request.call}-{request.id}",
-                daemon=True,
-            ).start()
-        else:
-            self.writer.send(self.perform(request.id, request.call, request.args))
-
-    def perform(self, request_id: int, call: str, args: Mapping[str, Any]) -> dict[str, Any]:
-        """Performs one call and builds its response."""
-        handler = self.handlers.get(call)
-        if handler is None:
-            return {"id": request_id, "unsupported": f"unknown call {call!r}"}
-        try:
-            return {"id": request_id, "result": handler(Args(args))}
-        except NotSupported as exc:
-            return {"id": request_id, "unsupported": str(exc)}
-        except BadRequest as exc:
-            return {"id": request_id, "error": str(exc)}
-        except (socket.gaierror, socket.herror) as exc:
-            return {"id": request_id, "error": f"address lookup failed: {exc}"}
-        except OSError as exc:
-            if exc.errno is None:
-                return {"id": request_id, "error": f"{call}: {exc}"}
-            return {"id": request_id, "errno": errno_name(exc.errno)}
-        except Exception as exc:  # a bug or a bad value this agent did not foresee
-            traceback.print_exc(file=sys.stderr)
-            return {"id": request_id, "error": f"{call}: {type(exc).__name__}: {exc}"}
-
-    def close_all(self) -> None:
-        self.sockets.close_all()
+    def close(self) -> None:
+        for sock in self.sockets.clear():
+            sock.close()
 
     def sock(self, args: Args) -> socket.socket:
         return self.sockets.get(args.integer("sock"))
 
     # --- calls --------------------------------------------------------------------------
 
-    def call_hello(self, args: Args) -> dict[str, Any]:
-        return {"agent": AGENT_NAME, "protocol": PROTOCOL_VERSION, "calls": list(CALLS)}
-
     def call_socket(self, args: Args) -> int:
         kind = args.choice("type", SOCKET_TYPES)
-        return self.sockets.add(socket.socket(socket.AF_INET, kind))
+        sock = socket.socket(socket.AF_INET, kind)
+        return self.sockets.add(sock.fileno(), sock)
 
     def call_bind(self, args: Args) -> None:
         self.sock(args).bind(args.endpoint())
@@ -294,7 +196,7 @@ class LinuxAgent:
 
     def call_accept(self, args: Args) -> dict[str, Any]:
         connection, peer = self.sock(args).accept()
-        return {"sock": self.sockets.add(connection), **endpoint_json(peer)}
+        return {"sock": self.sockets.add(connection.fileno(), connection), **endpoint_json(peer)}
 
     def call_send(self, args: Args) -> int:
         flags = args.message_flags() | socket.MSG_NOSIGNAL
@@ -311,14 +213,13 @@ class LinuxAgent:
         sock, size, flags = self.sock(args), args.integer("size"), args.message_flags()
         buffer = bytearray(size)
         length = sock.recv_into(buffer, size, flags)
-        return {"data": base64.b64encode(buffer[: min(length, size)]).decode()}
+        return {"data": data_json(buffer[: min(length, size)])}
 
     def call_recvfrom(self, args: Args) -> dict[str, Any]:
         sock, size, flags = self.sock(args), args.integer("size"), args.message_flags()
         buffer = bytearray(size)
         length, peer = sock.recvfrom_into(buffer, size, flags)
-        data = base64.b64encode(buffer[: min(length, size)]).decode()
-        return {"data": data, **endpoint_json(peer)}
+        return {"data": data_json(buffer[: min(length, size)]), **endpoint_json(peer)}
 
     def call_recvmsg(self, args: Args) -> dict[str, Any]:
         sock, size, flags = self.sock(args), args.integer("size"), args.message_flags()
@@ -332,7 +233,7 @@ class LinuxAgent:
                 if level == socket.IPPROTO_IP and kind == IP_RECVERR:
                     errqueue = extended_error_json(cmsg_data)
         return {
-            "data": base64.b64encode(buffer[: min(length, size)]).decode(),
+            "data": data_json(buffer[: min(length, size)]),
             "flags": flag_names(msg_flags, RETURNED_MESSAGE_FLAGS),
             **endpoint_json(peer),
             "errqueue": errqueue,
@@ -340,35 +241,23 @@ class LinuxAgent:
         }
 
     def call_setsockopt(self, args: Args) -> None:
-        sock, option = self.sock(args), self.socket_option(args)
-        if not option.settable:
-            raise BadRequest(f"{args.text('name')} cannot be set")
-        value = args.value("value")
-        if option.kind == "pmtudisc_mode":
-            sock.setsockopt(option.level, option.number, args.choice("value", PMTUDISC_MODES))
-        elif option.kind == "linger":
-            if not isinstance(value, dict):
-                raise BadRequest(f"SO_LINGER value must be {{onoff, linger}}, not {value!r}")
-            linger = Args(value)
-            packed = struct.pack("ii", linger.integer("onoff"), linger.integer("linger"))
-            sock.setsockopt(option.level, option.number, packed)
-        elif option.kind == "bytes":
-            sock.setsockopt(option.level, option.number, args.data("value"))
-        elif isinstance(value, int):  # JSON true/false count as 1/0
-            sock.setsockopt(option.level, option.number, int(value))
-        else:
-            raise BadRequest(f"{args.text('name')} value must be an integer, not {value!r}")
+        sock = self.sock(args)
+        name, option = settable_option(args)
+        value = option_value(args, name, option)
+        if isinstance(value, str):
+            value = PMTUDISC_MODES[value]
+        elif isinstance(value, tuple):
+            value = LINGER.pack(*value)
+        sock.setsockopt(option.level, option.number, value)
 
     def call_getsockopt(self, args: Args) -> Any:
-        sock, option = self.sock(args), self.socket_option(args)
+        sock, (_, option) = self.sock(args), socket_option(args)
         if option.kind == "linger":
-            onoff, linger = struct.unpack(
-                "ii", sock.getsockopt(option.level, option.number, struct.calcsize("ii"))
+            return linger_json(
+                *LINGER.unpack(sock.getsockopt(option.level, option.number, LINGER.size))
             )
-            return {"onoff": onoff, "linger": linger}
         if option.kind == "bytes":
-            raw = sock.getsockopt(option.level, option.number, MAX_IP_OPTIONS)
-            return base64.b64encode(raw).decode()
+            return data_json(sock.getsockopt(option.level, option.number, MAX_IP_OPTIONS))
         value = sock.getsockopt(option.level, option.number)
         if option.kind == "errno_name":
             return errno_name(value) if value else None
@@ -379,12 +268,6 @@ class LinuxAgent:
             modes = {number: name for name, number in PMTUDISC_MODES.items()}
             return modes.get(value, f"IP_PMTUDISC_{value}")
         return value
-
-    def socket_option(self, args: Args) -> SocketOption:
-        name = args.text("name")
-        if name not in SOCKET_OPTIONS:
-            raise NotSupported(f"unknown socket option {name!r}")
-        return SOCKET_OPTIONS[name]
 
     def call_ioctl(self, args: Args) -> int:
         sock, request = self.sock(args), args.choice("request", IOCTL_REQUESTS)
@@ -489,13 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             print(f"cannot enter network namespace {options.netns!r}: {exc}", file=sys.stderr)
             return 2
-    agent = LinuxAgent(ResponseWriter(responses))
-    try:
-        for line in sys.stdin.buffer:
-            if line.strip():
-                agent.handle_line(line)
-    finally:
-        agent.close_all()
+    LinuxAgent(ResponseWriter(responses)).serve(sys.stdin.buffer)
     return 0
 
 

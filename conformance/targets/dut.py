@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agent_protocol.names import SOCKET_OPTIONS
 from conformance.agent.client import (
     AgentClient,
     AgentError,
@@ -18,7 +19,6 @@ from conformance.agent.client import (
     StillBlocked,
     Unsupported,
 )
-from conformance.agent.protocol import SOCKET_OPTIONS
 from conformance.errors import HarnessError
 from conformance.evidence.record import CallRecord, CaseRecord
 from conformance.lab.addressing import Host

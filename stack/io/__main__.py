@@ -16,7 +16,7 @@ import sys
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
-from conformance.agent.requests import ResponseWriter, take_stdout
+from agent_protocol.responses import ResponseWriter, take_stdout
 from stack.host import Host, InterfaceConfig
 from stack.io.agent import RefAgent
 from stack.io.loop import EventLoop
@@ -37,8 +37,11 @@ def apply_patch(spec: str, host: Host) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     responses = take_stdout()
-    parser = argparse.ArgumentParser(prog="python -m stack.io", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m stack.io",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--tap-fd", type=int, required=True)
     parser.add_argument("--mac", required=True)
     parser.add_argument("--address", required=True, help="ADDRESS/PREFIX")
@@ -61,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bad argument: {error}", file=sys.stderr)
         return 2
     config = InterfaceConfig(
-        mac=MacAddress.from_string(options.mac), address=interface.ip,
-        network=interface.network, mtu=options.mtu, routes=routes,
+        mac=MacAddress.from_string(options.mac),
+        address=interface.ip,
+        network=interface.network,
+        mtu=options.mtu,
+        routes=routes,
     )
     host = Host(config, settings, random.Random(options.seed))
     for patch in options.patch:

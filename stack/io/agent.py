@@ -7,42 +7,30 @@ tried again each time the stack changes, until it completes or its deadline pass
 
 from __future__ import annotations
 
-import base64
-import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any, Final
 
-from conformance.agent.protocol import (
-    CALLS,
+from agent_protocol.names import (
     FILE_STATUS_FLAGS,
     IOCTL_REQUESTS,
     MESSAGE_FLAGS,
-    PMTUDISC_MODES,
     POLL_EVENTS,
-    PROTOCOL_VERSION,
     SHUTDOWN_HOW,
-    SOCKET_OPTIONS,
 )
-from conformance.agent.requests import (
-    Args,
-    BadRequest,
-    MalformedRequest,
-    NotSupported,
-    ResponseWriter,
-    parse_request,
-)
+from agent_protocol.requests import Args, NotSupported, Request
+from agent_protocol.responses import ResponseWriter
+from agent_protocol.server import AgentServer, option_value, settable_option, socket_option
+from agent_protocol.values import data_json, endpoint_json, errqueue_json, linger_json, pktinfo_json
 from stack.errors import SocketError, Unsupported
 from stack.sockets import SocketApi
 from stack.timing import MILLISECOND, Nanoseconds, earliest
 from stack.udp import Endpoint, Message
 
-AGENT_NAME: Final = "ref"
 SOCKET_TYPES: Final = ("udp", "tcp")
 
-Handler = Callable[[Args, Nanoseconds], Any]
+Continuation = Callable[[], Any]
 
 
 class Blocked(Exception):
@@ -50,8 +38,10 @@ class Blocked(Exception):
     ``deadline`` (None: never) it answers ``on_deadline`` instead."""
 
     def __init__(
-        self, deadline: Nanoseconds | None = None, on_deadline: Any = None,
-        retry: Callable[[Nanoseconds], Any] | None = None,
+        self,
+        deadline: Nanoseconds | None = None,
+        on_deadline: Any = None,
+        retry: Continuation | None = None,
     ) -> None:
         super().__init__()
         self.deadline = deadline
@@ -63,26 +53,10 @@ class Blocked(Exception):
 
 @dataclass
 class _Parked:
-    request_id: int
-    call: str
-    args: Args
-    deadline: Nanoseconds | None
-    on_deadline: Any
-    retry: Callable[[Nanoseconds], Any] | None = None
-
-
-def _continuation(retry: Callable[[Nanoseconds], Any]) -> Handler:
-    return lambda args, now: retry(now)
-
-
-def endpoint_json(endpoint: Endpoint | None) -> dict[str, Any]:
-    if endpoint is None:
-        return {"addr": None, "port": None}
-    return {"addr": str(endpoint[0]), "port": endpoint[1]}
-
-
-def data_json(data: bytes) -> str:
-    return base64.b64encode(data).decode()
+    request: Request
+    deadline: Nanoseconds | None = None
+    on_deadline: Any = None
+    retry: Continuation | None = None
 
 
 def ancillary_json(message: Message) -> dict[str, Any]:
@@ -94,52 +68,53 @@ def ancillary_json(message: Message) -> dict[str, Any]:
         ancillary["tos"] = message.tos
     if message.pktinfo is not None:
         info = message.pktinfo
-        ancillary["pktinfo"] = {
-            "ifindex": info.ifindex, "spec_dst": str(info.spec_dst), "addr": str(info.addr),
-        }
+        ancillary["pktinfo"] = pktinfo_json(info.ifindex, info.spec_dst, info.addr)
     return ancillary
 
 
-class RefAgent:
+class RefAgent(AgentServer):
+    """Performs requests on the stack's `SocketApi` at the time `now` the loop gives."""
+
+    name = "ref"
+
     def __init__(self, api: SocketApi, writer: ResponseWriter) -> None:
         self.api = api
-        self.writer = writer
+        self.now: Nanoseconds = 0
         self.parked: list[_Parked] = []
-        self.handlers: dict[str, Handler] = {call: getattr(self, f"call_{call}") for call in CALLS}
+        super().__init__(writer)
 
     # --- requests -----------------------------------------------------------------------
 
-    def handle_line(self, line: bytes, now: Nanoseconds) -> None:
-        try:
-            request = parse_request(line)
-        except MalformedRequest as problem:
-            self.writer.send(problem.response)
-            return
+    def receive(self, line: bytes, now: Nanoseconds) -> None:
+        """One request line, read at ``now``."""
+        self.now = now
+        self.handle_line(line)
+
+    def start(self, request: Request) -> None:
         # "background" needs nothing here: a call that would block is parked anyway.
-        self._attempt(_Parked(request.id, request.call, Args(request.args), None, None), now,
-                      first=True)
+        self._attempt(_Parked(request), first=True)
 
     def retry(self, now: Nanoseconds) -> None:
         """Try every parked call again, after the stack changed or time passed."""
+        self.now = now
         parked, self.parked = self.parked, []
         for call in parked:
             if call.deadline is not None and call.deadline <= now:
-                self.writer.send({"id": call.request_id, "result": call.on_deadline})
+                self.writer.send({"id": call.request.id, "result": call.on_deadline})
             else:
-                self._attempt(call, now, first=False)
+                self._attempt(call, first=False)
 
     def next_deadline(self) -> Nanoseconds | None:
         return earliest(*(call.deadline for call in self.parked))
 
-    def _attempt(self, call: _Parked, now: Nanoseconds, *, first: bool) -> None:
-        handler = self.handlers.get(call.call)
-        if call.retry is not None:
-            handler = _continuation(call.retry)
+    def _attempt(self, call: _Parked, *, first: bool) -> None:
+        request = call.request
+        handler = self.handlers.get(request.call)
         if handler is None:
-            self.writer.send({"id": call.request_id, "unsupported": f"unknown call {call.call!r}"})
+            self.writer.send(self.unknown_call(request))
             return
         try:
-            response: dict[str, Any] = {"result": handler(call.args, now)}
+            result = call.retry() if call.retry is not None else handler(Args(request.args))
         except Blocked as blocked:
             if first:  # the deadline counts from the call, not from a retry
                 call.deadline, call.on_deadline = blocked.deadline, blocked.on_deadline
@@ -147,16 +122,17 @@ class RefAgent:
                 call.retry = blocked.retry
             self.parked.append(call)
             return
-        except SocketError as error:
-            response = {"errno": error.errno}
-        except (Unsupported, NotSupported) as error:
-            response = {"unsupported": str(error)}
-        except BadRequest as error:
-            response = {"error": str(error)}
-        except Exception as error:  # a bug in the stack: the harness must hear of it
-            traceback.print_exc(file=sys.stderr)
-            response = {"error": f"{call.call}: {type(error).__name__}: {error}"}
-        self.writer.send({"id": call.request_id, **response})
+        except Exception as error:
+            self.writer.send({"id": request.id, **self.failure(request.call, error)})
+            return
+        self.writer.send({"id": request.id, "result": result})
+
+    def failure(self, call: str, error: Exception) -> dict[str, Any]:
+        if isinstance(error, SocketError):
+            return {"errno": error.errno}
+        if isinstance(error, Unsupported):
+            return {"unsupported": str(error)}
+        return super().failure(call, error)
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -167,10 +143,10 @@ class RefAgent:
     def _flags(self, args: Args) -> set[str]:
         return args.name_set("flags", MESSAGE_FLAGS, optional=True)
 
-    def _receive(self, args: Args, now: Nanoseconds) -> Message:
+    def _receive(self, args: Args) -> Message:
         handle, flags = args.integer("sock"), self._flags(args)
         try:
-            return self.api.recvmsg(handle, args.integer("size"), flags, now)
+            return self.api.recvmsg(handle, args.integer("size"), flags, self.now)
         except SocketError as error:
             if error.errno == "EAGAIN" and self.api.would_block(handle, flags):
                 raise Blocked() from None
@@ -178,37 +154,34 @@ class RefAgent:
 
     # --- calls --------------------------------------------------------------------------
 
-    def call_hello(self, args: Args, now: Nanoseconds) -> dict[str, Any]:
-        return {"agent": AGENT_NAME, "protocol": PROTOCOL_VERSION, "calls": list(CALLS)}
-
-    def call_socket(self, args: Args, now: Nanoseconds) -> int:
+    def call_socket(self, args: Args) -> int:
         kind = args.text("type")
         if kind not in SOCKET_TYPES:
             raise NotSupported(f"unknown type {kind!r}")
         return self.api.socket(kind)
 
-    def call_bind(self, args: Args, now: Nanoseconds) -> None:
+    def call_bind(self, args: Args) -> None:
         self.api.bind(args.integer("sock"), *self._endpoint(args))
 
-    def call_connect(self, args: Args, now: Nanoseconds) -> None:
+    def call_connect(self, args: Args) -> None:
         handle = args.integer("sock")
         try:
-            self.api.connect(handle, *self._endpoint(args), now)
+            self.api.connect(handle, *self._endpoint(args), self.now)
         except SocketError as error:
             # A blocking TCP connect waits for the handshake to end (tcp(7)).
             if error.errno != "EINPROGRESS" or not self.api.would_block(handle, set()):
                 raise
 
-            def finish(now: Nanoseconds) -> None:
+            def finish() -> None:
                 if not self.api.finish_connect(handle):
                     raise Blocked() from None
 
             raise Blocked(retry=finish) from None
 
-    def call_listen(self, args: Args, now: Nanoseconds) -> None:
-        self.api.listen(args.integer("sock"), args.integer("backlog"), now)
+    def call_listen(self, args: Args) -> None:
+        self.api.listen(args.integer("sock"), args.integer("backlog"), self.now)
 
-    def call_accept(self, args: Args, now: Nanoseconds) -> dict[str, Any]:
+    def call_accept(self, args: Args) -> dict[str, Any]:
         handle = args.integer("sock")
         try:
             accepted = self.api.accept(handle)
@@ -218,25 +191,24 @@ class RefAgent:
             raise
         return {"sock": accepted.handle, **endpoint_json(accepted.peer)}
 
-    def call_send(self, args: Args, now: Nanoseconds) -> int:
-        return self._send(args.integer("sock"), args.data(), None, self._flags(args), now)
+    def call_send(self, args: Args) -> int:
+        return self._send(args.integer("sock"), args.data(), None, self._flags(args))
 
-    def call_sendto(self, args: Args, now: Nanoseconds) -> int:
+    def call_sendto(self, args: Args) -> int:
         return self._send(
-            args.integer("sock"), args.data(), self._endpoint(args), self._flags(args), now
+            args.integer("sock"), args.data(), self._endpoint(args), self._flags(args)
         )
 
-    def _send(self, handle: int, data: bytes, destination: Endpoint | None,
-              flags: set[str], now: Nanoseconds) -> int:
+    def _send(self, handle: int, data: bytes, destination: Endpoint | None, flags: set[str]) -> int:
         """A blocking TCP send returns once all of ``data`` is in the send buffer."""
         sent = 0
 
-        def attempt(now: Nanoseconds) -> int:
+        def attempt() -> int:
             nonlocal sent
             blocking = self.api.is_tcp(handle) and self.api.would_block(handle, flags)
             while True:
                 try:
-                    sent += self.api.sendto(handle, data[sent:], destination, flags, now)
+                    sent += self.api.sendto(handle, data[sent:], destination, flags, self.now)
                 except SocketError as error:
                     if error.errno == "EAGAIN" and blocking:
                         raise Blocked(retry=attempt) from None
@@ -246,29 +218,23 @@ class RefAgent:
                 if sent >= len(data) or not blocking:
                     return sent
 
-        return attempt(now)
+        return attempt()
 
-    def call_recv(self, args: Args, now: Nanoseconds) -> dict[str, Any]:
-        return {"data": data_json(self._receive(args, now).data)}
+    def call_recv(self, args: Args) -> dict[str, Any]:
+        return {"data": data_json(self._receive(args).data)}
 
-    def call_recvfrom(self, args: Args, now: Nanoseconds) -> dict[str, Any]:
-        message = self._receive(args, now)
+    def call_recvfrom(self, args: Args) -> dict[str, Any]:
+        message = self._receive(args)
         return {"data": data_json(message.data), **endpoint_json(message.address)}
 
-    def call_recvmsg(self, args: Args, now: Nanoseconds) -> dict[str, Any]:
-        message = self._receive(args, now)
+    def call_recvmsg(self, args: Args) -> dict[str, Any]:
+        message = self._receive(args)
         error = message.error
         errqueue = None
         if error is not None:
-            errqueue = {
-                "errno": error.errno,
-                "origin": error.origin,
-                "type": error.type,
-                "code": error.code,
-                "info": error.info,
-                "data": 0,
-                "offender": None if error.offender is None else endpoint_json(error.offender),
-            }
+            errqueue = errqueue_json(
+                error.errno, error.origin, error.type, error.code, error.info, 0, error.offender
+            )
         return {
             "data": data_json(message.data),
             "flags": message.flags,
@@ -277,44 +243,29 @@ class RefAgent:
             "ancillary": ancillary_json(message),
         }
 
-    def call_setsockopt(self, args: Args, now: Nanoseconds) -> None:
-        name = args.text("name")
-        option = SOCKET_OPTIONS.get(name)
-        if option is None:
-            raise NotSupported(f"unknown socket option {name!r}")
-        if not option.settable:
-            raise BadRequest(f"{name} cannot be set")
-        value = args.value("value")
-        if option.kind == "bytes":
+    def call_setsockopt(self, args: Args) -> None:
+        name, option = settable_option(args)
+        if option.kind == "int" and not isinstance(args.value("value"), int):
+            raise NotSupported(f"{name} with value {args.value('value')!r}")
+        value = option_value(args, name, option)
+        if isinstance(value, bytes):
             raise NotSupported(f"{name}: the stack sends no IP options of the application")
-        if option.kind == "pmtudisc_mode":
-            args.choice("value", PMTUDISC_MODES)
-        elif option.kind == "linger":
-            if not isinstance(value, dict):
-                raise BadRequest(f"SO_LINGER value must be {{onoff, linger}}, not {value!r}")
-            linger = Args(value)
-            value = (linger.integer("onoff"), linger.integer("linger"))
-        elif not isinstance(value, int):
-            raise NotSupported(f"{name} with value {value!r}")
-        self.api.setsockopt(args.integer("sock"), name, int(value) if isinstance(value, bool)
-                            else value, now)
+        self.api.setsockopt(args.integer("sock"), name, value, self.now)
 
-    def call_getsockopt(self, args: Args, now: Nanoseconds) -> Any:
-        name = args.text("name")
-        if name not in SOCKET_OPTIONS:
-            raise NotSupported(f"unknown socket option {name!r}")
-        value = self.api.getsockopt(args.integer("sock"), name, now)
+    def call_getsockopt(self, args: Args) -> Any:
+        name, _ = socket_option(args)
+        value = self.api.getsockopt(args.integer("sock"), name, self.now)
         if isinstance(value, tuple):
-            return {"onoff": value[0], "linger": value[1]}
+            return linger_json(*value)
         return value
 
-    def call_ioctl(self, args: Args, now: Nanoseconds) -> int:
+    def call_ioctl(self, args: Args) -> int:
         request = args.text("request")
         if request not in IOCTL_REQUESTS:
             raise NotSupported(f"unknown ioctl request {request!r}")
         return self.api.ioctl(args.integer("sock"), request)
 
-    def call_fcntl(self, args: Args, now: Nanoseconds) -> list[str] | None:
+    def call_fcntl(self, args: Args) -> list[str] | None:
         handle, command = args.integer("sock"), args.text("cmd")
         if command == "F_GETFL":
             return ["O_NONBLOCK"] if self.api.get_nonblocking(handle) else []
@@ -324,37 +275,36 @@ class RefAgent:
             return None
         raise NotSupported(f"unknown fcntl cmd {command!r}")
 
-    def call_shutdown(self, args: Args, now: Nanoseconds) -> None:
+    def call_shutdown(self, args: Args) -> None:
         how = args.text("how")
         if how not in SHUTDOWN_HOW:
             raise NotSupported(f"unknown how {how!r}")
-        self.api.shutdown(args.integer("sock"), how, now)
+        self.api.shutdown(args.integer("sock"), how, self.now)
 
-    def call_close(self, args: Args, now: Nanoseconds) -> None:
-        linger = self.api.close(args.integer("sock"), now)
+    def call_close(self, args: Args) -> None:
+        linger = self.api.close(args.integer("sock"), self.now)
         if linger is not None and not linger.done():
             # SO_LINGER: close waits until the FIN is acknowledged or the time is up.
-            def wait(now: Nanoseconds) -> None:
+            def wait() -> None:
                 if not linger.done():
                     raise Blocked()
 
             raise Blocked(linger.deadline, on_deadline=None, retry=wait)
 
-    def call_poll(self, args: Args, now: Nanoseconds) -> list[str]:
+    def call_poll(self, args: Args) -> list[str]:
         events = args.name_set("events", POLL_EVENTS)
         timeout_ms = args.integer("timeout_ms")
         returned = self.api.poll(args.integer("sock"), events)
         if not returned and timeout_ms != 0:
-            deadline = None if timeout_ms < 0 else now + timeout_ms * MILLISECOND
+            deadline = None if timeout_ms < 0 else self.now + timeout_ms * MILLISECOND
             raise Blocked(deadline, on_deadline=[])
         return [name for name in POLL_EVENTS if name in returned]  # the protocol's order
 
-    def call_getsockname(self, args: Args, now: Nanoseconds) -> dict[str, Any]:
+    def call_getsockname(self, args: Args) -> dict[str, Any]:
         return endpoint_json(self.api.getsockname(args.integer("sock")))
 
-    def call_getpeername(self, args: Args, now: Nanoseconds) -> dict[str, Any]:
+    def call_getpeername(self, args: Args) -> dict[str, Any]:
         return endpoint_json(self.api.getpeername(args.integer("sock")))
 
-    def call_snapshot(self, args: Args, now: Nanoseconds) -> dict[str, Any]:
-        return self.api.snapshot(now)
-
+    def call_snapshot(self, args: Args) -> dict[str, Any]:
+        return self.api.snapshot(self.now)

@@ -61,7 +61,7 @@ class EventLoop:
         self._partial_line = lines.pop()
         for line in lines:
             if line.strip():
-                self.agent.handle_line(line, time.monotonic_ns())
+                self.agent.receive(line, time.monotonic_ns())
                 self._flush()
         return True
 

@@ -1,4 +1,5 @@
-"""Names and numbers of the DUT agent protocol (docs/agent-protocol.md).
+"""Names and numbers of the DUT agent protocol (docs/agent-protocol.md): the calls,
+flags, socket options, ioctl requests and the protocol version.
 
 The protocol speaks in names; this module maps them to the Linux values. Values that
 Python's `socket` module does not export are written out from the Linux headers.

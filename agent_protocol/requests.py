@@ -1,7 +1,6 @@
-"""Reading agent requests and writing responses: shared by every agent in this project.
+"""Reading agent requests: one JSON object per line (docs/agent-protocol.md).
 
-A request is one JSON object per line (docs/agent-protocol.md); `Args` reads its named
-arguments with type checks, `ResponseWriter` writes one response per line.
+`parse_request` checks the envelope; `Args` reads the named arguments with type checks.
 """
 
 from __future__ import annotations
@@ -10,14 +9,11 @@ import base64
 import binascii
 import ipaddress
 import json
-import os
-import sys
-import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any
 
-from conformance.agent.protocol import MESSAGE_FLAGS
+from agent_protocol.names import MESSAGE_FLAGS
 
 
 class BadRequest(Exception):
@@ -142,29 +138,3 @@ def parse_request(line: bytes) -> Request:
     if not isinstance(background, bool):
         raise MalformedRequest(request_id, "background must be true or false")
     return Request(request_id, call, args, background)
-
-
-class ResponseWriter:
-    """Writes one response per line; safe to call from any thread."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self._lock = threading.Lock()
-
-    def send(self, response: Mapping[str, Any]) -> None:
-        line = json.dumps(response).encode() + b"\n"
-        with self._lock:
-            try:
-                self._stream.write(line)
-                self._stream.flush()
-            except BrokenPipeError:
-                pass  # the tester has gone; stdin EOF will end the agent
-
-
-def take_stdout() -> BinaryIO:
-    """Keeps the real stdout for responses and points fd 1 at stderr, so nothing else
-    (a library's print, a C-level write) can reach the tester's pipe."""
-    sys.stdout.flush()
-    responses_fd = os.dup(1)
-    os.dup2(2, 1)
-    return os.fdopen(responses_fd, "wb")
