@@ -1,6 +1,7 @@
-"""One TCP socket: its options, its transmission control block (RFC 9293 3.3.1) and
-its buffers and timers. Behaviour lives elsewhere (``arrival``, ``time_wait``, ``output``,
-``timers``, ``calls``); this module holds the data and a few derived values."""
+"""One TCP socket: its options, its transmission control block (RFC 9293 3.3.1), its
+buffers and timers, and a listener's queues. Behaviour lives elsewhere (``arrival``,
+``time_wait``, ``listener``, ``output``, ``timers``, ``calls``); this module holds the
+data and a few derived values."""
 
 from __future__ import annotations
 

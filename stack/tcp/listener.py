@@ -1,5 +1,6 @@
-"""A listening socket: its SYN queue and accept queue (RFC 9293 3.10.7.2 for the LISTEN
-state), with Linux's accounting.
+"""A listening socket: what arrives for it (RFC 9293 3.10.7.2, the LISTEN state) and
+what fills and empties its SYN queue and accept queue (``connection.Listener``), with
+Linux's accounting.
 
 Linux counts a queue as full when it holds *more* than the backlog (backlog capped at
 net.core.somaxconn): listen(s, 2) lets three connections wait. A SYN that finds the
