@@ -62,9 +62,9 @@ class Host:
         self.reassembler = Reassembler(self.settings)
         self.pmtu = PathMtuCache(config.mtu, self.settings)
         self.icmp_limiter = IcmpRateLimiter(self.settings)
-        self.udp = UdpLayer(self, self.settings, self.rng)
-        self.tcp = TcpLayer(self, self.settings, self.rng)
         self.drops = DropLog()
+        self.udp = UdpLayer(self, self.settings, self.rng)
+        self.tcp = TcpLayer(self, self.drops, self.settings, self.rng)
         self.redirects: dict[IPv4Address, IPv4Address] = {}
         self._outbox: list[bytes] = []
         self._identification = self.rng.randrange(1 << 16)
@@ -112,7 +112,7 @@ class Host:
             self.tcp.next_timer(),
         )
 
-    # --- what transport layers use (stack.udp.IpService) --------------------------------
+    # --- what transport layers use (stack.endpoints.IpService) --------------------------------
 
     def is_broadcast(self, destination: IPv4Address) -> bool:
         return is_broadcast(destination, self.config.network)

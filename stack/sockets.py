@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any, Final
 
+from stack.endpoints import Endpoint, Message
 from stack.errors import SocketError, Unsupported
 from stack.host import Host
 from stack.tcp.calls import Linger
 from stack.tcp.connection import TcpSocket
 from stack.timing import Nanoseconds
-from stack.udp import Endpoint, Message, UdpSocket
+from stack.udp import UdpSocket
 
 OptionValue = int | str | tuple[int, int]
 
@@ -43,21 +44,21 @@ class SocketApi:
             raise SocketError("EPROTONOSUPPORT", f"socket type {kind!r}")
         handle = self._free_handle()
         self._sockets[handle] = (
-            self.host.tcp.open(handle) if kind == "tcp" else self.host.udp.open(handle)
+            self.host.tcp.calls.open(handle) if kind == "tcp" else self.host.udp.open(handle)
         )
         return handle
 
     def close(self, handle: int, now: Nanoseconds) -> Linger | None:
         sock = self._take(handle)
         if isinstance(sock, TcpSocket):
-            return self.host.tcp.close(sock, now)
+            return self.host.tcp.calls.close(sock, now)
         self.host.udp.close(sock, now)
         return None
 
     def bind(self, handle: int, address: IPv4Address, port: int) -> None:
         sock = self._get(handle)
         if isinstance(sock, TcpSocket):
-            self.host.tcp.bind(sock, address, port)
+            self.host.tcp.calls.bind(sock, address, port)
         else:
             self.host.udp.bind(sock, address, port)
 
@@ -66,29 +67,29 @@ class SocketApi:
         """For TCP: raises EINPROGRESS once the SYN is sent (see ``finish_connect``)."""
         sock = self._get(handle)
         if isinstance(sock, TcpSocket):
-            self.host.tcp.connect(sock, address, port, now)
+            self.host.tcp.calls.connect(sock, address, port, now)
         else:
             self.host.udp.connect(sock, address, port)
 
     def finish_connect(self, handle: int) -> bool:
         """A TCP connect under way: True when established, False while it runs; raises
         the reason it failed."""
-        return self.host.tcp.finish_connect(self._get_tcp(handle))
+        return self.host.tcp.calls.finish_connect(self._get_tcp(handle))
 
     def listen(self, handle: int, backlog: int, now: Nanoseconds = 0) -> None:
         sock = self._get(handle)
         if not isinstance(sock, TcpSocket):
             raise SocketError("EOPNOTSUPP", "listen on a UDP socket")
-        self.host.tcp.listen(sock, backlog, now)
+        self.host.tcp.calls.listen(sock, backlog, now)
 
     def accept(self, handle: int, now: Nanoseconds | None = None) -> Accepted:
         """``now`` is accepted for symmetry with the other calls; accept sends nothing."""
         sock = self._get(handle)
         if not isinstance(sock, TcpSocket):
             raise SocketError("EOPNOTSUPP", "accept on a UDP socket")
-        child = self.host.tcp.accept(sock)
+        child = self.host.tcp.calls.accept(sock)
         new_handle = self._free_handle()
-        self.host.tcp.adopt(child, new_handle)
+        self.host.tcp.calls.adopt(child, new_handle)
         self._sockets[new_handle] = child
         return Accepted(new_handle, child.peer)
 
@@ -98,20 +99,20 @@ class SocketApi:
     ) -> int:
         sock = self._get(handle)
         if isinstance(sock, TcpSocket):
-            return self.host.tcp.sendto(sock, data, destination, flags, now)
+            return self.host.tcp.calls.sendto(sock, data, destination, flags, now)
         return self.host.udp.sendto(sock, data, destination, flags, now)
 
     def recvmsg(self, handle: int, size: int, flags: set[str],
                 now: Nanoseconds | None = None) -> Message:
         sock = self._get(handle)
         if isinstance(sock, TcpSocket):
-            return self.host.tcp.recvmsg(sock, size, flags, self._now(now))
+            return self.host.tcp.calls.recvmsg(sock, size, flags, self._now(now))
         return self.host.udp.recvmsg(sock, size, flags)
 
     def setsockopt(self, handle: int, name: str, value: OptionValue, now: Nanoseconds) -> None:
         sock = self._get(handle)
         if isinstance(sock, TcpSocket):
-            self.host.tcp.setsockopt(sock, name, value, now)
+            self.host.tcp.calls.setsockopt(sock, name, value, now)
             return
         if name == "SO_LINGER" or isinstance(value, tuple):
             raise Unsupported(f"{name} on a UDP socket")
@@ -120,13 +121,13 @@ class SocketApi:
     def getsockopt(self, handle: int, name: str, now: Nanoseconds) -> OptionValue | None:
         sock = self._get(handle)
         if isinstance(sock, TcpSocket):
-            return self.host.tcp.getsockopt(sock, name, now)
+            return self.host.tcp.calls.getsockopt(sock, name, now)
         return self.host.udp.getsockopt(sock, name, now)
 
     def ioctl(self, handle: int, request: str) -> int:
         sock = self._get(handle)
         if isinstance(sock, TcpSocket):
-            return self.host.tcp.ioctl(sock, request)
+            return self.host.tcp.calls.ioctl(sock, request)
         return self.host.udp.ioctl(sock, request)
 
     def get_nonblocking(self, handle: int) -> bool:
@@ -140,7 +141,7 @@ class SocketApi:
             raise SocketError("EINVAL", f"shutdown how {how!r}")
         sock = self._get(handle)
         if isinstance(sock, TcpSocket):
-            self.host.tcp.shutdown(sock, how, self._now(now))
+            self.host.tcp.calls.shutdown(sock, how, self._now(now))
         else:
             self.host.udp.shutdown(sock, how)
 
@@ -148,7 +149,10 @@ class SocketApi:
         sock = self._sockets.get(handle)
         if sock is None:
             return {"POLLNVAL"}
-        returned = self.host.tcp.events(sock) if isinstance(sock, TcpSocket) else sock.events()
+        if isinstance(sock, TcpSocket):
+            returned = self.host.tcp.calls.events(sock)
+        else:
+            returned = sock.events()
         return returned & (events | ALWAYS_POLLED)
 
     def getsockname(self, handle: int) -> Endpoint:
@@ -158,7 +162,7 @@ class SocketApi:
     def getpeername(self, handle: int) -> Endpoint:
         sock = self._get(handle)
         if isinstance(sock, TcpSocket):
-            return self.host.tcp.peer_of(sock)
+            return self.host.tcp.calls.peer_of(sock)
         if sock.remote is None:
             raise SocketError("ENOTCONN", "not connected")
         return sock.remote

@@ -10,77 +10,31 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
-from typing import Final, Protocol
+from typing import Final
 
+from stack.endpoints import (
+    ANY,
+    Endpoint,
+    ExtendedError,
+    IpService,
+    Message,
+    PacketInfo,
+    addresses_overlap,
+    checked_option,
+    connected_mtu,
+    default_options,
+    ephemeral_port,
+    known_option,
+)
 from stack.errors import SocketError, Unsupported
 from stack.icmp import ReceivedError, socket_error
 from stack.settings import Settings
-from stack.socket_options import checked_option
 from stack.timing import Nanoseconds
 from stack.wire.errors import WireError
 from stack.wire.ipv4 import Ipv4Packet
 from stack.wire.udp import HEADER_LENGTH, UdpDatagram
 
-Endpoint = tuple[IPv4Address, int]
-ANY: Final = IPv4Address("0.0.0.0")
 MAX_PAYLOAD: Final = 65535 - 20 - HEADER_LENGTH
-
-
-class IpService(Protocol):
-    """What UDP needs from the IP layer below it."""
-
-    address: IPv4Address
-    link_mtu: int
-    interface_index: int
-
-    def check_route(self, destination: IPv4Address) -> None:
-        """Raise SocketError("ENETUNREACH") when no route leads to ``destination``."""
-
-    def is_broadcast(self, destination: IPv4Address) -> bool: ...
-
-    def path_mtu(self, destination: IPv4Address, now: Nanoseconds) -> int: ...
-
-    def send_datagram(
-        self, now: Nanoseconds, destination: IPv4Address, payload: bytes, *,
-        ttl: int, tos: int, dont_fragment: bool, fragment_size: int,
-    ) -> None: ...
-
-
-@dataclass(frozen=True)
-class ExtendedError:
-    """One entry of the error queue (IP_RECVERR), Linux's sock_extended_err."""
-
-    errno: str
-    origin: str  # "ICMP" or "LOCAL"
-    type: int
-    code: int
-    info: int
-    offender: Endpoint | None
-    destination: Endpoint  # returned as the message's address
-    payload: bytes  # the start of the offending datagram's payload
-
-
-@dataclass(frozen=True)
-class PacketInfo:
-    """IP_PKTINFO (Linux struct in_pktinfo): where a datagram came in."""
-
-    ifindex: int
-    spec_dst: IPv4Address  # the local address a reply comes from
-    addr: IPv4Address  # the header's destination: ours, or a broadcast address
-
-
-@dataclass(frozen=True)
-class Message:
-    """What recvmsg returns; the ancillary fields only where the socket asked for them."""
-
-    data: bytes
-    length: int  # the datagram's full length (more than len(data) when truncated)
-    flags: list[str]
-    address: Endpoint | None
-    error: ExtendedError | None = None
-    options: bytes | None = None  # IP_RECVOPTS
-    tos: int | None = None  # IP_RECVTOS
-    pktinfo: PacketInfo | None = None  # IP_PKTINFO
 
 
 @dataclass(frozen=True)
@@ -114,20 +68,12 @@ class UdpSocket:
 
     def __post_init__(self) -> None:
         self.options = {
-            "SO_REUSEADDR": 0,
-            "SO_KEEPALIVE": 0,
+            **default_options(self.settings, receive_buffer=self.settings.receive_buffer,
+                              send_buffer=self.settings.send_buffer),
             "SO_BROADCAST": 0,
-            "SO_RCVBUF": self.settings.receive_buffer,
-            "SO_SNDBUF": self.settings.send_buffer,
-            "IP_TTL": self.settings.default_ttl,
-            "IP_TOS": 0,
-            "IP_RECVERR": 0,
             "IP_RECVOPTS": 0,
             "IP_RECVTOS": 0,
             "IP_PKTINFO": 0,
-            "IP_MTU_DISCOVER": "IP_PMTUDISC_WANT"
-            if self.settings.path_mtu_discovery
-            else "IP_PMTUDISC_DONT",
             "UDP_CORK": 0,
         }
 
@@ -182,7 +128,8 @@ class UdpLayer:
         if address not in (ANY, self.ip.address) and not self.ip.is_broadcast(address):
             raise SocketError("EADDRNOTAVAIL", f"{address} is not an address of this host")
         if port == 0:
-            port = self._ephemeral_port(address)
+            port = ephemeral_port(self.settings, self.rng,
+                                  {other.local_port for other in self.sockets.values()})
             if port == 0:
                 # Linux: bind() reports EADDRINUSE, the implicit bind of connect or a
                 # send EAGAIN (inet_autobind).
@@ -293,14 +240,8 @@ class UdpLayer:
         if name == "SO_TYPE":
             return "udp"
         if name == "IP_MTU":
-            if sock.remote is None:
-                raise SocketError("ENOTCONN", "IP_MTU needs a connected socket")
-            return self.ip.path_mtu(sock.remote[0], now)
-        if name not in sock.options:
-            if name.startswith("TCP_"):
-                raise SocketError("ENOPROTOOPT", f"{name} on a UDP socket")
-            raise Unsupported(f"socket option {name}")
-        return sock.options[name]
+            return connected_mtu(self.ip, sock.remote, now)
+        return known_option(sock.options, name, "udp")
 
     def ioctl(self, sock: UdpSocket, request: str) -> int:
         if request == "FIONREAD":
@@ -466,22 +407,9 @@ class UdpLayer:
         for other in self.sockets.values():
             if other is sock or other.local_port != port:
                 continue
-            if ANY not in (address, other.local_address) and address != other.local_address:
+            if not addresses_overlap(address, other.local_address):
                 continue
             if sock.options["SO_REUSEADDR"] and other.options["SO_REUSEADDR"]:
                 continue
             return True
         return False
-
-    def _ephemeral_port(self, address: IPv4Address) -> int:
-        """Linux: a random start in ip_local_port_range, then the next free port; 0 when
-        every port of the range is taken."""
-        low, high = self.settings.ephemeral_ports
-        span = high - low + 1
-        start = self.rng.randrange(span)
-        for step in range(span):
-            port = low + (start + step) % span
-            if not any(other.local_port == port for other in self.sockets.values()):
-                return port
-        return 0  # none free
-

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 
+from stack.endpoints import Message
 from stack.host import Host
 from stack.tcp import arrival, output
 from stack.tcp.connection import TcpSocket
-from stack.tcp.layer import TcpLayer
+from stack.tcp.context import TcpContext
 from stack.timing import Nanoseconds
-from stack.udp import Message, UdpSocket
+from stack.udp import UdpSocket
 from stack.wire.tcp import TcpFlags, TcpSegment
 
 URG = TcpFlags.URG
@@ -87,12 +88,12 @@ def oobinline_ignored(host: Host) -> None:
 
 def urgent_mark_never_reported(host: Host) -> None:
     """SIOCATMARK is always 0: the reader cannot learn where urgent data ends (MUST-33)."""
-    original = host.tcp.ioctl
+    original = host.tcp.calls.ioctl
 
     def ioctl(sock: TcpSocket, request: str) -> int:
         return 0 if request == "SIOCATMARK" else original(sock, request)
 
-    host.tcp.ioctl = ioctl  # type: ignore[method-assign]
+    host.tcp.calls.ioctl = ioctl  # type: ignore[method-assign]
 
 
 def urgent_pointer_cut_at_the_segment_end(host: Host) -> None:
@@ -100,12 +101,12 @@ def urgent_pointer_cut_at_the_segment_end(host: Host) -> None:
     never longer than one segment (MUST-31)."""
     original = arrival.segment_arrives
 
-    def segment_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def segment_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                         now: Nanoseconds) -> None:
         if segment.flags & URG and segment.urgent_pointer > len(segment.payload):
             segment = dataclasses.replace(segment, urgent_pointer=len(segment.payload),
                                           checksum=None)
-        original(layer, sock, segment, now)
+        original(tcp, sock, segment, now)
 
     arrival.segment_arrives = segment_arrives
 
@@ -113,12 +114,12 @@ def urgent_pointer_cut_at_the_segment_end(host: Host) -> None:
 def urgent_data_never_polled(host: Host) -> None:
     """poll never reports POLLPRI: the application is not told of urgent data
     (RFC 1122 4.2.2.4)."""
-    original = host.tcp.events
+    original = host.tcp.calls.events
 
     def events(sock: TcpSocket) -> set[str]:
         return original(sock) - {"POLLPRI"}
 
-    host.tcp.events = events  # type: ignore[method-assign]
+    host.tcp.calls.events = events  # type: ignore[method-assign]
 
 
 def urg_on_the_first_urgent_segment_only(host: Host) -> None:
@@ -127,14 +128,14 @@ def urg_on_the_first_urgent_segment_only(host: Host) -> None:
     original = output.send_segment
     flagged: set[int] = set()
 
-    def send_segment(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def send_segment(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                      now: Nanoseconds) -> None:
         if segment.flags & URG and id(sock) in flagged:
             segment = dataclasses.replace(segment, flags=segment.flags & ~URG,
                                           urgent_pointer=0, checksum=None)
         elif segment.flags & URG:
             flagged.add(id(sock))
-        original(layer, sock, segment, now)
+        original(tcp, sock, segment, now)
 
     output.send_segment = send_segment
 
@@ -144,11 +145,11 @@ def urgent_pointer_at_the_last_urgent_octet(host: Host) -> None:
     4.2.2.4 and RFC 9293 3.8.5 corrected), not the octet after it."""
     original = output.send_segment
 
-    def send_segment(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def send_segment(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                      now: Nanoseconds) -> None:
         if segment.flags & URG:
             segment = dataclasses.replace(segment, urgent_pointer=segment.urgent_pointer - 1,
                                           checksum=None)
-        original(layer, sock, segment, now)
+        original(tcp, sock, segment, now)
 
     output.send_segment = send_segment

@@ -17,12 +17,13 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from stack.endpoints import Endpoint
 from stack.errors import SocketError
 from stack.host import Host
-from stack.tcp import arrival, listener, output, seq
+from stack.tcp import arrival, listener, output, seq, time_wait
 from stack.tcp import layer as tcp_layer
-from stack.tcp.connection import Endpoint, TcpSocket
-from stack.tcp.layer import TcpLayer
+from stack.tcp.connection import TcpSocket
+from stack.tcp.context import TcpContext
 from stack.tcp.state import SYNCHRONIZED, Event, State
 from stack.timing import Nanoseconds
 from stack.wire.ipv4 import IpProtocol, Ipv4Packet
@@ -35,47 +36,47 @@ TCP = IpProtocol.TCP
 # ---- helpers ------------------------------------------------------------------------------
 
 
-def _before_arrival(take: Callable[[TcpLayer, TcpSocket, TcpSegment, Nanoseconds],
+def _before_arrival(take: Callable[[TcpContext, TcpSocket, TcpSegment, Nanoseconds],
                                    TcpSegment | None]) -> None:
     """Every segment for a connection (not in TIME-WAIT) passes through ``take`` first: it
     returns the segment to process (perhaps changed), or None when it has dealt with it."""
     original = arrival.segment_arrives
 
-    def segment_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def segment_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                         now: Nanoseconds) -> None:
-        taken = take(layer, sock, segment, now)
+        taken = take(tcp, sock, segment, now)
         if taken is not None:
-            original(layer, sock, taken, now)
+            original(tcp, sock, taken, now)
 
     arrival.segment_arrives = segment_arrives
 
 
-def _wrap_syn_sent(take: Callable[[TcpLayer, TcpSocket, TcpSegment, Nanoseconds],
+def _wrap_syn_sent(take: Callable[[TcpContext, TcpSocket, TcpSegment, Nanoseconds],
                                   TcpSegment | None]) -> None:
     """Like `_before_arrival`, for segments arriving in SYN-SENT."""
     original = arrival.syn_sent_arrives
 
-    def syn_sent_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def syn_sent_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                          now: Nanoseconds) -> None:
-        taken = take(layer, sock, segment, now)
+        taken = take(tcp, sock, segment, now)
         if taken is not None:
-            original(layer, sock, taken, now)
+            original(tcp, sock, taken, now)
 
     arrival.syn_sent_arrives = syn_sent_arrives
 
 
-def _wrap_time_wait(decide: Callable[[TcpLayer, TcpSocket, TcpSegment, Nanoseconds],
+def _wrap_time_wait(decide: Callable[[TcpContext, TcpSocket, TcpSegment, Nanoseconds],
                                      bool | None]) -> None:
     """Segments in TIME-WAIT pass through ``decide`` first: True reopens, False drops,
     None leaves the segment to the stack."""
-    original = arrival.time_wait_arrives
+    original = time_wait.process
 
-    def time_wait_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def time_wait_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                           now: Nanoseconds) -> bool:
-        decided = decide(layer, sock, segment, now)
-        return original(layer, sock, segment, now) if decided is None else decided
+        decided = decide(tcp, sock, segment, now)
+        return original(tcp, sock, segment, now) if decided is None else decided
 
-    arrival.time_wait_arrives = time_wait_arrives
+    time_wait.process = time_wait_arrives
 
 
 # ---- opening: RFC 9293 3.4, 3.5, 3.7.1, 3.10.7.2-3 ----------------------------------------
@@ -85,10 +86,10 @@ def syn_without_mss(host: Host) -> None:
     """SYN and SYN-ACK go out without the MSS option (RFC 9293 3.7.1, RFC 1122 4.2.2.6)."""
     original = output.emit
 
-    def emit(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, **kwargs: Any) -> None:
+    def emit(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds, **kwargs: Any) -> None:
         if S in kwargs["flags"]:
             kwargs["options"] = ()
-        original(layer, sock, now, **kwargs)
+        original(tcp, sock, now, **kwargs)
 
     output.emit = emit
 
@@ -98,9 +99,9 @@ def syn_not_counted_in_the_acknowledgement(host: Host) -> None:
     in the sequence space (RFC 9293 3.3.1, 3.10.7.3)."""
     original = arrival.take_peer_syn
 
-    def take_peer_syn(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def take_peer_syn(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                       now: Nanoseconds) -> None:
-        original(layer, sock, segment, now)
+        original(tcp, sock, segment, now)
         sock.rcv_nxt = sock.rcv_adv = segment.seq
 
     arrival.take_peer_syn = take_peer_syn
@@ -109,10 +110,10 @@ def syn_not_counted_in_the_acknowledgement(host: Host) -> None:
 def no_simultaneous_open(host: Host) -> None:
     """In SYN-SENT a SYN without ACK is dropped: no simultaneous open (RFC 9293 3.5)."""
 
-    def take(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def take(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
              now: Nanoseconds) -> TcpSegment | None:
         if segment.flags & (S | A | R) == S:
-            layer.record_drop(now, "broken.crossing_syn_ignored")
+            tcp.record_drop(now, "broken.crossing_syn_ignored")
             return None
         return segment
 
@@ -124,12 +125,12 @@ def rst_in_active_syn_received_ignored(host: Host) -> None:
     waiting (RFC 9293 3.10.7.4 second: "connection refused")."""
     original = arrival.reset_arrives
 
-    def reset_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def reset_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                       now: Nanoseconds) -> None:
         if sock.state is State.SYN_RECEIVED and sock.parent is None:
-            layer.record_drop(now, "broken.rst_ignored")
+            tcp.record_drop(now, "broken.rst_ignored")
             return
-        original(layer, sock, segment, now)
+        original(tcp, sock, segment, now)
 
     arrival.reset_arrives = reset_arrives
 
@@ -139,12 +140,12 @@ def rst_in_passive_syn_received_closes_the_listener(host: Host) -> None:
     embryonic connection (RFC 9293 3.10.7.4 second: it returns to LISTEN)."""
     original = arrival.reset_arrives
 
-    def reset_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def reset_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                       now: Nanoseconds) -> None:
         parent = sock.parent if sock.state is State.SYN_RECEIVED else None
-        original(layer, sock, segment, now)
+        original(tcp, sock, segment, now)
         if parent is not None and parent.state is State.LISTEN:
-            listener.close_listener(layer, parent, now)
+            listener.close_listener(tcp, parent, now)
 
     arrival.reset_arrives = reset_arrives
 
@@ -154,12 +155,12 @@ def rst_in_passive_syn_received_ignored(host: Host) -> None:
     lives on, its SYN-ACK retransmitted (RFC 9293 3.10.7.4 second: it returns to LISTEN)."""
     original = arrival.reset_arrives
 
-    def reset_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def reset_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                       now: Nanoseconds) -> None:
         if sock.state is State.SYN_RECEIVED and sock.parent is not None:
-            layer.record_drop(now, "broken.rst_ignored")
+            tcp.record_drop(now, "broken.rst_ignored")
             return
-        original(layer, sock, segment, now)
+        original(tcp, sock, segment, now)
 
     arrival.reset_arrives = reset_arrives
 
@@ -168,10 +169,10 @@ def rst_refusing_the_syn_ignored(host: Host) -> None:
     """In SYN-SENT an RST acknowledging the SYN is dropped: connect() waits on instead of
     failing (RFC 9293 3.10.7.3, 3.5.3)."""
 
-    def take(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def take(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
              now: Nanoseconds) -> TcpSegment | None:
         if R in segment.flags:
-            layer.record_drop(now, "broken.rst_ignored")
+            tcp.record_drop(now, "broken.rst_ignored")
             return None
         return segment
 
@@ -182,7 +183,7 @@ def syn_sent_accepts_any_rst(host: Host) -> None:
     """In SYN-SENT an RST refuses the connection whatever its ACK field (RFC 9293 3.10.7.3:
     only one acknowledging the SYN is acceptable)."""
 
-    def take(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def take(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
              now: Nanoseconds) -> TcpSegment | None:
         if R in segment.flags and A in segment.flags:
             return dataclasses.replace(segment, ack=sock.snd_nxt)
@@ -195,11 +196,11 @@ def bad_synack_silently_dropped(host: Host) -> None:
     """In SYN-SENT a SYN-ACK acknowledging something never sent is dropped without the
     <SEQ=SEG.ACK><CTL=RST> (RFC 9293 3.10.7.3)."""
 
-    def take(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def take(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
              now: Nanoseconds) -> TcpSegment | None:
         bad = seq.le(segment.ack, sock.iss) or seq.gt(segment.ack, sock.snd_max)
         if A in segment.flags and R not in segment.flags and bad:
-            layer.record_drop(now, "broken.bad_ack_dropped")
+            tcp.record_drop(now, "broken.bad_ack_dropped")
             return None
         return segment
 
@@ -235,7 +236,7 @@ def isn_from_a_global_counter(host: Host) -> None:
 def listen_refuses_a_port_in_use(host: Host) -> None:
     """listen() fails with EADDRINUSE on a port a connection already uses (RFC 9293
     3.9.1.1: a passive OPEN may share its local port with an active one)."""
-    original = host.tcp.listen
+    original = host.tcp.calls.listen
 
     def listen(sock: TcpSocket, backlog: int, now: Nanoseconds) -> None:
         if any(other is not sock and other.local_port == sock.local_port
@@ -243,13 +244,13 @@ def listen_refuses_a_port_in_use(host: Host) -> None:
             raise SocketError("EADDRINUSE", "a connection uses the port")
         original(sock, backlog, now)
 
-    host.tcp.listen = listen  # type: ignore[method-assign]
+    host.tcp.calls.listen = listen  # type: ignore[method-assign]
 
 
 def listen_resets_connections_on_its_port(host: Host) -> None:
     """listen() resets the connections that use its local port (RFC 9293 3.9.1.1: a new
     OPEN must not disturb the others)."""
-    original = host.tcp.listen
+    original = host.tcp.calls.listen
 
     def listen(sock: TcpSocket, backlog: int, now: Nanoseconds) -> None:
         for other in list(host.tcp.connections.values()):
@@ -259,7 +260,7 @@ def listen_resets_connections_on_its_port(host: Host) -> None:
             host.tcp.terminate(other, Event.ABORT, now, "ECONNRESET")
         original(sock, backlog, now)
 
-    host.tcp.listen = listen  # type: ignore[method-assign]
+    host.tcp.calls.listen = listen  # type: ignore[method-assign]
 
 
 # ---- segment arrival in the synchronized states: RFC 9293 3.10.7.4 -------------------------
@@ -269,19 +270,19 @@ def unacceptable_segments_dropped_silently(host: Host) -> None:
     """An unacceptable segment is dropped without the ACK of <SEQ=SND.NXT><ACK=RCV.NXT>
     (RFC 9293 3.10.7.4 first check), TIME-WAIT included."""
 
-    def take(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def take(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
              now: Nanoseconds) -> TcpSegment | None:
         if sock.state in SYNCHRONIZED and R not in segment.flags and not arrival.acceptable(
                 sock, segment):
-            layer.record_drop(now, "broken.unacceptable_not_acknowledged")
+            tcp.record_drop(now, "broken.unacceptable_not_acknowledged")
             return None
         return segment
 
-    def decide(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def decide(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                now: Nanoseconds) -> bool | None:
         if segment.flags & (S | R) or arrival.acceptable(sock, segment):
             return None
-        layer.record_drop(now, "broken.unacceptable_not_acknowledged")
+        tcp.record_drop(now, "broken.unacceptable_not_acknowledged")
         return False
 
     _before_arrival(take)
@@ -293,12 +294,12 @@ def rst_in_window_ignored(host: Host) -> None:
     9293 3.10.7.4 second check)."""
     original = arrival.reset_arrives
 
-    def reset_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def reset_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                       now: Nanoseconds) -> None:
         if sock.state in SYNCHRONIZED:
-            layer.record_drop(now, "broken.rst_ignored")
+            tcp.record_drop(now, "broken.rst_ignored")
             return
-        original(layer, sock, segment, now)
+        original(tcp, sock, segment, now)
 
     arrival.reset_arrives = reset_arrives
 
@@ -307,7 +308,7 @@ def rst_accepted_at_any_sequence(host: Host) -> None:
     """An RST aborts a synchronized connection whatever its sequence number: no window
     check (RFC 9293 3.5.3, 3.10.7.4 first check)."""
 
-    def take(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def take(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
              now: Nanoseconds) -> TcpSegment | None:
         if R in segment.flags and sock.state in SYNCHRONIZED:
             return dataclasses.replace(segment, seq=sock.rcv_nxt)
@@ -320,10 +321,10 @@ def syn_opens_a_new_connection(host: Host) -> None:
     """A SYN in a synchronized state is answered with a SYN-ACK, as if it opened a new
     connection (RFC 9293 3.10.7.4 fourth check)."""
 
-    def take(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def take(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
              now: Nanoseconds) -> TcpSegment | None:
         if segment.flags & (S | A | R) == S and sock.state in SYNCHRONIZED:
-            output.emit(layer, sock, now, sequence=sock.iss, flags=S | A,
+            output.emit(tcp, sock, now, sequence=sock.iss, flags=S | A,
                         options=(Mss(sock.rcv_mss),))
             return None
         return segment
@@ -336,15 +337,15 @@ def _fins_unacknowledged(which: Callable[[TcpSocket, TcpSegment], bool]) -> None
     original_arrives, original_ack = arrival.segment_arrives, output.send_ack
     within_fin = [False]
 
-    def send_ack(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+    def send_ack(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds) -> None:
         if not within_fin[0]:
-            original_ack(layer, sock, now)
+            original_ack(tcp, sock, now)
 
-    def segment_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def segment_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                         now: Nanoseconds) -> None:
         within_fin[0] = F in segment.flags and which(sock, segment)
         try:
-            original_arrives(layer, sock, segment, now)
+            original_arrives(tcp, sock, segment, now)
         finally:
             within_fin[0] = False
 
@@ -373,11 +374,11 @@ def ack_of_unsent_data_accepted(host: Host) -> None:
     was, its data delivered (RFC 9293 3.10.7.4 fifth check: ACK it and drop it)."""
     original = arrival.ack_arrives
 
-    def ack_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def ack_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                     now: Nanoseconds) -> bool:
         if seq.gt(segment.ack, sock.snd_max):
             segment = dataclasses.replace(segment, ack=sock.snd_max)
-        return original(layer, sock, segment, now)
+        return original(tcp, sock, segment, now)
 
     arrival.ack_arrives = ack_arrives
 
@@ -387,13 +388,13 @@ def out_of_order_segments_dropped(host: Host) -> None:
     fills (RFC 9293 3.10.7.4 seventh check, RFC 1122 4.2.2.20)."""
     original = arrival.text_arrives
 
-    def text_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def text_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                      now: Nanoseconds) -> None:
         if sock.state in arrival.RECEIVING_STATES and seq.gt(segment.seq, sock.rcv_nxt):
-            output.send_ack(layer, sock, now)
-            layer.record_drop(now, "broken.out_of_order_dropped")
+            output.send_ack(tcp, sock, now)
+            tcp.record_drop(now, "broken.out_of_order_dropped")
             return
-        original(layer, sock, segment, now)
+        original(tcp, sock, segment, now)
 
     arrival.text_arrives = text_arrives
 
@@ -450,13 +451,13 @@ def listener_answers_rst(host: Host) -> None:
     """A listener answers an RST with a reset (RFC 9293 3.10.7.2: it ignores it)."""
     original = listener.listen_arrives
 
-    def listen_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment, local: Endpoint,
+    def listen_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment, local: Endpoint,
                        remote: Endpoint, now: Nanoseconds, *, isn: int | None = None) -> None:
         if R in segment.flags:
-            layer.send_reset_reply(dataclasses.replace(segment, flags=segment.flags & ~R),
+            tcp.send_reset_reply(dataclasses.replace(segment, flags=segment.flags & ~R),
                                    local, remote, now)
             return
-        original(layer, sock, segment, local, remote, now, isn=isn)
+        original(tcp, sock, segment, local, remote, now, isn=isn)
 
     listener.listen_arrives = listen_arrives
 
@@ -466,12 +467,12 @@ def listener_ignores_ack(host: Host) -> None:
     <SEQ=SEG.ACK><CTL=RST>)."""
     original = listener.listen_arrives
 
-    def listen_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment, local: Endpoint,
+    def listen_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment, local: Endpoint,
                        remote: Endpoint, now: Nanoseconds, *, isn: int | None = None) -> None:
         if segment.flags & (A | R) == A:
-            layer.record_drop(now, "broken.ack_to_listener_ignored")
+            tcp.record_drop(now, "broken.ack_to_listener_ignored")
             return
-        original(layer, sock, segment, local, remote, now, isn=isn)
+        original(tcp, sock, segment, local, remote, now, isn=isn)
 
     listener.listen_arrives = listen_arrives
 
@@ -479,10 +480,10 @@ def listener_ignores_ack(host: Host) -> None:
 def rst_with_data_dropped(host: Host) -> None:
     """An RST carrying data is dropped as malformed (RFC 1122 4.2.2.12: SHOULD accept it)."""
 
-    def take(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def take(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
              now: Nanoseconds) -> TcpSegment | None:
         if R in segment.flags and segment.payload:
-            layer.record_drop(now, "broken.rst_with_data")
+            tcp.record_drop(now, "broken.rst_with_data")
             return None
         return segment
 
@@ -494,9 +495,9 @@ def reset_reported_as_end_of_file(host: Host) -> None:
     reset" (RFC 9293 3.10.7.4 second check, 3.6)."""
     original = arrival.reset_arrives
 
-    def reset_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def reset_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                       now: Nanoseconds) -> None:
-        original(layer, sock, segment, now)
+        original(tcp, sock, segment, now)
         if sock.state is State.CLOSED and sock.error == "ECONNRESET":
             sock.error = None
 
@@ -507,10 +508,10 @@ def rst_unacceptable_with_zero_window(host: Host) -> None:
     """With the receive window zero, an RST is taken as out of window and dropped (RFC 9293
     3.4: a zero window MUST NOT stop RST processing)."""
 
-    def take(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def take(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
              now: Nanoseconds) -> TcpSegment | None:
         if R in segment.flags and seq.diff(sock.rcv_adv, sock.rcv_nxt) <= 0:
-            layer.record_drop(now, "broken.rst_with_zero_window")
+            tcp.record_drop(now, "broken.rst_with_zero_window")
             return None
         return segment
 
@@ -524,10 +525,10 @@ def time_wait_ignores_a_retransmitted_fin(host: Host) -> None:
     """TIME-WAIT drops a retransmitted FIN without acknowledging it (RFC 9293 3.10.7.4:
     acknowledge it and restart the 2 MSL timeout)."""
 
-    def decide(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def decide(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                now: Nanoseconds) -> bool | None:
         if segment.flags & (F | R) == F:
-            layer.record_drop(now, "broken.fin_in_time_wait_ignored")
+            tcp.record_drop(now, "broken.fin_in_time_wait_ignored")
             return False
         return None
 
@@ -538,10 +539,10 @@ def time_wait_never_reopens(host: Host) -> None:
     """A SYN in TIME-WAIT is answered with the old connection's ACK, never reopens it (a
     choice RFC 1122 4.2.2.13 leaves open: MAY accept)."""
 
-    def decide(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def decide(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                now: Nanoseconds) -> bool | None:
         if segment.flags & (S | A | R) == S:
-            output.send_ack(layer, sock, now)
+            output.send_ack(tcp, sock, now)
             return False
         return None
 
@@ -552,7 +553,7 @@ def any_syn_reopens_time_wait(host: Host) -> None:
     """Any SYN reopens a connection in TIME-WAIT, an old duplicate too (RFC 1122 4.2.2.13:
     only one above the old sequence space)."""
 
-    def decide(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def decide(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                now: Nanoseconds) -> bool | None:
         return True if segment.flags & (S | A | R) == S else None
 
@@ -570,11 +571,11 @@ def reopened_connection_reuses_the_old_isn(host: Host) -> None:
             old_isn[:] = [sock.iss]
         original_terminate(sock, event, now, errno)
 
-    def listen_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment, local: Endpoint,
+    def listen_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment, local: Endpoint,
                        remote: Endpoint, now: Nanoseconds, *, isn: int | None = None) -> None:
         if isn is not None and old_isn:
             isn = old_isn.pop()
-        original_listen_arrives(layer, sock, segment, local, remote, now, isn=isn)
+        original_listen_arrives(tcp, sock, segment, local, remote, now, isn=isn)
 
     host.tcp.terminate = terminate  # type: ignore[method-assign]
     listener.listen_arrives = listen_arrives
@@ -583,9 +584,9 @@ def reopened_connection_reuses_the_old_isn(host: Host) -> None:
 def time_wait_frees_its_port(host: Host) -> None:
     """A connection in TIME-WAIT holds no port: bind() takes it without SO_REUSEADDR (a
     choice RFC 1122 4.2.2.13 leaves to the implementation)."""
-    original = host.tcp._holds_port
+    original = host.tcp.calls._holds_port
 
     def holds_port(sock: TcpSocket) -> bool:
         return sock.state is not State.TIME_WAIT and original(sock)
 
-    host.tcp._holds_port = holds_port  # type: ignore[method-assign]
+    host.tcp.calls._holds_port = holds_port  # type: ignore[method-assign]

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
 
+from stack.endpoints import Endpoint
 from stack.host import Host
-from stack.tcp import arrival, listener, output, timers
+from stack.tcp import arrival, listener, output, time_wait, timers
 from stack.tcp import layer as tcp_layer
-from stack.tcp.connection import Endpoint, TcpSocket
-from stack.tcp.layer import TcpLayer
+from stack.tcp.connection import TcpSocket
+from stack.tcp.context import TcpContext
 from stack.tcp.state import Event, State
 from stack.timing import Nanoseconds
 from stack.wire.checksum import transport_checksum
@@ -102,7 +103,7 @@ def no_receiving_after_local_close(host: Host) -> None:
 def send_in_any_state_succeeds(host: Host) -> None:
     """SEND where no connection can carry the data returns success and the data vanishes
     (RFC 9293 3.10.2: an error)."""
-    original = host.tcp.sendto
+    original = host.tcp.calls.sendto
 
     def sendto(sock: TcpSocket, data: bytes, destination: Endpoint | None, flags: set[str],
                now: Nanoseconds) -> int:
@@ -111,25 +112,25 @@ def send_in_any_state_succeeds(host: Host) -> None:
             return len(data)
         return original(sock, data, destination, flags, now)
 
-    host.tcp.sendto = sendto  # type: ignore[method-assign]
+    host.tcp.calls.sendto = sendto  # type: ignore[method-assign]
 
 
 def connect_on_a_connected_socket_succeeds(host: Host) -> None:
     """connect() on a connected socket returns success (RFC 9293 3.10.1: an error)."""
-    original = host.tcp.connect
+    original = host.tcp.calls.connect
 
     def connect(sock: TcpSocket, address: IPv4Address, port: int, now: Nanoseconds) -> None:
         if sock.state is State.ESTABLISHED:
             return
         original(sock, address, port, now)
 
-    host.tcp.connect = connect  # type: ignore[method-assign]
+    host.tcp.calls.connect = connect  # type: ignore[method-assign]
 
 
 def connect_on_a_connected_socket_sends_a_syn(host: Host) -> None:
     """connect() on a connected socket fails with EISCONN, but sends a SYN first, as if
     it opened a second connection (RFC 9293 3.10.1: an error, nothing else)."""
-    original = host.tcp.connect
+    original = host.tcp.calls.connect
 
     def connect(sock: TcpSocket, address: IPv4Address, port: int, now: Nanoseconds) -> None:
         if sock.state is State.ESTABLISHED:
@@ -137,7 +138,7 @@ def connect_on_a_connected_socket_sends_a_syn(host: Host) -> None:
                         options=(Mss(sock.rcv_mss),))
         original(sock, address, port, now)
 
-    host.tcp.connect = connect  # type: ignore[method-assign]
+    host.tcp.calls.connect = connect  # type: ignore[method-assign]
 
 
 def fin_discards_unread_data(host: Host) -> None:
@@ -145,9 +146,9 @@ def fin_discards_unread_data(host: Host) -> None:
     read first, then end of file)."""
     original = arrival.fin_arrives
 
-    def fin_arrives(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+    def fin_arrives(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds) -> None:
         sock.receive_buffer.clear()
-        original(layer, sock, now)
+        original(tcp, sock, now)
 
     arrival.fin_arrives = fin_arrives
 
@@ -157,8 +158,8 @@ def fin_not_reported_to_the_reader(host: Host) -> None:
     3.10.7.4 eighth check: "connection closing" to the user)."""
     original = arrival.fin_arrives
 
-    def fin_arrives(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
-        original(layer, sock, now)
+    def fin_arrives(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds) -> None:
+        original(tcp, sock, now)
         sock.fin_received = sock.rcv_shutdown = False
 
     arrival.fin_arrives = fin_arrives
@@ -167,27 +168,27 @@ def fin_not_reported_to_the_reader(host: Host) -> None:
 def closing_skips_time_wait(host: Host) -> None:
     """After a simultaneous close the connection is deleted at once when its FIN is
     acknowledged: CLOSING goes to CLOSED, not TIME-WAIT (RFC 9293 3.6 case 2)."""
-    original = host.tcp.enter_time_wait
+    original = time_wait.enter
 
-    def enter_time_wait(sock: TcpSocket, now: Nanoseconds) -> None:
+    def enter(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds) -> None:
         if sock.state_history and sock.state_history[-1][1] == State.CLOSING.value:
-            host.tcp.terminate(sock, Event.TIMEOUT, now, None)
+            tcp.terminate(sock, Event.TIMEOUT, now, None)
             return
-        original(sock, now)
+        original(tcp, sock, now)
 
-    host.tcp.enter_time_wait = enter_time_wait  # type: ignore[method-assign]
+    time_wait.enter = enter
 
 
 def close_with_unread_data_sends_fin(host: Host) -> None:
     """close() with received data unread discards it and closes with a FIN, not a reset
     (RFC 1122 4.2.2.13: SHOULD send RST)."""
-    original = host.tcp.close
+    original = host.tcp.calls.close
 
     def close(sock: TcpSocket, now: Nanoseconds) -> Any:
         sock.receive_buffer.clear()
         return original(sock, now)
 
-    host.tcp.close = close  # type: ignore[method-assign]
+    host.tcp.calls.close = close  # type: ignore[method-assign]
 
 
 def data_after_close_acknowledged(host: Host) -> None:
@@ -195,11 +196,11 @@ def data_after_close_acknowledged(host: Host) -> None:
     4.2.2.13, Linux: SHOULD send RST)."""
     original = arrival.text_arrives
 
-    def text_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def text_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                      now: Nanoseconds) -> None:
         orphan, sock.orphan = sock.orphan, False
         try:
-            original(layer, sock, segment, now)
+            original(tcp, sock, segment, now)
         finally:
             sock.orphan = orphan
         if orphan:
@@ -211,27 +212,27 @@ def data_after_close_acknowledged(host: Host) -> None:
 def linger_zero_closes_gracefully(host: Host) -> None:
     """close() with SO_LINGER {on, 0} closes with a FIN instead of aborting with a reset
     (RFC 9293 3.10.5 ABORT)."""
-    original = host.tcp.close
+    original = host.tcp.calls.close
 
     def close(sock: TcpSocket, now: Nanoseconds) -> Any:
         if sock.linger == (1, 0):
             sock.linger = (0, 0)
         return original(sock, now)
 
-    host.tcp.close = close  # type: ignore[method-assign]
+    host.tcp.calls.close = close  # type: ignore[method-assign]
 
 
 def connect_ignores_the_bound_port(host: Host) -> None:
     """connect() takes an ephemeral port even when the socket was bound to one (RFC 9293
     3.9.1.1: the local port of the OPEN)."""
-    original = host.tcp.connect
+    original = host.tcp.calls.connect
 
     def connect(sock: TcpSocket, address: IPv4Address, port: int, now: Nanoseconds) -> None:
         if sock.state is State.CLOSED and not sock.connecting and sock.bound:
             sock.local_port = 0
         original(sock, address, port, now)
 
-    host.tcp.connect = connect  # type: ignore[method-assign]
+    host.tcp.calls.connect = connect  # type: ignore[method-assign]
 
 
 def _tcp_datagrams_with(host: Host, **forced: int) -> None:
@@ -260,14 +261,14 @@ def tos_option_ignored(host: Host) -> None:
 def tos_fixed_at_connect(host: Host) -> None:
     """IP_TOS changed on a connection is ignored: the TOS it opened with stays (RFC 1122
     4.2.4.2: SHOULD follow the application)."""
-    original = host.tcp.setsockopt
+    original = host.tcp.calls.setsockopt
 
     def setsockopt(sock: TcpSocket, name: str, value: Any, now: Nanoseconds) -> None:
         if name == "IP_TOS" and sock.state not in (State.CLOSED, State.LISTEN):
             return
         original(sock, name, value, now)
 
-    host.tcp.setsockopt = setsockopt  # type: ignore[method-assign]
+    host.tcp.calls.setsockopt = setsockopt  # type: ignore[method-assign]
 
 
 # ---- malformed segments: RFC 9293 3.1, 3.2; RFC 1122 4.2.2.5-4.2.2.7 -----------------------
@@ -341,16 +342,16 @@ def illegal_option_length_in_syn_makes_options_data(host: Host) -> None:
             return _summed(host, raw, source)
         return bytes(raw)
 
-    def listen_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment, local: Endpoint,
+    def listen_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment, local: Endpoint,
                        remote: Endpoint, now: Nanoseconds, *, isn: int | None = None) -> None:
         garbage[0] = len(segment.payload)
-        original_listen_arrives(layer, sock, segment, local, remote, now, isn=isn)
+        original_listen_arrives(tcp, sock, segment, local, remote, now, isn=isn)
         garbage[0] = 0
 
-    def send_syn(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+    def send_syn(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds) -> None:
         if garbage[0] and sock.state is State.SYN_RECEIVED:
             sock.rcv_nxt = sock.rcv_adv = (sock.rcv_nxt + garbage[0]) % (1 << 32)
-        original_send_syn(layer, sock, now)
+        original_send_syn(tcp, sock, now)
 
     _rewrite_received(host, rewrite)
     listener.listen_arrives = listen_arrives
@@ -405,13 +406,13 @@ def overflowing_connections_acknowledged_then_lost(host: Host) -> None:
     was acknowledged must reach the user)."""
     original = listener.admit
 
-    def admit(layer: TcpLayer, child: TcpSocket, now: Nanoseconds) -> bool:
+    def admit(tcp: TcpContext, child: TcpSocket, now: Nanoseconds) -> bool:
         parent = child.parent
         if parent is not None and parent.listener is not None and (
                 parent.listener.accept_queue_full):
             parent.listener.forget(child)
             return True
-        return original(layer, child, now)
+        return original(tcp, child, now)
 
     listener.admit = admit
 
@@ -421,12 +422,12 @@ def synack_retransmitted_without_backoff(host: Host) -> None:
     backoff (RFC 1122 4.2.3.1, RFC 6298 5.5)."""
     original = timers.retransmission_timeout
 
-    def retransmission_timeout(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+    def retransmission_timeout(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds) -> None:
         if sock.state is not State.SYN_RECEIVED:
-            original(layer, sock, now)
+            original(tcp, sock, now)
             return
         interval = sock.rto.rto
-        original(layer, sock, now)
+        original(tcp, sock, now)
         sock.rto.rto = interval
         if sock.retransmit_at is not None:
             sock.retransmit_at = now + interval

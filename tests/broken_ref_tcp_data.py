@@ -22,7 +22,7 @@ from typing import Any
 from stack.host import Host
 from stack.tcp import arrival, congestion, output, seq, timers
 from stack.tcp.connection import MAX_WINDOW, TcpSocket
-from stack.tcp.layer import TcpLayer
+from stack.tcp.context import TcpContext
 from stack.tcp.state import Event, State
 from stack.timing import Nanoseconds
 from stack.wire.ipv4 import IpProtocol, Ipv4OptionKind, Ipv4Packet, parse_ipv4_options
@@ -40,9 +40,9 @@ def _wrap_emit(rewrite: Callable[[TcpSocket, dict[str, Any]], None]) -> None:
     payload, options) through ``rewrite`` first."""
     original = output.emit
 
-    def emit(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, **kwargs: Any) -> None:
+    def emit(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds, **kwargs: Any) -> None:
         rewrite(sock, kwargs)
-        original(layer, sock, now, **kwargs)
+        original(tcp, sock, now, **kwargs)
 
     output.emit = emit
 
@@ -85,9 +85,9 @@ def _wrap_transmit(around: Callable[[TcpSocket], Any]) -> None:
     """``output.transmit`` runs inside the context manager ``around(sock)`` gives."""
     original = output.transmit
 
-    def transmit(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, **kwargs: Any) -> None:
+    def transmit(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds, **kwargs: Any) -> None:
         with around(sock):
-            original(layer, sock, now, **kwargs)
+            original(tcp, sock, now, **kwargs)
 
     output.transmit = transmit
 
@@ -110,13 +110,13 @@ def out_of_order_segments_dropped(host: Host) -> None:
     3.10.7.4: SHOULD be held for later processing)."""
     original = arrival.text_arrives
 
-    def text_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def text_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                      now: Nanoseconds) -> None:
         if sock.state in arrival.RECEIVING_STATES and seq.gt(segment.seq, sock.rcv_nxt):
-            output.send_ack(layer, sock, now)
-            layer.record_drop(now, "broken.out_of_order_dropped", str(segment.seq))
+            output.send_ack(tcp, sock, now)
+            tcp.record_drop(now, "broken.out_of_order_dropped", str(segment.seq))
             return
-        original(layer, sock, segment, now)
+        original(tcp, sock, segment, now)
 
     arrival.text_arrives = text_arrives
 
@@ -127,18 +127,18 @@ def gap_filler_acknowledged_before_the_queue(host: Host) -> None:
     them before sending any acknowledgement)."""
     original = arrival.text_arrives
 
-    def text_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def text_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                      now: Nanoseconds) -> None:
         if not (sock.out_of_order and segment.payload and segment.seq == sock.rcv_nxt):
-            original(layer, sock, segment, now)
+            original(tcp, sock, segment, now)
             return
         queued, sock.out_of_order = sock.out_of_order, {}
         sock.ack_now = True
-        original(layer, sock, segment, now)  # the filler alone, acknowledged at once
+        original(tcp, sock, segment, now)  # the filler alone, acknowledged at once
         sock.out_of_order = queued
         empty = dataclasses.replace(segment, seq=sock.rcv_nxt, payload=b"",
                                     flags=segment.flags & ~TcpFlags.FIN)
-        original(layer, sock, empty, now)  # now the queue
+        original(tcp, sock, empty, now)  # now the queue
 
     arrival.text_arrives = text_arrives
 
@@ -146,8 +146,8 @@ def gap_filler_acknowledged_before_the_queue(host: Host) -> None:
 def peer_mss_ignored(host: Host) -> None:
     """The peer's MSS option is read but not honoured: segments are as large as the path
     MTU allows (RFC 9293 3.7.1: MUST-14, MUST-16)."""
-    layer = host.tcp
-    original = layer.update_mss
+    tcp = host.tcp
+    original = tcp.update_mss
 
     def update_mss(sock: TcpSocket, now: Nanoseconds) -> None:
         if sock.peer_mss is None:
@@ -156,7 +156,7 @@ def peer_mss_ignored(host: Host) -> None:
         with _temporarily(sock, peer_mss=65535):
             original(sock, now)
 
-    layer.update_mss = update_mss  # type: ignore[method-assign]
+    tcp.update_mss = update_mss  # type: ignore[method-assign]
 
 
 def bulk_data_in_half_segments(host: Host) -> None:
@@ -179,18 +179,18 @@ def unknown_ip_option_drops_the_segment(host: Host) -> None:
     """A TCP segment in a datagram carrying an IP option the stack does not know is
     dropped (RFC 1122 4.2.3.8, RFC 9293 3.9.2: MUST ignore options it does not
     understand)."""
-    layer = host.tcp
-    original = layer.receive
+    tcp = host.tcp
+    original = tcp.receive
     known = {int(kind) for kind in Ipv4OptionKind}
 
     def receive(packet: Ipv4Packet, now: Nanoseconds, *, broadcast: bool) -> None:
         kinds = {option.kind for option in parse_ipv4_options(packet.header.options)}
         if kinds - known:
-            layer.record_drop(now, "broken.unknown_ip_option")
+            tcp.record_drop(now, "broken.unknown_ip_option")
             return
         original(packet, now, broadcast=broadcast)
 
-    layer.receive = receive  # type: ignore[method-assign]
+    tcp.receive = receive  # type: ignore[method-assign]
 
 
 def ip_ttl_ignored_by_tcp(host: Host) -> None:
@@ -219,13 +219,13 @@ def ip_tos_fixed_at_first_use(host: Host) -> None:
     original = output.send_segment
     first: dict[int, int] = {}
 
-    def send_segment(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def send_segment(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                      now: Nanoseconds) -> None:
         tos = sock.option("IP_TOS")
         if tos:
             tos = first.setdefault(id(sock), tos)
         with _temporarily(sock, IP_TOS=tos):
-            original(layer, sock, segment, now)
+            original(tcp, sock, segment, now)
 
     output.send_segment = send_segment
 
@@ -235,11 +235,11 @@ def urgent_data_sent_as_normal_data(host: Host) -> None:
     MUST-62)."""
     original = output.send_segment
 
-    def send_segment(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def send_segment(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                      now: Nanoseconds) -> None:
         plain = dataclasses.replace(segment, flags=segment.flags & ~URG, urgent_pointer=0,
                                     checksum=None)
-        original(layer, sock, plain, now)
+        original(tcp, sock, plain, now)
 
     output.send_segment = send_segment
 
@@ -249,11 +249,11 @@ def urgent_pointer_ignored(host: Host) -> None:
     never told of urgent data (RFC 9293 3.8.5: MUST-31)."""
     original = arrival.segment_arrives
 
-    def segment_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def segment_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                         now: Nanoseconds) -> None:
         plain = dataclasses.replace(segment, flags=segment.flags & ~URG, urgent_pointer=0,
                                     checksum=None)
-        original(layer, sock, plain, now)
+        original(tcp, sock, plain, now)
 
     arrival.segment_arrives = segment_arrives
 
@@ -269,11 +269,11 @@ def zero_window_never_probed(host: Host) -> None:
     """A zero window is waited out without probes (RFC 1122 4.2.2.17: MUST probe)."""
     original = timers.persist_timeout
 
-    def persist_timeout(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+    def persist_timeout(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds) -> None:
         if _usable_window(sock) <= 0:
             sock.persist_at = None
             return
-        original(layer, sock, now)
+        original(tcp, sock, now)
 
     timers.persist_timeout = persist_timeout
 
@@ -283,8 +283,8 @@ def zero_window_probes_at_a_fixed_interval(host: Host) -> None:
     4.2.2.17: SHOULD increase the interval exponentially)."""
     original = timers.persist_timeout
 
-    def persist_timeout(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
-        original(layer, sock, now)
+    def persist_timeout(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds) -> None:
+        original(tcp, sock, now)
         if sock.persist_at is not None:
             sock.persist_backoff = 0
             sock.persist_at = now + sock.rto.rto
@@ -304,11 +304,11 @@ def small_window_never_used(host: Host) -> None:
     4.2.3.4: MUST send it when the override timeout fires)."""
     original = timers.persist_timeout
 
-    def persist_timeout(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+    def persist_timeout(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds) -> None:
         if _usable_window(sock) > 0:
             sock.persist_at = None
             return
-        original(layer, sock, now)
+        original(tcp, sock, now)
 
     timers.persist_timeout = persist_timeout
 
@@ -340,12 +340,12 @@ def resets_on_a_shrunk_window(host: Host) -> None:
     connection is reset (RFC 1122 4.2.2.16: MUST be robust against shrinking windows)."""
     original = arrival.ack_arrives
 
-    def ack_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def ack_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                     now: Nanoseconds) -> bool:
-        goes_on = original(layer, sock, segment, now)
+        goes_on = original(tcp, sock, segment, now)
         if goes_on and sock.state in output.SENDING_STATES and _usable_window(sock) < 0:
-            output.send_reset(layer, sock, now)
-            layer.terminate(sock, Event.ABORT, now, "ECONNRESET")
+            output.send_reset(tcp, sock, now)
+            tcp.terminate(sock, Event.ABORT, now, "ECONNRESET")
             return False
         return goes_on
 
@@ -358,10 +358,10 @@ def sends_into_the_old_window_after_a_shrink(host: Host) -> None:
     shrunk window)."""
     original = arrival.ack_arrives
 
-    def ack_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def ack_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                     now: Nanoseconds) -> bool:
         edge = seq.add(sock.snd_una, sock.snd_wnd)
-        goes_on = original(layer, sock, segment, now)
+        goes_on = original(tcp, sock, segment, now)
         if sock.state in output.SENDING_STATES and seq.lt(
                 seq.add(sock.snd_una, sock.snd_wnd), edge):
             sock.snd_wnd = seq.diff(edge, sock.snd_una)
@@ -378,23 +378,23 @@ def rewinds_into_the_old_window_after_a_shrink(host: Host) -> None:
     original_ack_arrives, original_transmit = arrival.ack_arrives, output.transmit
     old_edges: dict[int, int] = {}
 
-    def ack_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def ack_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                     now: Nanoseconds) -> bool:
         edge = seq.add(sock.snd_una, sock.snd_wnd)
-        goes_on = original_ack_arrives(layer, sock, segment, now)
+        goes_on = original_ack_arrives(tcp, sock, segment, now)
         if sock.state in output.SENDING_STATES and seq.lt(
                 seq.add(sock.snd_una, sock.snd_wnd), edge):
             old_edges[id(sock)] = edge
         return goes_on
 
-    def transmit(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, **kwargs: Any) -> None:
+    def transmit(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds, **kwargs: Any) -> None:
         edge = old_edges.get(id(sock))
         if edge is not None and len(sock.send_buffer) > seq.diff(sock.snd_max,
                                                                   sock.send_start):
             del old_edges[id(sock)]
             sock.snd_wnd = seq.diff(edge, sock.snd_una)
             sock.snd_nxt = seq.add(sock.snd_una, sock.mss // 2)
-        original_transmit(layer, sock, now, **kwargs)
+        original_transmit(tcp, sock, now, **kwargs)
 
     arrival.ack_arrives = ack_arrives
     output.transmit = transmit
@@ -406,12 +406,12 @@ def rewinds_into_the_old_window_after_a_shrink(host: Host) -> None:
 def _retransmit_without_backoff(syn: bool) -> None:
     original = timers.retransmission_timeout
 
-    def retransmission_timeout(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+    def retransmission_timeout(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds) -> None:
         if sock.syn_unacknowledged is not syn:
-            original(layer, sock, now)
+            original(tcp, sock, now)
             return
         rto = sock.rto.rto
-        original(layer, sock, now)
+        original(tcp, sock, now)
         sock.rto.rto = rto  # as it was before the timeout
         if sock.retransmit_at is not None:
             sock.retransmit_at = now + rto
@@ -455,13 +455,13 @@ def fast_retransmit_after_ten_duplicates(host: Host) -> None:
 def user_timeout_ignored(host: Host) -> None:
     """TCP_USER_TIMEOUT is accepted and ignored: R2 stays the default (RFC 9293 3.8.3:
     MUST let the application set the timeout)."""
-    layer = host.tcp
-    original = layer.setsockopt
+    calls = host.tcp.calls
+    original = calls.setsockopt
 
     def setsockopt(sock: TcpSocket, name: str, value: Any, now: Nanoseconds) -> None:
         original(sock, name, 0 if name == "TCP_USER_TIMEOUT" else value, now)
 
-    layer.setsockopt = setsockopt  # type: ignore[method-assign]
+    calls.setsockopt = setsockopt  # type: ignore[method-assign]
 
 
 # ---- delayed ACK and Nagle (RFC 1122 4.2.3.2, 4.2.3.4) ------------------------------------
@@ -471,9 +471,9 @@ def every_segment_acknowledged_at_once(host: Host) -> None:
     """No delayed ACK: every segment is acknowledged on arrival (RFC 1122 4.2.3.2: SHOULD
     delay)."""
 
-    def schedule_ack(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, *,
+    def schedule_ack(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds, *,
                      full_segment: bool) -> None:
-        output.send_ack(layer, sock, now)
+        output.send_ack(tcp, sock, now)
 
     output.schedule_ack = schedule_ack
 
@@ -483,9 +483,9 @@ def full_segments_wait_for_the_timer(host: Host) -> None:
     (RFC 1122 4.2.3.2: SHOULD acknowledge at least every second full segment)."""
     original = output.schedule_ack
 
-    def schedule_ack(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, *,
+    def schedule_ack(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds, *,
                      full_segment: bool) -> None:
-        original(layer, sock, now, full_segment=False)
+        original(tcp, sock, now, full_segment=False)
 
     output.schedule_ack = schedule_ack
 
@@ -507,29 +507,29 @@ def tcp_nodelay_ignored(host: Host) -> None:
 
 def keepalive_on_by_default(host: Host) -> None:
     """New sockets start with SO_KEEPALIVE on (RFC 1122 4.2.3.6: MUST default to off)."""
-    layer = host.tcp
-    original = layer.open
+    calls = host.tcp.calls
+    original = calls.open
 
     def open_socket(handle: int) -> TcpSocket:
         sock = original(handle)
         sock.options["SO_KEEPALIVE"] = 1
         return sock
 
-    layer.open = open_socket  # type: ignore[method-assign]
+    calls.open = open_socket  # type: ignore[method-assign]
 
 
 def keepalive_idle_time_not_configurable(host: Host) -> None:
     """TCP_KEEPIDLE is accepted but the timer uses the system default (RFC 9293 3.8.4:
     MUST-27, the interval is configurable)."""
-    layer = host.tcp
-    original = layer.setsockopt
+    calls = host.tcp.calls
+    original = calls.setsockopt
 
     def setsockopt(sock: TcpSocket, name: str, value: Any, now: Nanoseconds) -> None:
         if name == "TCP_KEEPIDLE":
             value = host.settings.tcp_keepalive_time // 1_000_000_000
         original(sock, name, value, now)
 
-    layer.setsockopt = setsockopt  # type: ignore[method-assign]
+    calls.setsockopt = setsockopt  # type: ignore[method-assign]
 
 
 def keepalive_probe_with_a_garbage_octet(host: Host) -> None:
@@ -537,14 +537,14 @@ def keepalive_probe_with_a_garbage_octet(host: Host) -> None:
     the octet is only for peers that need it, and configurable)."""
     original = timers.keepalive_timeout
 
-    def probe(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
-        output.emit(layer, sock, now, sequence=seq.add(sock.snd_una, -1), flags=A,
+    def probe(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds) -> None:
+        output.emit(tcp, sock, now, sequence=seq.add(sock.snd_una, -1), flags=A,
                     payload=b"\x00")
 
-    def keepalive_timeout(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+    def keepalive_timeout(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds) -> None:
         window_probe, output.send_window_probe = output.send_window_probe, probe
         try:
-            original(layer, sock, now)
+            original(tcp, sock, now)
         finally:
             output.send_window_probe = window_probe
 
@@ -556,12 +556,12 @@ def keepalive_gives_up_after_one_unanswered_probe(host: Host) -> None:
     4.2.3.6: MUST NOT take a single unanswered probe as a dead connection)."""
     original = timers.keepalive_timeout
 
-    def keepalive_timeout(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+    def keepalive_timeout(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds) -> None:
         if sock.keepalive_probes >= 1 and sock.option("SO_KEEPALIVE") and (
                 sock.state is State.ESTABLISHED):
-            output.send_reset(layer, sock, now)
-            layer.terminate(sock, Event.ABORT, now, "ETIMEDOUT")
+            output.send_reset(tcp, sock, now)
+            tcp.terminate(sock, Event.ABORT, now, "ETIMEDOUT")
             return
-        original(layer, sock, now)
+        original(tcp, sock, now)
 
     timers.keepalive_timeout = keepalive_timeout

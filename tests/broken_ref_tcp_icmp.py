@@ -14,11 +14,13 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
 
+from stack.endpoints import Endpoint
 from stack.host import Host
 from stack.icmp import ReceivedError
 from stack.tcp import arrival, listener, output, seq
-from stack.tcp.connection import Endpoint, TcpSocket
-from stack.tcp.layer import TcpLayer, error_is_hard
+from stack.tcp.connection import TcpSocket
+from stack.tcp.context import TcpContext
+from stack.tcp.layer import error_is_hard
 from stack.tcp.state import Event, State
 from stack.timing import Nanoseconds
 from stack.wire.icmp import IcmpType
@@ -45,27 +47,27 @@ def _rewrite_tcp_datagrams(host: Host, rewrite: Callable[[dict[str, Any]], None]
     host.send_datagram = send_datagram  # type: ignore[method-assign]
 
 
-def _connection_of(layer: TcpLayer, error: ReceivedError) -> TcpSocket | None:
+def _connection_of(tcp: TcpContext, error: ReceivedError) -> TcpSocket | None:
     data = error.quoted_data
     local = (error.quoted_header.src, int.from_bytes(data[0:2], "big"))
     remote = (error.quoted_header.dst, int.from_bytes(data[2:4], "big"))
-    return layer.connections.get((local, remote))
+    return tcp.connections.get((local, remote))
 
 
 def _intercept_icmp(host: Host,
                     instead: Callable[[TcpSocket, ReceivedError, Nanoseconds], bool]) -> None:
     """ICMP errors about a TCP connection go to ``instead`` first; when it returns True
     the error has been dealt with, else the stack handles it as usual."""
-    layer = host.tcp
-    original = layer.icmp_error
+    tcp = host.tcp
+    original = tcp.icmp_error
 
     def icmp_error(error: ReceivedError, now: Nanoseconds) -> str | None:
-        sock = _connection_of(layer, error)
+        sock = _connection_of(tcp, error)
         if sock is not None and instead(sock, error, now):
             return None
         return original(error, now)
 
-    layer.icmp_error = icmp_error  # type: ignore[method-assign]
+    tcp.icmp_error = icmp_error  # type: ignore[method-assign]
 
 
 # ---- ICMP errors and path MTU (RFC 9293 3.9.2.2, RFC 1122 4.2.3.9, RFC 1191) ---------------
@@ -84,12 +86,12 @@ def hard_errors_ignored_while_connecting(host: Host) -> None:
 def icmp_error_matched_without_ports(host: Host) -> None:
     """An ICMP error is given to the first connection to the quoted address, whatever
     the quoted ports (RFC 1122 4.2.3.9: passed to the connection it concerns)."""
-    layer = host.tcp
-    original = layer.icmp_error
+    tcp = host.tcp
+    original = tcp.icmp_error
 
     def icmp_error(error: ReceivedError, now: Nanoseconds) -> str | None:
-        if _connection_of(layer, error) is None:
-            for local, remote in layer.connections:
+        if _connection_of(tcp, error) is None:
+            for local, remote in tcp.connections:
                 if remote[0] == error.quoted_header.dst:
                     ports = local[1].to_bytes(2, "big") + remote[1].to_bytes(2, "big")
                     error = dataclasses.replace(
@@ -97,7 +99,7 @@ def icmp_error_matched_without_ports(host: Host) -> None:
                     break
         return original(error, now)
 
-    layer.icmp_error = icmp_error  # type: ignore[method-assign]
+    tcp.icmp_error = icmp_error  # type: ignore[method-assign]
 
 
 def _is_soft(error: ReceivedError) -> bool:
@@ -150,8 +152,8 @@ def tcp_ignores_datagram_too_big(host: Host) -> None:
     """TCP keeps the segment size it opened with when a Datagram Too Big comes: the path
     MTU cache learns the new MTU, the connection never reads it again (RFC 1191 3, RFC
     9293 MUST-16)."""
-    layer = host.tcp
-    original = layer.update_mss
+    tcp = host.tcp
+    original = tcp.update_mss
     real_path_mtu = host.path_mtu
 
     def update_mss(sock: TcpSocket, now: Nanoseconds) -> None:
@@ -165,7 +167,7 @@ def tcp_ignores_datagram_too_big(host: Host) -> None:
         finally:
             host.path_mtu = real_path_mtu  # type: ignore[method-assign]
 
-    layer.update_mss = update_mss  # type: ignore[method-assign]
+    tcp.update_mss = update_mss  # type: ignore[method-assign]
 
 
 def tcp_segments_without_df(host: Host) -> None:
@@ -207,8 +209,8 @@ def connect_to_broadcast_or_multicast_allowed(host: Host) -> None:
     """connect() does not look at the destination: it opens to a broadcast or multicast
     address like any other (RFC 1122 4.2.3.10: MUST refuse)."""
     _with_default_route(host)
-    layer = host.tcp
-    original = layer.connect
+    calls = host.tcp.calls
+    original = calls.connect
 
     def connect(sock: TcpSocket, address: IPv4Address, port: int, now: Nanoseconds) -> None:
         real_is_broadcast = host.is_broadcast
@@ -224,7 +226,7 @@ def connect_to_broadcast_or_multicast_allowed(host: Host) -> None:
         finally:
             host.is_broadcast = real_is_broadcast  # type: ignore[method-assign]
 
-    layer.connect = connect  # type: ignore[method-assign]
+    calls.connect = connect  # type: ignore[method-assign]
 
 
 ALL_HOSTS = IPv4Address("224.0.0.1")
@@ -248,8 +250,8 @@ def _broadcast_syns_reach_tcp(host: Host) -> None:
 
     host.receive = receive  # type: ignore[method-assign]
     host.is_broadcast = is_broadcast  # type: ignore[method-assign]
-    layer = host.tcp
-    original = layer.receive
+    tcp = host.tcp
+    original = tcp.receive
 
     def tcp_receive(packet: Ipv4Packet, now: Nanoseconds, *, broadcast: bool) -> None:
         destination = packet.header.dst
@@ -258,7 +260,7 @@ def _broadcast_syns_reach_tcp(host: Host) -> None:
             packet = Ipv4Packet(header, packet.payload)
         original(packet, now, broadcast=False)
 
-    layer.receive = tcp_receive  # type: ignore[method-assign]
+    tcp.receive = tcp_receive  # type: ignore[method-assign]
 
 
 def _syn_opens_at_once_and_silently(
@@ -269,15 +271,15 @@ def _syn_opens_at_once_and_silently(
     handshake for such peers)."""
     original = listener.listen_arrives
 
-    def listen_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+    def listen_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                        local: Endpoint, remote: Endpoint, now: Nanoseconds, *,
                        isn: int | None = None) -> None:
         if not (TcpFlags.SYN in segment.flags and applies(local[0], remote[0])):
-            original(layer, sock, segment, local, remote, now, isn=isn)
+            original(tcp, sock, segment, local, remote, now, isn=isn)
             return
         emit, output.emit = output.emit, lambda *args, **kwargs: None
         try:
-            original(layer, sock, segment, local, remote, now, isn=isn)
+            original(tcp, sock, segment, local, remote, now, isn=isn)
         finally:
             output.emit = emit
         children = [child for child in sock.listener.syn_queue if child.peer == remote
@@ -285,7 +287,7 @@ def _syn_opens_at_once_and_silently(
         for child in children:
             ack = dataclasses.replace(segment, flags=TcpFlags.ACK, seq=child.rcv_nxt,
                                       ack=seq.add(child.iss, 1), payload=b"", checksum=None)
-            arrival.segment_arrives(layer, child, ack, now)
+            arrival.segment_arrives(tcp, child, ack, now)
 
     listener.listen_arrives = listen_arrives
 

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
 
+from stack.endpoints import Endpoint, Message
 from stack.errors import SocketError
 from stack.host import Host
 from stack.icmp import ReceivedError, quote
 from stack.timing import Nanoseconds
-from stack.udp import Endpoint, Message, UdpSocket
+from stack.udp import UdpSocket
 from stack.wire.checksum import internet_checksum, transport_checksum
 from stack.wire.icmp import ERROR_TYPES, IcmpMessage, IcmpType, UnreachableCode
 from stack.wire.ipv4 import IpProtocol, Ipv4Option, Ipv4OptionKind, Ipv4Packet, parse_ipv4_options

@@ -11,10 +11,10 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, Raw
 
+from stack.endpoints import ExtendedError, Message
 from stack.errors import SocketError
 from stack.settings import Settings
 from stack.timing import SECOND
-from stack.udp import ExtendedError, Message
 from tests.stack_link import (
     DUT_IP,
     LINK_BROADCAST_MAC,

@@ -8,7 +8,7 @@ from ipaddress import IPv4Address
 
 from scapy.layers.inet import IPOption
 
-from stack.udp import PacketInfo
+from stack.endpoints import PacketInfo
 from tests.stack_link import DUT_IP, SUBNET_BROADCAST, Link, udp_from_peer
 
 ANY = IPv4Address("0.0.0.0")

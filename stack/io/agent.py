@@ -23,10 +23,10 @@ from agent_protocol.requests import Args, NotSupported, Request
 from agent_protocol.responses import ResponseWriter
 from agent_protocol.server import AgentServer, option_value, settable_option, socket_option
 from agent_protocol.values import data_json, endpoint_json, errqueue_json, linger_json, pktinfo_json
+from stack.endpoints import Endpoint, Message
 from stack.errors import SocketError, Unsupported
 from stack.sockets import SocketApi
 from stack.timing import MILLISECOND, Nanoseconds, earliest
-from stack.udp import Endpoint, Message
 
 SOCKET_TYPES: Final = ("udp", "tcp")
 

@@ -1,32 +1,29 @@
 """SEGMENT ARRIVES for a connection (RFC 9293 3.10.7.3 and 3.10.7.4), in the order the
 RFC gives: sequence number check, RST, SYN, ACK, URG (ignored), text, FIN.
 
-The LISTEN state is in ``listener``; a segment for no socket is answered in ``layer``.
+The LISTEN state is in ``listener``; a segment for no socket is answered in ``tcp``.
 Each step is a module function, so that a test can replace one (``--ref-patch``).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-from stack.tcp import output, seq
+from stack.tcp import listener, output, seq, time_wait
 from stack.tcp.connection import TcpSocket
+from stack.tcp.context import TcpContext
 from stack.tcp.state import Event, State, change_state
 from stack.timing import Nanoseconds
 from stack.wire.tcp import Mss, TcpFlags, TcpSegment
-
-if TYPE_CHECKING:
-    from stack.tcp.layer import TcpLayer
 
 A, S, F, R = TcpFlags.ACK, TcpFlags.SYN, TcpFlags.FIN, TcpFlags.RST
 RECEIVING_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
 
 
-def segment_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+def segment_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                     now: Nanoseconds) -> None:
     if sock.state is State.SYN_SENT:
-        syn_sent_arrives(layer, sock, segment, now)
+        syn_sent_arrives(tcp, sock, segment, now)
         return
     flags = segment.flags
     if (sock.state is State.SYN_RECEIVED and flags & (S | A) == S | A
@@ -41,32 +38,32 @@ def segment_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
     if (sock.state is State.SYN_RECEIVED and S in flags and A not in flags
             and segment.seq == sock.irs):
         # The peer's SYN again: our SYN-ACK was lost (Linux tcp_check_req resends it).
-        output.send_syn(layer, sock, now)
+        output.send_syn(tcp, sock, now)
         return
     # First: check the sequence number.
     if not acceptable(sock, segment):
         if R not in flags:
-            output.send_ack(layer, sock, now)  # RFC 9293 3.10.7.4: <SEQ=SND.NXT><ACK=RCV.NXT>
-        layer.record_drop(now, "tcp.unacceptable_segment", f"seq {segment.seq}")
+            output.send_ack(tcp, sock, now)  # RFC 9293 3.10.7.4: <SEQ=SND.NXT><ACK=RCV.NXT>
+        tcp.record_drop(now, "tcp.unacceptable_segment", f"seq {segment.seq}")
         return
     if sock.keepalive_at is not None:
         sock.keepalive_at = now + sock.option("TCP_KEEPIDLE") * 1_000_000_000
         sock.keepalive_probes = 0
     # Second: the RST bit.
     if R in flags:
-        reset_arrives(layer, sock, segment, now)
+        reset_arrives(tcp, sock, segment, now)
         return
     # Fourth: the SYN bit. RFC 9293 3.10.7.4 (RFC 5961 4.2): in a synchronized state a
     # SYN draws a challenge ACK and is dropped; so does one in SYN-RECEIVED.
     if S in flags:
-        output.send_ack(layer, sock, now)
-        layer.record_drop(now, "tcp.syn_in_window", sock.state.value)
+        output.send_ack(tcp, sock, now)
+        tcp.record_drop(now, "tcp.syn_in_window", sock.state.value)
         return
     # Fifth: the ACK field; without ACK the segment is dropped.
     if A not in flags:
-        layer.record_drop(now, "tcp.no_ack", sock.state.value)
+        tcp.record_drop(now, "tcp.no_ack", sock.state.value)
         return
-    if not ack_arrives(layer, sock, segment, now):
+    if not ack_arrives(tcp, sock, segment, now):
         return
     # Sixth: the URG bit (RFC 9293 3.8.5): RCV.UP = max(RCV.UP, SEG.UP).
     if TcpFlags.URG in flags and sock.state in RECEIVING_STATES and segment.urgent_pointer:
@@ -76,9 +73,9 @@ def segment_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
             sock.rcv_up = urgent_pointer
     # Seventh and eighth: the text and the FIN.
     if segment.payload or F in flags:
-        text_arrives(layer, sock, segment, now)
+        text_arrives(tcp, sock, segment, now)
     if sock.state in output.SENDING_STATES:
-        output.transmit(layer, sock, now)
+        output.transmit(tcp, sock, now)
 
 
 def acceptable(sock: TcpSocket, segment: TcpSegment) -> bool:
@@ -98,27 +95,27 @@ def acceptable(sock: TcpSocket, segment: TcpSegment) -> bool:
         seq.le(sock.rcv_nxt, end) and seq.lt(end, right))
 
 
-def syn_sent_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+def syn_sent_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                      now: Nanoseconds) -> None:
     """RFC 9293 3.10.7.3."""
     flags = segment.flags
     if A in flags and (seq.le(segment.ack, sock.iss) or seq.gt(segment.ack, sock.snd_max)):
         # An ACK of something we never sent: <SEQ=SEG.ACK><CTL=RST>, unless a RST.
         if R not in flags:
-            layer.send_reset_reply(segment, sock.local, sock.peer, now)
-        layer.record_drop(now, "tcp.syn_sent_bad_ack", str(segment.ack))
+            tcp.send_reset_reply(segment, sock.local, sock.peer, now)
+        tcp.record_drop(now, "tcp.syn_sent_bad_ack", str(segment.ack))
         return
     if R in flags:
         if A in flags:
             # tcp(7): a RST answering our SYN is "connection refused".
-            layer.terminate(sock, Event.RESET, now, "ECONNREFUSED")
+            tcp.terminate(sock, Event.RESET, now, "ECONNREFUSED")
         else:
-            layer.record_drop(now, "tcp.syn_sent_rst_without_ack")
+            tcp.record_drop(now, "tcp.syn_sent_rst_without_ack")
         return
     if S not in flags:
-        layer.record_drop(now, "tcp.syn_sent_no_syn")
+        tcp.record_drop(now, "tcp.syn_sent_no_syn")
         return
-    take_peer_syn(layer, sock, segment, now)
+    take_peer_syn(tcp, sock, segment, now)
     # RFC 3168 6.1.1: a SYN-ACK with ECE (and not CWR) agrees to the ECN we asked for.
     sock.ecn = (sock.settings.tcp_ecn == 1 and TcpFlags.ECE in flags
                 and TcpFlags.CWR not in flags)
@@ -126,17 +123,17 @@ def syn_sent_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
         sock.snd_una = segment.ack
         syn_acknowledged(sock, segment, now)
         change_state(sock, Event.RECEIVE_SYN_ACK, now)
-        layer.connected(sock, now)
-        output.send_ack(layer, sock, now)
-        output.transmit(layer, sock, now)
+        connected(sock, now)
+        output.send_ack(tcp, sock, now)
+        output.transmit(tcp, sock, now)
     else:
         # Simultaneous open: SYN-RECEIVED, and our SYN again with the ACK of theirs.
         change_state(sock, Event.RECEIVE_SYN, now)
         sock.retransmit_at = None
-        output.send_syn(layer, sock, now)
+        output.send_syn(tcp, sock, now)
 
 
-def take_peer_syn(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+def take_peer_syn(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                   now: Nanoseconds) -> None:
     """Record the peer's ISN, window and MSS from its SYN."""
     sock.irs = segment.seq
@@ -145,7 +142,7 @@ def take_peer_syn(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
     mss = segment.find_option(Mss)
     # RFC 9293 3.7.1 (MUST-15): without the option, assume 536 (tcp_default_mss).
     sock.peer_mss = mss.value if mss is not None else None
-    layer.update_mss(sock, now)
+    tcp.update_mss(sock, now)
 
 
 def syn_acknowledged(sock: TcpSocket, segment: TcpSegment, now: Nanoseconds) -> None:
@@ -161,54 +158,52 @@ def syn_acknowledged(sock: TcpSocket, segment: TcpSegment, now: Nanoseconds) -> 
     sock.retransmit_at = None
 
 
-def reset_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+def reset_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                   now: Nanoseconds) -> None:
     """RFC 9293 3.10.7.4 second check. RFC 5961 3.2 (as Linux): only a RST at exactly
     RCV.NXT resets; one elsewhere in the window draws a challenge ACK."""
     if segment.seq != sock.rcv_nxt and sock.settings.tcp_challenge_ack:
-        output.send_ack(layer, sock, now)
-        layer.record_drop(now, "tcp.rst_challenged", str(segment.seq))
+        output.send_ack(tcp, sock, now)
+        tcp.record_drop(now, "tcp.rst_challenged", str(segment.seq))
         return
     if sock.state is State.SYN_RECEIVED and sock.parent is not None:
         # A passive open goes back to LISTEN: only this embryonic connection goes.
-        layer.terminate(sock, Event.RESET, now, None)
+        tcp.terminate(sock, Event.RESET, now, None)
         return
     # Linux tcp_reset: EPIPE in CLOSE-WAIT, ECONNRESET elsewhere (an active SYN-RECEIVED
-    # included, where RFC 9293 says "connection refused"); TIME-WAIT has no user.
-    errno: str | None = "EPIPE" if sock.state is State.CLOSE_WAIT else "ECONNRESET"
-    if sock.state is State.TIME_WAIT:
-        errno = None
-    layer.terminate(sock, Event.RESET, now, errno)
+    # included, where RFC 9293 says "connection refused").
+    errno = "EPIPE" if sock.state is State.CLOSE_WAIT else "ECONNRESET"
+    tcp.terminate(sock, Event.RESET, now, errno)
 
 
-def ack_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+def ack_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                 now: Nanoseconds) -> bool:
     """RFC 9293 3.10.7.4 fifth check; False when the segment goes no further."""
     ack = segment.ack
     if sock.state is State.SYN_RECEIVED:
         if not (seq.lt(sock.snd_una, ack) and seq.le(ack, sock.snd_max)):
             # An unacceptable ACK: <SEQ=SEG.ACK><CTL=RST>.
-            layer.send_reset_reply(segment, sock.local, sock.peer, now)
-            layer.record_drop(now, "tcp.syn_received_bad_ack", str(ack))
+            tcp.send_reset_reply(segment, sock.local, sock.peer, now)
+            tcp.record_drop(now, "tcp.syn_received_bad_ack", str(ack))
             return False
-        if not layer.admit(sock, now):
+        if not listener.admit(tcp, sock, now):
             return False  # the accept queue is full (listener.admit says what it did)
         sock.snd_una = ack
         syn_acknowledged(sock, segment, now)
         change_state(sock, Event.RECEIVE_ACK_OF_SYN, now)
-        layer.connected(sock, now)
+        connected(sock, now)
         return True
     if seq.gt(ack, sock.snd_max):
         # An ACK of something not yet sent: ACK, drop (RFC 9293 3.10.7.4).
-        output.send_ack(layer, sock, now)
-        layer.record_drop(now, "tcp.ack_of_unsent", str(ack))
+        output.send_ack(tcp, sock, now)
+        tcp.record_drop(now, "tcp.ack_of_unsent", str(ack))
         return False
     window_before = sock.snd_wnd
     if seq.gt(ack, sock.snd_una):
-        new_acknowledgement(layer, sock, ack, now)
+        new_acknowledgement(tcp, sock, ack, now)
     elif is_duplicate_ack(sock, segment) and sock.congestion.on_duplicate_ack(
             sock.flight, sock.snd_max):
-        output.retransmit_first(layer, sock, now)  # RFC 5681 3.2: fast retransmit
+        output.retransmit_first(tcp, sock, now)  # RFC 5681 3.2: fast retransmit
     # RFC 9293 3.10.7.4: update the send window from the most recent segment only.
     if seq.le(sock.snd_una, ack) and (seq.lt(sock.snd_wl1, segment.seq) or (
             sock.snd_wl1 == segment.seq and seq.le(sock.snd_wl2, ack))):
@@ -225,12 +220,27 @@ def ack_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
                 sock.fin_wait_2_at = now + sock.settings.tcp_fin_timeout
         elif sock.state is State.CLOSING:
             change_state(sock, Event.RECEIVE_ACK_OF_FIN, now)
-            layer.enter_time_wait(sock, now)
+            time_wait.enter(tcp, sock, now)
             return False
         elif sock.state is State.LAST_ACK:
-            layer.terminate(sock, Event.RECEIVE_ACK_OF_FIN, now, None)
+            tcp.terminate(sock, Event.RECEIVE_ACK_OF_FIN, now, None)
             return False
     return True
+
+
+def connected(sock: TcpSocket, now: Nanoseconds) -> None:
+    """The connection reached ESTABLISHED."""
+    sock.ever_connected = True
+    if not sock.sndbuf_locked:
+        # Linux tcp_sndbuf_expand: room for two initial windows of segments, each
+        # charged a power-of-two buffer (87040 bytes for an MSS of 1460).
+        per_segment = 1 << (sock.mss + 640 - 1).bit_length()
+        segments = max(sock.settings.tcp_initial_window_segments,
+                       sock.congestion.cwnd // sock.mss)
+        sock.options["SO_SNDBUF"] = max(sock.option("SO_SNDBUF"),
+                                        2 * segments * (per_segment + 256))
+    if sock.option("SO_KEEPALIVE"):
+        sock.keepalive_at = now + sock.option("TCP_KEEPIDLE") * 1_000_000_000
 
 
 def is_duplicate_ack(sock: TcpSocket, segment: TcpSegment) -> bool:
@@ -240,7 +250,7 @@ def is_duplicate_ack(sock: TcpSocket, segment: TcpSegment) -> bool:
             and sock.flight > 0)
 
 
-def new_acknowledgement(layer: TcpLayer, sock: TcpSocket, ack: int, now: Nanoseconds) -> None:
+def new_acknowledgement(tcp: TcpContext, sock: TcpSocket, ack: int, now: Nanoseconds) -> None:
     """SND.UNA < SEG.ACK =< SND.MAX: release what was acknowledged, sample the RTT,
     restart or stop the retransmission timer (RFC 6298 5.2, 5.3)."""
     acked = seq.diff(ack, sock.snd_una)
@@ -258,27 +268,27 @@ def new_acknowledgement(layer: TcpLayer, sock: TcpSocket, ack: int, now: Nanosec
     if sock.snd_up is not None and seq.ge(ack, sock.snd_up):
         sock.snd_up = None  # the urgent data is through
     if sock.congestion.on_new_ack(acked, ack):
-        output.retransmit_first(layer, sock, now)  # RFC 6582: a partial ACK
+        output.retransmit_first(tcp, sock, now)  # RFC 6582: a partial ACK
     sock.retransmit_at = None if sock.flight == 0 else now + sock.rto.rto
 
 
-def text_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+def text_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                  now: Nanoseconds) -> None:
     """RFC 9293 3.10.7.4 seventh (text) and eighth (FIN) steps. Data in order goes to
     the receive buffer, data beyond RCV.NXT waits in order (RFC 9293 3.10.7.4: SHOULD be
     held), then anything it completes follows."""
     if sock.state not in RECEIVING_STATES:
         if segment.payload:
-            layer.record_drop(now, "tcp.text_after_fin", sock.state.value)
+            tcp.record_drop(now, "tcp.text_after_fin", sock.state.value)
         if F in segment.flags and seq.add(segment.seq, len(segment.payload)) == seq.add(
                 sock.rcv_nxt, -1):
-            output.send_ack(layer, sock, now)  # a retransmitted FIN: acknowledge it again
+            output.send_ack(tcp, sock, now)  # a retransmitted FIN: acknowledge it again
         return
     start, data, fin = segment.seq, segment.payload, F in segment.flags
     if sock.orphan and data and seq.gt(seq.add(start, len(data)), sock.rcv_nxt):
         # Linux: new data for a socket the user closed is answered with RST.
-        output.send_reset(layer, sock, now)
-        layer.terminate(sock, Event.ABORT, now, None)
+        output.send_reset(tcp, sock, now)
+        tcp.terminate(sock, Event.ABORT, now, None)
         return
     if seq.lt(start, sock.rcv_nxt):
         data = data[seq.diff(sock.rcv_nxt, start):]
@@ -289,7 +299,7 @@ def text_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
     full = len(segment.payload) >= sock.rcv_mss
     if start != sock.rcv_nxt:
         sock.out_of_order[start] = (data, fin)
-        output.send_ack(layer, sock, now)  # RFC 5681 4.2: an out-of-order segment, ACK now
+        output.send_ack(tcp, sock, now)  # RFC 5681 4.2: an out-of-order segment, ACK now
         return
     gap_filled = bool(sock.out_of_order)
     deliver(sock, data)
@@ -304,12 +314,12 @@ def text_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
             deliver(sock, queued[skip:])
             fin_in_order = queued_fin
     if fin_in_order:
-        fin_arrives(layer, sock, now)
+        fin_arrives(tcp, sock, now)
         return
     if gap_filled:
         sock.ack_now = True  # RFC 5681 4.2: filling a gap is acknowledged at once
     if data or gap_filled:
-        output.schedule_ack(layer, sock, now, full_segment=full)
+        output.schedule_ack(tcp, sock, now, full_segment=full)
 
 
 def deliver(sock: TcpSocket, data: bytes) -> None:
@@ -334,7 +344,7 @@ def take_urgent_octet(sock: TcpSocket) -> None:
     sock.rcv_up = None
 
 
-def fin_arrives(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+def fin_arrives(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds) -> None:
     """RFC 9293 3.10.7.4 eighth: the FIN advances RCV.NXT, is acknowledged, and the user
     hears the end of the stream."""
     sock.out_of_order.clear()
@@ -342,34 +352,6 @@ def fin_arrives(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
     sock.fin_received = True
     sock.rcv_shutdown = True
     change_state(sock, Event.RECEIVE_FIN, now)
-    output.send_ack(layer, sock, now)
+    output.send_ack(tcp, sock, now)
     if sock.state is State.TIME_WAIT:
-        layer.enter_time_wait(sock, now)
-
-
-def time_wait_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
-                      now: Nanoseconds) -> bool:
-    """A segment in TIME-WAIT, as Linux tcp_timewait_state_process handles it. Returns
-    True for a SYN that may open a new connection (RFC 1122 4.2.2.13: a SYN above the old
-    connection's sequence space); the caller hands it to the listener."""
-    flags = segment.flags
-    in_window_bare = segment.seq == sock.rcv_nxt and (
-        segment.sequence_length == 0 or R in flags)
-    if R in flags:
-        # RFC 9293 3.10.7.4: a RST closes TIME-WAIT; RFC 1337 (tcp_rfc1337) ignores it.
-        if in_window_bare and not sock.settings.tcp_rfc1337:
-            layer.terminate(sock, Event.RESET, now, None)
-        else:
-            layer.record_drop(now, "tcp.rst_in_time_wait_ignored")
-        return False
-    if S in flags and A not in flags and seq.gt(segment.seq, sock.rcv_nxt):
-        return True
-    if in_window_bare:
-        sock.time_wait_at = now + 2 * sock.settings.tcp_msl
-        return False
-    # RFC 9293 3.10.7.4: a retransmitted FIN is acknowledged and restarts the 2 MSL
-    # timeout (Linux restarts it on any segment with ACK).
-    if A in flags or F in flags:
-        sock.time_wait_at = now + 2 * sock.settings.tcp_msl
-    output.send_ack(layer, sock, now)
-    return False
+        time_wait.enter(tcp, sock, now)

@@ -1,24 +1,30 @@
 """The socket calls on a TCP socket, with the semantics of Linux tcp(7): errno names as
-Linux returns them, poll events as tcp_poll computes them. `TcpLayer` inherits these."""
+Linux returns them, poll events as tcp_poll computes them. `TcpLayer` holds one
+`TcpCalls` (``host.tcp.calls``), which reaches the connections through `TcpContext`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
+from stack.endpoints import (
+    ANY,
+    Endpoint,
+    Message,
+    addresses_overlap,
+    checked_option,
+    connected_mtu,
+    ephemeral_port,
+    known_option,
+)
 from stack.errors import SocketError, Unsupported
-from stack.socket_options import checked_option
-from stack.tcp import listener, output, seq
-from stack.tcp.connection import ANY, Endpoint, TcpSocket
-from stack.tcp.listener import Listener
+from stack.tcp import listener, output, seq, time_wait
+from stack.tcp.connection import Listener, TcpSocket
+from stack.tcp.context import TcpContext
 from stack.tcp.state import Event, State, change_state
 from stack.timing import SECOND, Nanoseconds
-from stack.udp import Message
-
-if TYPE_CHECKING:
-    from stack.tcp.layer import TcpLayer
 
 MIN_SEND_BUFFER: Final = 4608  # Linux SOCK_MIN_SNDBUF
 MIN_USER_MSS: Final = 88  # Linux TCP_MIN_MSS
@@ -39,44 +45,44 @@ class Linger:
 
 
 class TcpCalls:
-    def _self(self) -> TcpLayer:
-        return self  # type: ignore[return-value]
+    """The calls of every TCP socket, over the services of the layer (``host.tcp.calls``)."""
+
+    def __init__(self, tcp: TcpContext) -> None:
+        self.tcp = tcp
 
     # --- life cycle ---------------------------------------------------------------------
 
     def open(self, handle: int) -> TcpSocket:
-        layer = self._self()
-        sock = layer.sockets[handle] = TcpSocket(handle, layer.settings)
+        sock = self.tcp.sockets[handle] = TcpSocket(handle, self.tcp.settings)
         return sock
 
     def adopt(self, sock: TcpSocket, handle: int) -> None:
         """An accepted connection gets a handle."""
         sock.handle = handle
         sock.parent = None
-        self._self().sockets[handle] = sock
+        self.tcp.sockets[handle] = sock
 
     def close(self, sock: TcpSocket, now: Nanoseconds) -> Linger | None:
-        layer = self._self()
-        layer.sockets.pop(sock.handle or -1, None)
+        self.tcp.sockets.pop(sock.handle or -1, None)
         sock.handle = None
         sock.orphan = True
         if sock.state is State.LISTEN:
-            listener.close_listener(layer, sock, now)
+            listener.close_listener(self.tcp, sock, now)
             return None
         if sock.state in (State.CLOSED, State.SYN_SENT):
-            layer.terminate(sock, Event.CLOSE, now, None)
+            self.tcp.terminate(sock, Event.CLOSE, now, None)
             return None
         onoff, seconds = sock.linger
         if sock.receive_buffer or (onoff and seconds == 0):
             # RFC 1122 4.2.2.13 / Linux tcp_close: unread data (or SO_LINGER with a zero
             # timeout) makes close abort the connection with a RST.
-            if sock.state not in (State.TIME_WAIT,):
-                output.send_reset(layer, sock, now)
-            layer.terminate(sock, Event.ABORT, now, None)
+            if time_wait.resets_on_abort(sock):
+                output.send_reset(self.tcp, sock, now)
+            self.tcp.terminate(sock, Event.ABORT, now, None)
             return None
         self._send_fin(sock, now)
         if sock.state is State.FIN_WAIT_2:
-            sock.fin_wait_2_at = now + layer.settings.tcp_fin_timeout
+            sock.fin_wait_2_at = now + self.tcp.settings.tcp_fin_timeout
         if onoff and not sock.nonblocking:
             return Linger(now + seconds * SECOND, lambda: sock.state not in (
                 State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK))
@@ -91,15 +97,14 @@ class TcpCalls:
             return
         sock.fin_queued = True
         change_state(sock, Event.CLOSE, now)
-        output.transmit(self._self(), sock, now)
+        output.transmit(self.tcp, sock, now)
 
     # --- addresses ----------------------------------------------------------------------
 
     def bind(self, sock: TcpSocket, address: IPv4Address, port: int) -> None:
-        layer = self._self()
         if sock.bound or sock.state is not State.CLOSED:
             raise SocketError("EINVAL", "already bound")
-        if address not in (ANY, layer.ip.address):
+        if address not in (ANY, self.tcp.ip.address):
             raise SocketError("EADDRNOTAVAIL", f"{address} is not an address of this host")
         if port == 0:
             port = self._ephemeral_port()
@@ -112,10 +117,9 @@ class TcpCalls:
         sock.local_address, sock.local_port = address, port
 
     def listen(self, sock: TcpSocket, backlog: int, now: Nanoseconds) -> None:
-        layer = self._self()
         if sock.state is State.LISTEN:
             assert sock.listener is not None
-            sock.listener.backlog = min(max(backlog, 0), layer.settings.somaxconn)
+            sock.listener.backlog = min(max(backlog, 0), self.tcp.settings.somaxconn)
             return
         if sock.state is not State.CLOSED or sock.ever_connected:
             raise SocketError("EINVAL", f"listen in {sock.state.value}")
@@ -123,7 +127,7 @@ class TcpCalls:
             self.bind(sock, ANY, 0)
         # listen(2): the backlog is capped at somaxconn; a negative one counts as 0... and
         # Linux takes it as is, the queue holding one more than it.
-        sock.listener = Listener(min(max(backlog, 0), layer.settings.somaxconn))
+        sock.listener = Listener(min(max(backlog, 0), self.tcp.settings.somaxconn))
         change_state(sock, Event.PASSIVE_OPEN, now)
 
     def accept(self, sock: TcpSocket) -> TcpSocket:
@@ -137,7 +141,6 @@ class TcpCalls:
                 now: Nanoseconds) -> None:
         """Starts the handshake and raises EINPROGRESS; the caller waits with
         ``finish_connect`` (a blocking socket) or reports it (O_NONBLOCK)."""
-        layer = self._self()
         if sock.connecting:
             if sock.state in OPENING:
                 raise SocketError("EALREADY", "connection in progress")
@@ -145,8 +148,8 @@ class TcpCalls:
             return
         if sock.state is not State.CLOSED or sock.ever_connected:
             raise SocketError("EISCONN", f"connect in {sock.state.value}")
-        layer.ip.check_route(address)
-        if layer.ip.is_broadcast(address) or address.is_multicast:
+        self.tcp.ip.check_route(address)
+        if self.tcp.ip.is_broadcast(address) or address.is_multicast:
             # RFC 1122 4.2.3.10 / RFC 9293 3.9.2.3: never open to a broadcast or multicast
             # address (Linux tcp_v4_connect: ENETUNREACH).
             raise SocketError("ENETUNREACH", f"{address} is not a unicast address")
@@ -158,21 +161,21 @@ class TcpCalls:
                 raise SocketError("EAGAIN", "no free port")
             sock.local_port = port_chosen
         if sock.local_address == ANY:
-            sock.local_address = layer.ip.address
+            sock.local_address = self.tcp.ip.address
         remote = (address, port)
-        if (sock.local, remote) in layer.connections:
+        if (sock.local, remote) in self.tcp.connections:
             raise SocketError("EADDRNOTAVAIL", "that connection exists")
         sock.remote = remote
         sock.error = None
         sock.done = sock.rcv_shutdown = sock.snd_shutdown = False
-        layer.connections[(sock.local, remote)] = sock
-        layer.update_mss(sock, now)
-        sock.iss = layer.initial_sequence(sock, now)
+        self.tcp.connections[(sock.local, remote)] = sock
+        self.tcp.update_mss(sock, now)
+        sock.iss = self.tcp.initial_sequence(sock, now)
         sock.snd_una = sock.snd_nxt = sock.snd_max = sock.small_segment_end = sock.iss
         sock.send_start = seq.add(sock.iss, 1)
         change_state(sock, Event.ACTIVE_OPEN, now)
         sock.connecting = True
-        output.send_syn(layer, sock, now)
+        output.send_syn(self.tcp, sock, now)
         raise SocketError("EINPROGRESS", "handshake started")
 
     def finish_connect(self, sock: TcpSocket) -> bool:
@@ -209,7 +212,7 @@ class TcpCalls:
             # urgent data at once, so Nagle does not hold it.
             sock.snd_up = seq.add(sock.send_start, len(sock.send_buffer))
             sock.small_segment_end = sock.snd_una
-        output.transmit(self._self(), sock, now)
+        output.transmit(self.tcp, sock, now)
         return len(taken)
 
     def recvmsg(self, sock: TcpSocket, size: int, flags: set[str],
@@ -242,7 +245,7 @@ class TcpCalls:
                 self._read_past(sock, len(data))
                 if sock.state in (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2) \
                         and output.window_would_open(sock):
-                    output.send_ack(self._self(), sock, now)  # a window update
+                    output.send_ack(self.tcp, sock, now)  # a window update
             return Message(data, len(data), [], None)
         # Linux tcp_recvmsg, in its order: end of stream, error, shut down, not connected.
         if sock.fin_received:
@@ -272,10 +275,10 @@ class TcpCalls:
             raise SocketError("ENOTCONN", "shutdown on an unconnected socket")
         if sock.state is State.LISTEN:
             if read:
-                listener.close_listener(self._self(), sock, now)
+                listener.close_listener(self.tcp, sock, now)
             return
         if sock.state is State.SYN_SENT:
-            self._self().terminate(sock, Event.CLOSE, now, None)
+            self.tcp.terminate(sock, Event.CLOSE, now, None)
             return
         if read:
             # As Linux: queued and arriving data is still read, then 0 (never a wait).
@@ -310,14 +313,13 @@ class TcpCalls:
             return
         sock.options[name] = value
         if name == "TCP_NODELAY" and value:
-            output.transmit(self._self(), sock, now)  # Linux pushes what waited
+            output.transmit(self.tcp, sock, now)  # Linux pushes what waited
         if name in ("SO_KEEPALIVE", "TCP_KEEPIDLE") and sock.state is State.ESTABLISHED:
             sock.keepalive_at = (now + sock.option("TCP_KEEPIDLE") * SECOND
                                  if sock.option("SO_KEEPALIVE") else None)
 
     def getsockopt(self, sock: TcpSocket, name: str, now: Nanoseconds
                    ) -> int | str | tuple[int, int] | None:
-        layer = self._self()
         if name == "SO_ERROR":
             # Linux: sk_err, else sk_err_soft (the soft ICMP error), each cleared.
             error = sock.take_error()
@@ -331,16 +333,11 @@ class TcpCalls:
         if name == "TCP_MAXSEG":
             if sock.user_mss and sock.state in (State.CLOSED, State.LISTEN):
                 return sock.user_mss
-            return sock.mss if sock.remote is not None else layer.settings.tcp_default_mss
+            return sock.mss if sock.remote is not None else self.tcp.settings.tcp_default_mss
         if name == "IP_MTU":
-            if sock.remote is None or sock.state in (State.CLOSED, State.LISTEN):
-                raise SocketError("ENOTCONN", "IP_MTU needs a connected socket")
-            return layer.ip.path_mtu(sock.peer[0], now)
-        if name not in sock.options:
-            if name.startswith("UDP_"):
-                raise SocketError("ENOPROTOOPT", f"{name} on a TCP socket")
-            raise Unsupported(f"socket option {name}")
-        return sock.options[name]
+            connected = sock.state not in (State.CLOSED, State.LISTEN)
+            return connected_mtu(self.tcp.ip, sock.remote if connected else None, now)
+        return known_option(sock.options, name, "tcp")
 
     def ioctl(self, sock: TcpSocket, request: str) -> int:
         if request == "SIOCATMARK":
@@ -379,9 +376,8 @@ class TcpCalls:
     # --- ports --------------------------------------------------------------------------
 
     def _everyone(self) -> list[TcpSocket]:
-        layer = self._self()
-        seen = {id(sock): sock for sock in layer.sockets.values()}
-        for sock in layer.connections.values():
+        seen = {id(sock): sock for sock in self.tcp.sockets.values()}
+        for sock in self.tcp.connections.values():
             seen.setdefault(id(sock), sock)
         return list(seen.values())
 
@@ -397,7 +393,7 @@ class TcpCalls:
         for other in self._everyone():
             if other is sock or other.local_port != port or not self._holds_port(other):
                 continue
-            if ANY not in (address, other.local_address) and address != other.local_address:
+            if not addresses_overlap(address, other.local_address):
                 continue
             if (sock.option("SO_REUSEADDR") and other.option("SO_REUSEADDR")
                     and other.state is not State.LISTEN):
@@ -406,16 +402,8 @@ class TcpCalls:
         return False
 
     def _ephemeral_port(self) -> int:
-        layer = self._self()
-        low, high = layer.settings.ephemeral_ports
-        span = high - low + 1
-        start = layer.rng.randrange(span)
         used = {sock.local_port for sock in self._everyone() if self._holds_port(sock)}
-        for step in range(span):
-            port = low + (start + step) % span
-            if port not in used:
-                return port
-        return 0
+        return ephemeral_port(self.tcp.settings, self.tcp.rng, used)
 
     def peer_of(self, sock: TcpSocket) -> Endpoint:
         if sock.remote is None or sock.state in (State.CLOSED, State.SYN_SENT, State.LISTEN):

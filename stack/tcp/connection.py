@@ -1,13 +1,16 @@
-"""One TCP socket: its options, its transmission control block (RFC 9293 3.3.1) and
-its buffers and timers. Behaviour lives elsewhere (``arrival``, ``output``, ``timers``,
-``calls``); this module holds the data and a few derived values."""
+"""One TCP socket: its options, its transmission control block (RFC 9293 3.3.1), its
+buffers and timers, and a listener's queues. Behaviour lives elsewhere (``arrival``,
+``time_wait``, ``listener``, ``output``, ``timers``, ``calls``); this module holds the
+data and a few derived values."""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
+from stack.endpoints import ANY, Endpoint, default_options
 from stack.settings import Settings
 from stack.tcp import seq
 from stack.tcp.congestion import CongestionControl
@@ -15,12 +18,27 @@ from stack.tcp.rto import RetransmissionTimeout
 from stack.tcp.state import State
 from stack.timing import Nanoseconds
 
-if TYPE_CHECKING:
-    from stack.tcp.listener import Listener
-
-Endpoint = tuple[IPv4Address, int]
-ANY: Final = IPv4Address("0.0.0.0")
 MAX_WINDOW: Final = 65535  # no window scaling (RFC 7323) yet
+
+
+@dataclass
+class Listener:
+    """A listening socket's queues (its behaviour is in ``listener``): connections
+    still in their handshake, and those waiting for accept."""
+
+    backlog: int
+    syn_queue: list[TcpSocket] = field(default_factory=list)
+    accept_queue: deque[TcpSocket] = field(default_factory=deque)
+
+    @property
+    def accept_queue_full(self) -> bool:
+        return len(self.accept_queue) > self.backlog  # Linux sk_acceptq_is_full
+
+    def forget(self, child: TcpSocket) -> None:
+        if child in self.syn_queue:
+            self.syn_queue.remove(child)
+        if child in self.accept_queue:
+            self.accept_queue.remove(child)
 
 
 @dataclass
@@ -107,18 +125,10 @@ class TcpSocket:
     def __post_init__(self) -> None:
         self.rto = RetransmissionTimeout(self.settings)
         self.congestion = CongestionControl(self.mss, self.settings)
-        defaults: dict[str, int | str] = {
-            "SO_REUSEADDR": 0,
-            "SO_KEEPALIVE": 0,  # RFC 1122 4.2.3.6: MUST default to off
-            "SO_RCVBUF": self.settings.tcp_receive_buffer,
-            "SO_SNDBUF": self.settings.tcp_send_buffer,
-            "IP_TTL": self.settings.default_ttl,
-            "IP_TOS": 0,
-            "IP_RECVERR": 0,
+        defaults = {
+            **default_options(self.settings, receive_buffer=self.settings.tcp_receive_buffer,
+                              send_buffer=self.settings.tcp_send_buffer),
             "SO_OOBINLINE": 0,
-            "IP_MTU_DISCOVER": "IP_PMTUDISC_WANT"
-            if self.settings.path_mtu_discovery
-            else "IP_PMTUDISC_DONT",
             "TCP_NODELAY": 0,
             "TCP_USER_TIMEOUT": 0,  # milliseconds; 0: R2 counts retransmissions
             "TCP_KEEPIDLE": self.settings.tcp_keepalive_time // 1_000_000_000,

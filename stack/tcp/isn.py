@@ -9,8 +9,8 @@ import hashlib
 import hmac
 from typing import Final
 
+from stack.endpoints import Endpoint
 from stack.timing import Nanoseconds
-from stack.udp import Endpoint
 
 TICK: Final[Nanoseconds] = 4_000  # RFC 6528 3 / RFC 9293 3.4.1: M ticks every 4 us
 MODULUS: Final = 1 << 32

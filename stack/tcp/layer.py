@@ -1,21 +1,25 @@
 """The TCP layer of the host: demultiplexing (connection by 4-tuple, then listener),
-RST for segments nobody wants (RFC 9293 3.10.7.1), ICMP errors (RFC 1122 4.2.3.9,
-RFC 9293 3.9.2, RFC 1191), the timers of every connection, and the bookkeeping that
-the state modules ask for (terminate, TIME-WAIT, MSS). The socket calls are in
-``calls``."""
+the reader of a segment chosen by its connection's state (``READERS``), RST for segments
+nobody wants (RFC 9293 3.10.7.1), ICMP errors (RFC 1122 4.2.3.9, RFC 9293 3.9.2, RFC
+1191), the timers of every connection, and the services the state modules ask for
+(`stack.tcp.context.TcpContext`: terminate, MSS, ...). It asks IP only for
+`stack.endpoints.IpService`. The socket calls are in ``calls`` (``TcpLayer.calls``)."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import replace
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING
+from typing import Final, Protocol
 
+from stack.drops import DropLog
+from stack.endpoints import Endpoint, IpService
 from stack.icmp import UNREACHABLE_ERRORS, ReceivedError
 from stack.settings import Settings
-from stack.tcp import arrival, listener, output, seq, timers
+from stack.tcp import arrival, listener, output, seq, time_wait, timers
 from stack.tcp.calls import TcpCalls
-from stack.tcp.connection import Endpoint, TcpSocket
+from stack.tcp.connection import TcpSocket
+from stack.tcp.context import Connections, TcpContext
 from stack.tcp.isn import IsnGenerator
 from stack.tcp.options import lenient_options
 from stack.tcp.state import Event, State, change_state
@@ -26,26 +30,39 @@ from stack.wire.icmp import IcmpType, UnreachableCode
 from stack.wire.ipv4 import IpProtocol, Ipv4Packet
 from stack.wire.tcp import MIN_HEADER_LENGTH, TcpFlags, TcpSegment
 
-if TYPE_CHECKING:
-    from stack.host import Host
-
 A, S, R = TcpFlags.ACK, TcpFlags.SYN, TcpFlags.RST
 # RFC 9293 3.7.1: the MSS counts neither the IP nor the TCP header (20 + 20 bytes).
 HEADERS: int = 40
-# ICMP codes that abort a connection still opening (Linux tcp_v4_err aborts in SYN-SENT
-# and SYN-RECEIVED on any Destination Unreachable but Fragmentation Needed).
-Connections = dict[tuple[Endpoint, Endpoint], TcpSocket]
 
 
-class TcpLayer(TcpCalls):
-    def __init__(self, ip: Host, settings: Settings, rng: random.Random) -> None:
+class SegmentReader(Protocol):
+    """A module that reads the segments of a connection in the states it is given."""
+
+    def segment_arrives(self, tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
+                        now: Nanoseconds) -> None: ...
+
+
+# Who reads a segment for a connection, by its state (as h11's READERS): TIME-WAIT has a
+# module of its own; every other state follows RFC 9293 3.10.7.3-4 in ``arrival``. The
+# modules are looked up at each segment, so a replaced function takes effect.
+READERS: Final[dict[State, SegmentReader]] = {
+    state: time_wait if state is State.TIME_WAIT else arrival
+    for state in State if state not in (State.CLOSED, State.LISTEN)
+}
+
+
+class TcpLayer:
+    def __init__(self, ip: IpService, drops: DropLog, settings: Settings,
+                 rng: random.Random) -> None:
         self.ip = ip
+        self.drops = drops
         self.settings = settings
         self.rng = rng
         self.sockets: dict[int, TcpSocket] = {}  # by handle: what the user holds
         self.connections: Connections = {}  # by (local, remote): everything with a peer
         self.isn = IsnGenerator(rng.randbytes(16))  # RFC 6528: a secret per boot
         self.clock: Nanoseconds = 0  # the latest time seen, for calls that take none
+        self.calls = TcpCalls(self)
 
     # --- from the IP layer --------------------------------------------------------------
 
@@ -62,23 +79,10 @@ class TcpLayer(TcpCalls):
             return
         local, remote = (header.dst, segment.dst_port), (header.src, segment.src_port)
         conn = self.connections.get((local, remote))
-        if conn is not None and conn.state is State.TIME_WAIT:
-            if not arrival.time_wait_arrives(self, conn, segment, now):
-                return
-            listening = self.listener_for(local)
-            if listening is None:
-                output.send_ack(self, conn, now)  # Linux: no listener, TIME-WAIT answers
-                return
-            # RFC 1122 4.2.2.13: reopen, with an ISN above the old SND.NXT (Linux adds
-            # 65535 + 2).
-            isn = seq.add(conn.snd_nxt, 65537)
-            self.terminate(conn, Event.REOPEN, now, None)
-            listener.listen_arrives(self, listening, segment, local, remote, now, isn=isn)
-            return
         if conn is not None:
             if conn.ecn and header.tos & 0x03 == 0x03:
                 conn.ecn_echo = True  # RFC 3168 6.1.3: Congestion Experienced
-            arrival.segment_arrives(self, conn, segment, now)
+            READERS[conn.state].segment_arrives(self, conn, segment, now)
             return
         listening = self.listener_for(local)
         if listening is not None:
@@ -107,7 +111,7 @@ class TcpLayer(TcpCalls):
                 # RFC 1191 / RFC 9293 3.7.2: a smaller path MTU lowers the MSS; what was
                 # in flight goes again at once in smaller segments.
                 if sock.options["IP_MTU_DISCOVER"] != "IP_PMTUDISC_DONT":
-                    self.mtu_lowered(sock, now)
+                    self._mtu_lowered(sock, now)
                 return None
             errno = UNREACHABLE_ERRORS.get(error.code, ("EHOSTUNREACH", False))[0]
         elif error.type == IcmpType.TIME_EXCEEDED:
@@ -149,7 +153,7 @@ class TcpLayer(TcpCalls):
     # --- what the state modules use -----------------------------------------------------
 
     def record_drop(self, now: Nanoseconds, reason: str, detail: str = "") -> None:
-        self.ip.drops.record(now, reason, detail)
+        self.drops.record(now, reason, detail)
 
     def listener_for(self, local: Endpoint) -> TcpSocket | None:
         best = None
@@ -185,7 +189,7 @@ class TcpLayer(TcpCalls):
         sock.mss = mss
         sock.congestion.set_mss(mss)
 
-    def mtu_lowered(self, sock: TcpSocket, now: Nanoseconds) -> None:
+    def _mtu_lowered(self, sock: TcpSocket, now: Nanoseconds) -> None:
         before = sock.mss
         self.update_mss(sock, now)
         if sock.mss < before and sock.flight > 0:
@@ -196,30 +200,6 @@ class TcpLayer(TcpCalls):
                 output.send_syn(self, sock, now)
             else:
                 output.transmit(self, sock, now)
-
-    def admit(self, sock: TcpSocket, now: Nanoseconds) -> bool:
-        return listener.admit(self, sock, now)
-
-    def connected(self, sock: TcpSocket, now: Nanoseconds) -> None:
-        """The connection reached ESTABLISHED."""
-        sock.ever_connected = True
-        if not sock.sndbuf_locked:
-            # Linux tcp_sndbuf_expand: room for two initial windows of segments, each
-            # charged a power-of-two buffer (87040 bytes for an MSS of 1460).
-            per_segment = 1 << (sock.mss + 640 - 1).bit_length()
-            segments = max(self.settings.tcp_initial_window_segments,
-                           sock.congestion.cwnd // sock.mss)
-            sock.options["SO_SNDBUF"] = max(sock.option("SO_SNDBUF"),
-                                            2 * segments * (per_segment + 256))
-        if sock.option("SO_KEEPALIVE"):
-            sock.keepalive_at = now + sock.option("TCP_KEEPIDLE") * 1_000_000_000
-
-    def enter_time_wait(self, sock: TcpSocket, now: Nanoseconds) -> None:
-        """RFC 9293 3.6: TIME-WAIT lasts 2 x MSL; nothing else runs."""
-        sock.retransmit_at = sock.persist_at = sock.keepalive_at = None
-        sock.delayed_ack_at = sock.fin_wait_2_at = None
-        sock.time_wait_at = now + 2 * self.settings.tcp_msl
-        sock.done = True
 
     def terminate(self, sock: TcpSocket, event: Event, now: Nanoseconds,
                   errno: str | None) -> None:

@@ -1,5 +1,6 @@
-"""A listening socket: its SYN queue and accept queue (RFC 9293 3.10.7.2 for the LISTEN
-state), with Linux's accounting.
+"""A listening socket: what arrives for it (RFC 9293 3.10.7.2, the LISTEN state) and
+what fills and empties its SYN queue and accept queue (``connection.Listener``), with
+Linux's accounting.
 
 Linux counts a queue as full when it holds *more* than the backlog (backlog capped at
 net.core.somaxconn): listen(s, 2) lets three connections wait. A SYN that finds the
@@ -10,65 +11,43 @@ sent again on its timer) or answered with RST when tcp_accept_overflow is "reset
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
+from stack.endpoints import Endpoint
 from stack.tcp import output, seq
-from stack.tcp.connection import Endpoint, TcpSocket
+from stack.tcp.connection import TcpSocket
+from stack.tcp.context import TcpContext
 from stack.tcp.state import Event, State, change_state
 from stack.timing import Nanoseconds
 from stack.wire.tcp import Mss, TcpFlags, TcpSegment
 
-if TYPE_CHECKING:
-    from stack.tcp.layer import TcpLayer
-
 A, S, R = TcpFlags.ACK, TcpFlags.SYN, TcpFlags.RST
 
 
-@dataclass
-class Listener:
-    backlog: int
-    syn_queue: list[TcpSocket] = field(default_factory=list)
-    accept_queue: deque[TcpSocket] = field(default_factory=deque)
-
-    @property
-    def accept_queue_full(self) -> bool:
-        return len(self.accept_queue) > self.backlog  # Linux sk_acceptq_is_full
-
-    def forget(self, child: TcpSocket) -> None:
-        if child in self.syn_queue:
-            self.syn_queue.remove(child)
-        if child in self.accept_queue:
-            self.accept_queue.remove(child)
-
-
-def listen_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment, local: Endpoint,
+def listen_arrives(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment, local: Endpoint,
                    remote: Endpoint, now: Nanoseconds, *, isn: int | None = None) -> None:
     """RFC 9293 3.10.7.2: a segment for a listening socket and no connection."""
     listener = sock.listener
     assert listener is not None
     flags = segment.flags
     if R in flags:
-        layer.record_drop(now, "tcp.rst_to_listener")  # an incoming RST is ignored
+        tcp.record_drop(now, "tcp.rst_to_listener")  # an incoming RST is ignored
         return
     if A in flags:
         # Any acknowledgment is bad here: <SEQ=SEG.ACK><CTL=RST>.
-        layer.send_reset_reply(segment, local, remote, now)
-        layer.record_drop(now, "tcp.ack_to_listener")
+        tcp.send_reset_reply(segment, local, remote, now)
+        tcp.record_drop(now, "tcp.ack_to_listener")
         return
     if S not in flags:
-        layer.record_drop(now, "tcp.listener_no_syn")
+        tcp.record_drop(now, "tcp.listener_no_syn")
         return
     if listener.accept_queue_full:
-        layer.record_drop(now, "tcp.accept_queue_full", "SYN dropped")  # Linux
+        tcp.record_drop(now, "tcp.accept_queue_full", "SYN dropped")  # Linux
         return
-    if len(listener.syn_queue) >= layer.settings.tcp_max_syn_backlog:
+    if len(listener.syn_queue) >= tcp.settings.tcp_max_syn_backlog:
         # Linux answers SYNs beyond its SYN queue with SYN cookies; this stack keeps
         # state for up to tcp_max_syn_backlog embryonic connections and drops the rest.
-        layer.record_drop(now, "tcp.syn_queue_full")
+        tcp.record_drop(now, "tcp.syn_queue_full")
         return
-    child = layer.new_connection(sock, local, remote)
+    child = tcp.new_connection(sock, local, remote)
     child.parent = sock
     listener.syn_queue.append(child)
     change_state(child, Event.RECEIVE_SYN, now)  # the child starts as a copy, in LISTEN
@@ -77,19 +56,19 @@ def listen_arrives(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment, local:
     child.rcv_adv = child.rcv_nxt
     mss = segment.find_option(Mss)
     child.peer_mss = mss.value if mss is not None else None
-    layer.update_mss(child, now)
+    tcp.update_mss(child, now)
     # RFC 3168 6.1.1: a SYN with ECE and CWR asks for ECN; agree when tcp_ecn allows.
     ecn_setup = TcpFlags.ECE | TcpFlags.CWR
-    child.ecn = layer.settings.tcp_ecn > 0 and flags & ecn_setup == ecn_setup
-    child.iss = isn if isn is not None else layer.initial_sequence(child, now)
+    child.ecn = tcp.settings.tcp_ecn > 0 and flags & ecn_setup == ecn_setup
+    child.iss = isn if isn is not None else tcp.initial_sequence(child, now)
     child.snd_una = child.snd_nxt = child.snd_max = child.small_segment_end = child.iss
     child.send_start = seq.add(child.iss, 1)
     child.snd_wnd = segment.window
     child.snd_wl1 = segment.seq
-    output.send_syn(layer, child, now)
+    output.send_syn(tcp, child, now)
 
 
-def admit(layer: TcpLayer, child: TcpSocket, now: Nanoseconds) -> bool:
+def admit(tcp: TcpContext, child: TcpSocket, now: Nanoseconds) -> bool:
     """The final ACK of a handshake: move the child to the accept queue if there is
     room. Otherwise drop the ACK, or reset, as tcp_accept_overflow says."""
     parent = child.parent
@@ -97,10 +76,10 @@ def admit(layer: TcpLayer, child: TcpSocket, now: Nanoseconds) -> bool:
         return True  # an active open that met a simultaneous one
     listener = parent.listener
     if listener.accept_queue_full:
-        if layer.settings.tcp_accept_overflow == "reset":
-            output.send_reset(layer, child, now)
-            layer.terminate(child, Event.ABORT, now, None)
-        layer.record_drop(now, "tcp.accept_queue_full", "final ACK dropped")
+        if tcp.settings.tcp_accept_overflow == "reset":
+            output.send_reset(tcp, child, now)
+            tcp.terminate(child, Event.ABORT, now, None)
+        tcp.record_drop(now, "tcp.accept_queue_full", "final ACK dropped")
         return False
     if child in listener.syn_queue:
         listener.syn_queue.remove(child)
@@ -108,17 +87,17 @@ def admit(layer: TcpLayer, child: TcpSocket, now: Nanoseconds) -> bool:
     return True
 
 
-def close_listener(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+def close_listener(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds) -> None:
     """Closing a listener: embryonic connections go silently, connections never
     accepted are reset (Linux inet_csk_listen_stop)."""
     listener = sock.listener
     assert listener is not None
     for child in list(listener.syn_queue):
-        layer.terminate(child, Event.ABORT, now, None)
+        tcp.terminate(child, Event.ABORT, now, None)
     for child in list(listener.accept_queue):
         if child.state is not State.CLOSED:
-            output.send_reset(layer, child, now)
-            layer.terminate(child, Event.ABORT, now, None)
+            output.send_reset(tcp, child, now)
+            tcp.terminate(child, Event.ABORT, now, None)
     listener.syn_queue.clear()
     listener.accept_queue.clear()
     sock.listener = None

@@ -8,17 +8,13 @@ on the module (``--ref-patch``) and every caller sees the replacement.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from stack.tcp import seq
 from stack.tcp.connection import MAX_WINDOW, TcpSocket
+from stack.tcp.context import TcpContext
 from stack.tcp.state import State
 from stack.timing import Nanoseconds
 from stack.wire.ipv4 import IpProtocol
 from stack.wire.tcp import Mss, TcpFlags, TcpOption, TcpSegment
-
-if TYPE_CHECKING:
-    from stack.tcp.layer import TcpLayer
 
 A, S, F, R, P = TcpFlags.ACK, TcpFlags.SYN, TcpFlags.FIN, TcpFlags.RST, TcpFlags.PSH
 # States in which the user's data goes out (RFC 9293 3.10.2 SEND).
@@ -28,7 +24,7 @@ SENDING_STATES = frozenset({
 
 
 def emit(
-    layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, *, sequence: int, flags: TcpFlags,
+    tcp: TcpContext, sock: TcpSocket, now: Nanoseconds, *, sequence: int, flags: TcpFlags,
     payload: bytes = b"", options: tuple[TcpOption, ...] = (),
 ) -> None:
     """Send one segment of ``sock``'s connection. A segment with ACK carries RCV.NXT and
@@ -50,19 +46,19 @@ def emit(
         sock.local_port, sock.peer[1], seq=sequence, ack=acknowledgement, flags=flags,
         window=window, options=options, payload=payload, urgent_pointer=urgent,
     )
-    send_segment(layer, sock, segment, now)
+    send_segment(tcp, sock, segment, now)
 
 
-def send_segment(layer: TcpLayer, sock: TcpSocket, segment: TcpSegment,
+def send_segment(tcp: TcpContext, sock: TcpSocket, segment: TcpSegment,
                  now: Nanoseconds) -> None:
     destination = sock.peer[0]
     mode = sock.options["IP_MTU_DISCOVER"]
     ttl, tos = sock.option("IP_TTL"), sock.option("IP_TOS")
-    layer.ip.send_datagram(
+    tcp.ip.send_datagram(
         now, destination, segment.emit(sock.local_address, destination), ttl=ttl, tos=tos,
         # Linux sets DF on TCP unless the socket says IP_PMTUDISC_DONT (RFC 1191 3).
         dont_fragment=mode != "IP_PMTUDISC_DONT",
-        fragment_size=layer.ip.path_mtu(destination, now), protocol=IpProtocol.TCP,
+        fragment_size=tcp.ip.path_mtu(destination, now), protocol=IpProtocol.TCP,
     )
 
 
@@ -87,7 +83,7 @@ def window_would_open(sock: TcpSocket) -> bool:
     return min(sock.receive_space, MAX_WINDOW) >= current + threshold and current < threshold
 
 
-def send_syn(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+def send_syn(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds) -> None:
     """SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED), with our MSS (RFC 9293 3.7.1: the MSS
     option is sent on SYN; its value is the path MTU less 40, MUST-14 and MUST-15)."""
     flags = S if sock.state is State.SYN_SENT else S | A
@@ -95,7 +91,7 @@ def send_syn(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
         flags |= TcpFlags.ECE | TcpFlags.CWR  # RFC 3168 6.1.1: ask for ECN
     elif sock.ecn and sock.state is State.SYN_RECEIVED:
         flags |= TcpFlags.ECE  # RFC 3168 6.1.1: agree to it
-    emit(layer, sock, now, sequence=sock.iss, flags=flags, options=(Mss(sock.rcv_mss),))
+    emit(tcp, sock, now, sequence=sock.iss, flags=flags, options=(Mss(sock.rcv_mss),))
     sock.snd_nxt = seq.add(sock.iss, 1)
     if seq.gt(sock.snd_nxt, sock.snd_max):
         sock.snd_max = sock.snd_nxt
@@ -107,28 +103,28 @@ def send_syn(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
         sock.retransmit_at = now + sock.rto.rto
 
 
-def send_ack(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+def send_ack(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds) -> None:
     """<SEQ=SND.NXT><ACK=RCV.NXT>. After a timeout sent SND.NXT back into data already
     sent, the peer may have all of it: an empty segment then carries the highest sequence
     sent (snd_max), or the peer finds it old and drops it unread (RFC 9293 3.10.7.4),
     ACK field and all. Linux's snd_nxt never goes back, so it does the same."""
-    emit(layer, sock, now, sequence=sock.snd_max, flags=A)
+    emit(tcp, sock, now, sequence=sock.snd_max, flags=A)
 
 
-def send_reset(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+def send_reset(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds) -> None:
     """RFC 9293 3.10.4 ABORT: <SEQ=SND.NXT><CTL=RST> (snd_max, as for an ACK); Linux adds
     the ACK."""
-    emit(layer, sock, now, sequence=sock.snd_max, flags=R | A)
+    emit(tcp, sock, now, sequence=sock.snd_max, flags=R | A)
 
 
-def schedule_ack(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, *,
+def schedule_ack(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds, *,
                  full_segment: bool) -> None:
     """RFC 1122 4.2.3.2: delay the ACK for less than 0.5 s (tcp_delayed_ack_min here,
     Linux's first ATO), but acknowledge at least every second full-sized segment."""
     if full_segment:
         sock.unacknowledged_segments += 1
     if sock.ack_now or sock.unacknowledged_segments >= 2:
-        send_ack(layer, sock, now)
+        send_ack(tcp, sock, now)
     elif sock.delayed_ack_at is None:
         sock.delayed_ack_at = now + sock.settings.tcp_delayed_ack_min
 
@@ -138,15 +134,15 @@ def segment_bytes(sock: TcpSocket, start: int, size: int) -> bytes:
     return bytes(sock.send_buffer[offset : offset + size])
 
 
-def transmit(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, *,
+def transmit(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds, *,
              force: bool = False) -> None:
     """Send what the windows allow of the data not yet sent, and the FIN after it.
     ``force`` sends one segment of what the window holds regardless of the silly
     window rules (the override timeout of RFC 9293 3.8.6.2.1)."""
     if sock.state not in SENDING_STATES:
         return
-    if layer.ip.path_mtu(sock.peer[0], now) != sock.path_mtu:
-        layer.update_mss(sock, now)  # RFC 1191: the path MTU changed (lowered or aged)
+    if tcp.ip.path_mtu(sock.peer[0], now) != sock.path_mtu:
+        tcp.update_mss(sock, now)  # RFC 1191: the path MTU changed (lowered or aged)
     while True:
         offset = seq.diff(sock.snd_nxt, sock.send_start)
         available = len(sock.send_buffer) - offset
@@ -155,7 +151,7 @@ def transmit(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, *,
         fin = sock.fin_seq
         if available <= 0:
             if fin is not None and sock.snd_nxt == fin:
-                send_data(layer, sock, now, b"", fin=True)
+                send_data(tcp, sock, now, b"", fin=True)
             break
         size = min(available, sock.mss, room)
         if size <= 0:
@@ -176,12 +172,12 @@ def transmit(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, *,
                     and seq.gt(sock.small_segment_end, sock.snd_una)):
                 break
         payload = bytes(sock.send_buffer[offset : offset + size])
-        send_data(layer, sock, now, payload, fin=whole and fin is not None and size <= room)
+        send_data(tcp, sock, now, payload, fin=whole and fin is not None and size <= room)
         if force:
             break
 
 
-def send_data(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, payload: bytes, *,
+def send_data(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds, payload: bytes, *,
               fin: bool) -> None:
     """One segment at SND.NXT; advances SND.NXT, times it, arms the retransmission timer."""
     start = sock.snd_nxt
@@ -190,7 +186,7 @@ def send_data(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, payload: bytes
     data_end = seq.add(sock.send_start, len(sock.send_buffer))
     push = bool(payload) and seq.add(start, len(payload)) == data_end
     flags = A | (P if push else 0) | (F if fin else 0)
-    emit(layer, sock, now, sequence=start, flags=flags, payload=payload)
+    emit(tcp, sock, now, sequence=start, flags=flags, payload=payload)
     end = seq.add(start, len(payload) + fin)
     if len(payload) < sock.mss:
         sock.small_segment_end = end  # Nagle (Minshall): the last small segment
@@ -209,12 +205,12 @@ def send_data(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds, payload: bytes
     sock.persist_backoff = 0
 
 
-def retransmit_first(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+def retransmit_first(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds) -> None:
     """Send the first unacknowledged segment again (fast retransmit, RFC 5681 3.2; a
     partial ACK, RFC 6582; a lowered path MTU, RFC 1191)."""
     sock.rtt_seq = None  # Karn
     if sock.syn_unacknowledged:
-        send_syn(layer, sock, now)
+        send_syn(tcp, sock, now)
         return
     in_flight = seq.diff(sock.snd_nxt, sock.snd_una)
     if in_flight <= 0:
@@ -225,7 +221,7 @@ def retransmit_first(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None
     carries_fin = fin is not None and seq.add(sock.snd_una, size) == fin and seq.gt(
         sock.snd_nxt, fin)
     flags = A | (P if size else 0) | (F if carries_fin else 0)
-    emit(layer, sock, now, sequence=sock.snd_una, flags=flags,
+    emit(tcp, sock, now, sequence=sock.snd_una, flags=flags,
          payload=segment_bytes(sock, sock.snd_una, size))
     if sock.retransmit_at is None:
         sock.retransmit_at = now + sock.rto.rto
@@ -240,8 +236,8 @@ def arm_persist(sock: TcpSocket, now: Nanoseconds) -> None:
     sock.persist_at = now + interval
 
 
-def send_window_probe(layer: TcpLayer, sock: TcpSocket, now: Nanoseconds) -> None:
+def send_window_probe(tcp: TcpContext, sock: TcpSocket, now: Nanoseconds) -> None:
     """A probe of a zero window or keep-alive: <SEQ=SND.UNA-1><ACK=RCV.NXT>, no data, as
     Linux sends it; the peer answers with an ACK that shows its window (RFC 1122
     4.2.2.17, 4.2.3.6)."""
-    emit(layer, sock, now, sequence=seq.add(sock.snd_una, -1), flags=A)
+    emit(tcp, sock, now, sequence=seq.add(sock.snd_una, -1), flags=A)
