@@ -22,19 +22,23 @@ from conformance.agent.client import Unsupported
 from conformance.errors import HarnessError, UsageError
 from conformance.evidence.record import CaseRecord
 from conformance.evidence.writer import write_case_evidence
-from conformance.expectations import Deviation, judge_expectation, load_expectations
+from conformance.expectations import Deviation, judge_expectation
 from conformance.lab.netns import Lab, cleanup_labs, install_exit_handlers
 from conformance.report.results import gather_results, write_junit, write_results
-from conformance.requirements.catalogue import Catalogue, default_catalogue_path
+from conformance.requirements.catalogue import Catalogue
+from conformance.run import layout
+from conformance.run.cases import case_doc, case_id, frame_choices, marker_problems, requirement_ids
+from conformance.run.spec import RunSpec, build_spec
 from conformance.targets import get_target
 from conformance.targets.base import StartedDut, TargetOptions
 from conformance.targets.dut import Dut
+from conformance.targets.linux import parse_sysctls
+from conformance.targets.ref import parse_settings
 from conformance.testbench.bench import StepFailed, Testbench
-from conformance.testbench.observed import FRAME_CHOICE_NAMES
 from conformance.testbench.wire import Capture
 from conformance.verdicts import Verdict, exit_status, verdict_for_level
 
-SUITES_ROOT = Path(__file__).resolve().parents[1] / "suites"
+
 @dataclass
 class CaseState:
     """One case on its way to a verdict."""
@@ -50,6 +54,8 @@ CASE_KEY = pytest.StashKey[CaseState]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance")
+    group.addoption("--run-spec", metavar="JSON", help="the whole run as RunSpec JSON (how "
+                    "`conformance run` starts pytest); the options below build one instead")
     group.addoption("--target", help="the DUT: ref or linux")
     group.addoption("--out", help="run directory (default pcaps/runs/<run-id>)")
     group.addoption("--sysctl", action="append", default=[], metavar="NAME=VALUE",
@@ -74,69 +80,60 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: a case that takes minutes; run with --slow")
     config.addinivalue_line("markers", "choices(*aspects): frame aspects (frame.psh, ...) "
                             "the RFCs leave to the DUT in this case")
-    if not config.getoption("target"):
+    if not config.getoption("target") and not config.getoption("run_spec"):
         return
     config.stash[CONFIG_KEY] = RunConfig.from_pytest(config)
     install_exit_handlers()
 
 
-@dataclass
+def _spec_from_options(config: pytest.Config) -> RunSpec:
+    """The run pytest's own command line asks for (no `--run-spec`), built and checked
+    as `conformance run` builds its own."""
+    out = config.getoption("out") or getattr(config, "workerinput", {}).get("conformance_out")
+    expectations, catalogue = config.getoption("expectations"), config.getoption("catalogue")
+    try:
+        sysctls = parse_sysctls(config.getoption("sysctl"))
+    except UsageError as error:
+        raise pytest.UsageError(f"--sysctl {error}") from error
+    try:
+        settings = parse_settings(config.getoption("ref_setting"))
+    except UsageError as error:
+        raise pytest.UsageError(f"--ref-setting {error}") from error
+    options = TargetOptions(sysctls, settings, tuple(config.getoption("ref_patch")))
+    return build_spec(
+        str(config.getoption("target")), options,
+        out=Path(out) if out else layout.RUNS_DIRECTORY / layout.run_stamp(),
+        slow=bool(config.getoption("slow")),
+        expectations=Path(expectations) if expectations else None,
+        catalogue=Path(catalogue) if catalogue else None)
+
+
+@dataclass(frozen=True)
 class RunConfig:
-    target: str
-    directory: Path  # <run dir>/<target>
-    target_options: TargetOptions
+    """The run's spec, with its catalogue and known deviations loaded."""
+
+    spec: RunSpec
     catalogue: Catalogue
     deviations: dict[str, Deviation]
-    run_slow: bool
+
+    @property
+    def target(self) -> str:
+        return self.spec.target
+
+    @property
+    def directory(self) -> Path:
+        """<run dir>/<target>"""
+        return self.spec.directory
 
     @classmethod
     def from_pytest(cls, config: pytest.Config) -> "RunConfig":
-        target = str(config.getoption("target"))
+        text = config.getoption("run_spec")
         try:
-            get_target(target)  # unknown target: usage error now, not in every case
+            spec = RunSpec.from_json(text) if text else _spec_from_options(config)
+            get_target(spec.target)  # unknown target: usage error now, not in every case
+            return cls(spec, spec.load_catalogue(), spec.load_deviations())
         except UsageError as error:
             raise pytest.UsageError(str(error)) from error
-        worker_input = getattr(config, "workerinput", {})
-        out = config.getoption("out") or worker_input.get("conformance_out")
-        if out is None:
-            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-            out = str(Path("pcaps/runs") / stamp)
-        sysctls = {}
-        for assignment in config.getoption("sysctl"):
-            name, equals, value = assignment.partition("=")
-            if not equals or not name.startswith("net."):
-                raise pytest.UsageError(f"--sysctl {assignment}: want net.NAME=VALUE")
-            sysctls[name] = value
-        settings = {}
-        for assignment in config.getoption("ref_setting"):
-            name, equals, value = assignment.partition("=")
-            if not equals:
-                raise pytest.UsageError(f"--ref-setting {assignment}: want NAME=VALUE")
-            settings[name] = value
-        if settings:
-            from stack.settings import Settings
-
-            try:
-                Settings.with_overrides(settings)
-            except ValueError as error:
-                raise pytest.UsageError(f"--ref-setting: {error}") from error
-        options = TargetOptions(sysctls, settings, tuple(config.getoption("ref_patch")))
-        catalogue_path = config.getoption("catalogue")
-        expectations = config.getoption("expectations")
-        try:
-            catalogue = Catalogue.load(
-                Path(catalogue_path) if catalogue_path else default_catalogue_path()
-            )
-            if expectations and not Path(expectations).exists():
-                raise UsageError(f"--expectations {expectations}: no such file")
-            deviations = load_expectations(
-                Path(expectations) if expectations
-                else SUITES_ROOT / "expectations" / f"{target}.toml"
-            )
-        except UsageError as error:
-            raise pytest.UsageError(str(error)) from error
-        return cls(target, Path(out).resolve() / target, options, catalogue, deviations,
-                   bool(config.getoption("slow")))
 
 
 CONFIG_KEY = pytest.StashKey[RunConfig]()
@@ -147,52 +144,16 @@ def _run_config(config: pytest.Config) -> RunConfig | None:
     return config.stash.get(CONFIG_KEY, None)
 
 
-def case_id(item: pytest.Item) -> str:
-    """The case's ID: its node ID relative to the suites directory."""
-    path = Path(str(item.path))
-    try:
-        relative = path.relative_to(SUITES_ROOT).as_posix()
-    except ValueError:
-        relative = path.name
-    return f"{relative}::{item.name}"
-
-
-def requirement_ids(item: pytest.Item) -> list[str]:
-    ids: list[str] = []
-    for marker in item.iter_markers("requirement"):
-        ids.extend(str(arg) for arg in marker.args)
-    return ids
-
-
-def frame_choices(item: pytest.Item) -> list[str]:
-    """The frame aspects a case names as the DUT's choice (`@choices("frame.psh")`)."""
-    names: list[str] = []
-    for marker in item.iter_markers("choices"):
-        names.extend(str(arg) for arg in marker.args if str(arg) not in names)
-    return names
-
-
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
     run = _run_config(config)
     if run is None:
         return
-    problems = []
-    for item in items:
-        ids = requirement_ids(item)
-        if not ids:
-            problems.append(f"{case_id(item)}: no @requirement marker")
-        for requirement_id in ids:
-            if requirement_id not in run.catalogue.requirements:
-                problems.append(f"{case_id(item)}: unknown requirement {requirement_id}")
-        for choice in frame_choices(item):
-            if choice not in FRAME_CHOICE_NAMES:
-                problems.append(f"{case_id(item)}: unknown choice {choice} "
-                                f"(known: {', '.join(FRAME_CHOICE_NAMES)})")
+    problems = [problem for item in items for problem in marker_problems(item, run.catalogue)]
     if problems:
         raise pytest.UsageError("\n".join(problems))
-    if not run.run_slow:
+    if not run.spec.slow:
         kept = [item for item in items if item.get_closest_marker("slow") is None]
         deselected = [item for item in items if item.get_closest_marker("slow") is not None]
         if deselected:
@@ -232,11 +193,11 @@ def conformance_case(request: pytest.FixtureRequest) -> Iterator[CaseContext]:
     started: StartedDut | None = None
     capture: Capture | None = None
     try:
-        started = target.start(lab, run.target_options)
+        started = target.start(lab, run.spec.options)
         tb = Testbench.on_wire(started.wire, record, dut=started.host)
         capture = tb.capture
-        record.environment["sysctls_applied"] = run.target_options.sysctls
-        record.environment["ref_settings_applied"] = run.target_options.settings
+        record.environment["sysctls_applied"] = run.spec.options.sysctls
+        record.environment["ref_settings_applied"] = run.spec.options.settings
         yield CaseContext(Dut(started.agent, record, started.host), tb, record)
     finally:
         try:
@@ -344,8 +305,7 @@ def pytest_runtest_makereport(
             state.message = "observed: " + (describe_observations(state.record) or "nothing")
         message = "\n".join(part for part in (state.message, note) if part)
         entry = {
-            "doc": (getattr(item, "obj", None).__doc__ or "").strip().split("\n")[0]
-            if getattr(item, "obj", None) else "",
+            "doc": case_doc(item),
             "verdict": verdict.value,
             "message": message,
             "expectation": expectation,
@@ -385,9 +345,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.stash[STARTED_KEY] = datetime.datetime.now(datetime.UTC).isoformat()
     cleanup_labs()  # labs left by a killed run
     run.directory.mkdir(parents=True, exist_ok=True)
-    for pattern in ("*.json", "*.pcapng", "junit.xml"):
-        for stale in run.directory.glob(pattern):
-            stale.unlink()  # a run directory holds one run
+    layout.purge_run_files(run.directory)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -402,9 +360,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "tool_version": __version__,
         "kernel_release": os.uname().release,
         "target_facts": get_target(run.target).describe(),
-        "sysctls_applied": run.target_options.sysctls,
-        "ref_settings_applied": run.target_options.settings,
-        "ref_patch": list(run.target_options.patches),
+        "sysctls_applied": run.spec.options.sysctls,
+        "ref_settings_applied": run.spec.options.settings,
+        "ref_patch": list(run.spec.options.patches),
         "interrupted": bool(INTERRUPTED),
     }
     results = gather_results(run.directory, run_info)

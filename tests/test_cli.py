@@ -23,11 +23,12 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-import conformance.plugin
+import conformance.run.layout
 from conformance import __version__, cli
 from conformance.errors import EnvironmentProblem
 from conformance.lab.netns import LAB_PREFIX
 from conformance.report.console import RunProgress, case_line, render_run_summary
+from conformance.run import session
 from conformance.verdicts import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_OK, EXIT_USAGE
 
 EXAMPLE_SUITE = "rfc1122/test_udp_icmp_errors.py"
@@ -93,7 +94,7 @@ def use_suites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str,
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
-    monkeypatch.setattr(conformance.plugin, "SUITES_ROOT", root)
+    monkeypatch.setattr(conformance.run.layout, "SUITES_ROOT", root)
 
 
 def test_list_reports_a_suite_module_that_cannot_be_collected(
@@ -162,7 +163,7 @@ def test_run_reports_a_missing_facility_in_one_line(monkeypatch: pytest.MonkeyPa
         (pytest.ExitCode.TESTS_FAILED, None, EXIT_FAIL),
         (pytest.ExitCode.USAGE_ERROR, None, EXIT_USAGE),
         (pytest.ExitCode.NO_TESTS_COLLECTED, None, EXIT_USAGE),
-        (pytest.ExitCode.INTERRUPTED, None, cli.EXIT_INTERRUPTED),
+        (pytest.ExitCode.INTERRUPTED, None, session.EXIT_INTERRUPTED),
         (pytest.ExitCode.INTERNAL_ERROR, RuntimeError("bug"), EXIT_FAIL),
         (pytest.ExitCode.INTERNAL_ERROR, EnvironmentProblem("no tun"), EXIT_ENVIRONMENT),
     ],
@@ -170,13 +171,13 @@ def test_run_reports_a_missing_facility_in_one_line(monkeypatch: pytest.MonkeyPa
 def test_exit_status_of_a_run(
     status: int, internal_error: BaseException | None, expected: int
 ) -> None:
-    monitor = cli.RunMonitor(progress=None)
+    monitor = session.RunMonitor(progress=None)
     monitor.internal_error = internal_error
-    assert cli.run_exit_status(status, monitor) == expected
+    assert session.run_exit_status(status, monitor) == expected
 
 
 def test_an_environment_problem_behind_an_internal_error_counts() -> None:
-    monitor = cli.RunMonitor(progress=None)
+    monitor = session.RunMonitor(progress=None)
     try:
         try:
             raise EnvironmentProblem("cannot create network namespace")
@@ -184,17 +185,17 @@ def test_an_environment_problem_behind_an_internal_error_counts() -> None:
             raise RuntimeError("sessionstart failed") from error
     except RuntimeError as error:
         monitor.internal_error = error
-    assert cli.run_exit_status(pytest.ExitCode.INTERNAL_ERROR, monitor) == EXIT_ENVIRONMENT
+    assert session.run_exit_status(pytest.ExitCode.INTERNAL_ERROR, monitor) == EXIT_ENVIRONMENT
 
 
 def test_a_suite_that_cannot_be_collected_is_not_an_interrupt() -> None:
-    monitor = cli.RunMonitor(progress=None)
+    monitor = session.RunMonitor(progress=None)
     monitor.collection_errors.append(("suites/rfc768/test_x.py", "ImportError"))
-    assert cli.run_exit_status(pytest.ExitCode.INTERRUPTED, monitor) == EXIT_FAIL
+    assert session.run_exit_status(pytest.ExitCode.INTERRUPTED, monitor) == EXIT_FAIL
 
 
 def test_a_swallowed_interrupt_is_raised_again_at_the_next_case() -> None:
-    monitor = cli.RunMonitor(progress=None)
+    monitor = session.RunMonitor(progress=None)
     with pytest.raises(KeyboardInterrupt):
         monitor.on_sigint(signal.SIGINT, None)
     with pytest.raises(KeyboardInterrupt):
@@ -223,7 +224,7 @@ def test_progress_reads_the_verdict_from_the_teardown_report() -> None:
                           running_as: str | None = None) -> None:
             printed.append(f"{verdict} {case} {duration_s} {message}")
 
-    monitor = cli.RunMonitor(Recorder())
+    monitor = session.RunMonitor(Recorder())
     nodeid = f"suites/{HEARS_NOTHING}"
     entry = {"id": HEARS_NOTHING, "verdict": "info", "expectation": None, "level": "MAY",
              "message": ""}
@@ -518,7 +519,7 @@ class TestPrivileged:
             if child.poll() is None:
                 child.kill()
                 child.wait()
-        assert child.returncode == cli.EXIT_INTERRUPTED, stdout + stderr
+        assert child.returncode == session.EXIT_INTERRUPTED, stdout + stderr
         assert "Traceback" not in stderr
         results = json.loads((out / "linux" / "results.json").read_text())
         assert results["run"]["interrupted"] is True

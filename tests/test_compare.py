@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from conformance.cli import cli, target_labels
+from conformance.cli import cli
 from conformance.report.compare import compare_results, to_markdown
+from conformance.run.layout import target_labels
 from tests.suite_runner import REPOSITORY
 
 SUITE = "rfc1122/test_udp_icmp_errors.py"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-import conformance.plugin
+import conformance.run.layout
 from conformance import cli
 from conformance.report.coverage import build_coverage
 from conformance.requirements.catalogue import Catalogue, Requirement, requirement_order
@@ -105,7 +105,7 @@ def suites_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def suites(suites_directory: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(conformance.plugin, "SUITES_ROOT", suites_directory)
+    monkeypatch.setattr(conformance.run.layout, "SUITES_ROOT", suites_directory)
     return suites_directory
 
 
@@ -162,7 +162,7 @@ def test_a_case_naming_an_unknown_id_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     suites = make_suites(tmp_path / "suites", {"test_coverage_unknown.py": UNKNOWN_ID})
-    monkeypatch.setattr(conformance.plugin, "SUITES_ROOT", suites)
+    monkeypatch.setattr(conformance.run.layout, "SUITES_ROOT", suites)
     catalogue = write_catalogue(tmp_path, COMPLETE_CATALOGUE)
     result = invoke("coverage", "--catalogue", str(catalogue))
     assert result.exit_code == EXIT_FAIL, result.output
@@ -216,7 +216,7 @@ def test_the_real_suites_and_catalogue() -> None:
     report = json.loads(result.stdout)
     assert report["summary"]["gaps"] == 0
     assert report["summary"]["requirements"] == len(Catalogue.load(
-        conformance.plugin.SUITES_ROOT / "requirements").requirements)
+        conformance.run.layout.SUITES_ROOT / "requirements").requirements)
 
 
 def test_build_coverage_counts_a_case_once_per_requirement() -> None:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from conformance.errors import UsageError
 from conformance.requirements.catalogue import Catalogue, requirement_order, rfc_of
 
 Status = Literal["covered", "uncovered", "gap"]
@@ -103,6 +104,15 @@ def normalise_rfc(name: str) -> str:
     """`RFC1122` from `RFC1122`, `rfc1122` or `1122`; other prefixes (`API`) upper-cased."""
     name = name.strip().upper()
     return f"RFC{name}" if name.isdigit() else name
+
+
+def check_rfcs(catalogue: Catalogue, rfcs: Iterable[str]) -> None:
+    """UsageError for an RFC (or ID prefix) the catalogue has no requirement of."""
+    known = {requirement.rfc for requirement in catalogue.requirements.values()}
+    for rfc in rfcs:
+        if normalise_rfc(rfc) not in known:
+            raise UsageError(f"--rfc {rfc}: the catalogue has no requirement of "
+                             f"{normalise_rfc(rfc)} (it has: {', '.join(sorted(known))})")
 
 
 def build_coverage(

@@ -34,7 +34,7 @@ class StartedDut:
 @dataclass(frozen=True)
 class TargetOptions:
     """How the user asked the DUT to be set up. Each target takes the options that apply
-    to it and refuses the others (UsageError)."""
+    to it and refuses the others (`Target.check_options`, before any lab)."""
 
     sysctls: dict[str, str] = field(default_factory=dict)  # linux: net.* sysctls
     settings: dict[str, str] = field(default_factory=dict)  # ref: stack.settings.Settings
@@ -46,7 +46,18 @@ class Target(Protocol):
 
     name: str
 
-    def start(self, lab: Lab, options: TargetOptions) -> StartedDut: ...
+    def check_options(self, options: TargetOptions) -> None:
+        """UsageError unless every option given applies to this target."""
+        ...
+
+    def applicable(self, options: TargetOptions) -> TargetOptions:
+        """The options that apply to this target (`compare --targets` offers both the
+        options of both targets)."""
+        ...
+
+    def start(self, lab: Lab, options: TargetOptions) -> StartedDut:
+        """The DUT running on `lab`, set up with `options` (checked: `check_options`)."""
+        ...
 
     def describe(self) -> dict[str, Any]:
         """Facts for the run header (kernel release, stack version, ...)."""

@@ -7,6 +7,7 @@ tester writes arrives at the kernel as received on the wire.
 
 import os
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 from conformance.agent.client import AgentClient
@@ -17,12 +18,33 @@ from conformance.targets.base import StartedDut, TargetOptions
 from conformance.testbench.wire import TapWire
 
 
+def parse_sysctls(assignments: Iterable[str]) -> dict[str, str]:
+    """`--sysctl NAME=VALUE` assignments: per-namespace net.* settings only."""
+    sysctls: dict[str, str] = {}
+    for assignment in assignments:
+        name, equals, value = assignment.partition("=")
+        if not equals or not name.startswith("net."):
+            raise UsageError(
+                f"{assignment}: want net.NAME=VALUE (only per-namespace net.* settings, "
+                "set inside the DUT namespace; the host is never changed)"
+            )
+        sysctls[name] = value
+    return sysctls
+
+
 class LinuxTarget:
     name = "linux"
 
+    def check_options(self, options: TargetOptions) -> None:
+        if options.settings:
+            raise UsageError("--ref-setting applies to the ref target only")
+        if options.patches:
+            raise UsageError("--ref-patch applies to the ref target only")
+
+    def applicable(self, options: TargetOptions) -> TargetOptions:
+        return TargetOptions(sysctls=options.sysctls)
+
     def start(self, lab: Lab, options: TargetOptions) -> StartedDut:
-        if options.settings or options.patches:
-            raise UsageError("reference-stack settings and patches do not apply to linux")
         if options.sysctls:
             lab.set_sysctls(options.sysctls)
         fd = lab.add_tap(

@@ -8,6 +8,7 @@ kernel stays silent on the wire.
 
 import platform
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 from conformance import __version__
@@ -17,15 +18,35 @@ from conformance.lab import addressing
 from conformance.lab.netns import Lab
 from conformance.targets.base import StartedDut, TargetOptions
 from conformance.testbench.packet_wire import PacketSocketWire
+from stack.settings import Settings
+
+
+def parse_settings(assignments: Iterable[str]) -> dict[str, str]:
+    """`--ref-setting NAME=VALUE` assignments, each checked against stack/settings.py."""
+    settings: dict[str, str] = {}
+    for assignment in assignments:
+        name, equals, value = assignment.partition("=")
+        if not equals:
+            raise UsageError(f"{assignment}: want NAME=VALUE")
+        settings[name] = value
+    try:
+        Settings.with_overrides(settings)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    return settings
 
 
 class RefTarget:
     name = "ref"
 
-    def start(self, lab: Lab, options: TargetOptions) -> StartedDut:
+    def check_options(self, options: TargetOptions) -> None:
         if options.sysctls:
-            raise UsageError("sysctls apply to the linux target; the reference stack takes "
-                             "settings (--ref-setting NAME=VALUE)")
+            raise UsageError("--sysctl applies to the linux target only")
+
+    def applicable(self, options: TargetOptions) -> TargetOptions:
+        return TargetOptions(settings=options.settings, patches=options.patches)
+
+    def start(self, lab: Lab, options: TargetOptions) -> StartedDut:
         tap_fd, ifname = lab.add_bare_tap(mtu=addressing.LINK_MTU)
         wire = PacketSocketWire(lab, ifname)
         argv = [

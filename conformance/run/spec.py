@@ -1,0 +1,102 @@
+"""What one run is asked to do, built and checked once, before any lab.
+
+`build_spec` checks a request the way every run needs it checked (the target exists,
+the target takes the options given, the catalogue and the expectations load); `RunSpec`
+is the result. Its one serialized form is JSON (`to_json`/`from_json`): the pytest
+plugin reads it from `--run-spec`, and `compare --targets` hands it to each child run.
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conformance.errors import HarnessError, UsageError
+from conformance.expectations import Deviation, load_expectations
+from conformance.requirements.catalogue import Catalogue, default_catalogue_path
+from conformance.run import layout
+from conformance.targets import get_target
+from conformance.targets.base import TargetOptions
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run against one target. `out` is the run directory (None: a new one under
+    pcaps/runs when the run starts); the target's files go to `out/<target>/`."""
+
+    target: str
+    options: TargetOptions = field(default_factory=TargetOptions)
+    out: Path | None = None
+    keyword: str | None = None  # pytest -k
+    slow: bool = False
+    workers: int = 1  # pytest-xdist workers
+    expectations: Path | None = None  # default: suites/expectations/<target>.toml
+    catalogue: Path | None = None  # default: suites/requirements/
+
+    @property
+    def directory(self) -> Path:
+        """Where this target's evidence goes: <run directory>/<target>."""
+        if self.out is None:
+            raise HarnessError("the run has no directory yet (RunSpec.placed)")
+        return self.out / self.target
+
+    def placed(self) -> "RunSpec":
+        """This run with its directory: `out`, or a new one under pcaps/runs."""
+        if self.out is not None:
+            return self
+        return dataclasses.replace(self, out=layout.new_run_directory().resolve())
+
+    def load_catalogue(self) -> Catalogue:
+        return Catalogue.load(self.catalogue or default_catalogue_path())
+
+    def load_deviations(self) -> dict[str, Deviation]:
+        """The known deviations of the target (suites/expectations/<target>.toml)."""
+        if self.expectations is not None and not self.expectations.exists():
+            raise UsageError(f"--expectations {self.expectations}: no such file")
+        return load_expectations(self.expectations or
+                                 layout.SUITES_ROOT / "expectations" / f"{self.target}.toml")
+
+    def to_json(self) -> str:
+        fields = dataclasses.asdict(self)
+        for name in ("out", "expectations", "catalogue"):
+            fields[name] = None if fields[name] is None else str(fields[name])
+        fields["options"]["patches"] = list(self.options.patches)
+        return json.dumps(fields)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunSpec":
+        fields: dict[str, Any] = json.loads(text)
+        options = fields.pop("options")
+        paths = {name: None if fields[name] is None else Path(fields[name])
+                 for name in ("out", "expectations", "catalogue")}
+        return cls(**{**fields, **paths}, options=TargetOptions(
+            options["sysctls"], options["settings"], tuple(options["patches"])))
+
+
+def build_spec(
+    target: str, options: TargetOptions, *, out: Path | None = None,
+    keyword: str | None = None, slow: bool = False, workers: int = 1,
+    expectations: Path | None = None, catalogue: Path | None = None,
+) -> RunSpec:
+    """The run asked for, checked: a wrong request is wrong on any machine, so this comes
+    before the environment is looked at. UsageError says what is wrong."""
+    get_target(target).check_options(options)
+    spec = RunSpec(target, options, out.resolve() if out is not None else None, keyword,
+                   slow, workers, expectations.resolve() if expectations else None,
+                   catalogue.resolve() if catalogue else None)
+    spec.load_catalogue()
+    if expectations is not None:
+        spec.load_deviations()
+    return spec
+
+
+def target_specs(
+    targets: list[str], offered: TargetOptions, *, out: Path | None, keyword: str | None,
+    slow: bool, workers: int, catalogue: Path | None,
+) -> list[RunSpec]:
+    """One spec per target of `compare --targets`, each with the options that apply to
+    its target (`offered` holds those of both); all checked before any runs."""
+    chosen = [get_target(target) for target in targets]
+    return [build_spec(target.name, target.applicable(offered), out=out, keyword=keyword,
+                       slow=slow, workers=workers, catalogue=catalogue) for target in chosen]
