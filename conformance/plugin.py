@@ -31,8 +31,8 @@ from conformance.targets.base import StartedDut, TargetOptions
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import StepFailed, Testbench
 from conformance.testbench.observed import FRAME_CHOICE_NAMES
-from conformance.testbench.wire import Capture
 from conformance.verdicts import Verdict, exit_status, verdict_for_level
+from conformance.wire.capture import Capture
 
 SUITES_ROOT = Path(__file__).resolve().parents[1] / "suites"
 @dataclass

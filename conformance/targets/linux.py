@@ -14,7 +14,7 @@ from conformance.errors import HarnessError, UsageError
 from conformance.lab import addressing
 from conformance.lab.netns import Lab
 from conformance.targets.base import StartedDut, TargetOptions
-from conformance.testbench.wire import TapWire
+from conformance.wire.capture import TapWire
 
 
 class LinuxTarget:
