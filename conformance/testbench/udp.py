@@ -34,12 +34,6 @@ SEND = "RFC768-h"
 DELIVER = "RFC768-f"
 
 
-def bound_socket(dut: Dut, port: int = PORT, addr: str = "0.0.0.0") -> int:
-    sock: int = dut.socket("udp")
-    dut.bind(sock, addr, port)
-    return sock
-
-
 def datagram(tb: Testbench, payload: bytes, *, dport: int = PORT, sport: int = TESTER_PORT,
              source: str | None = None, destination: str | None = None,
              ip: dict[str, Any] | None = None, **udp_fields: Any) -> Packet:

@@ -14,6 +14,7 @@ from conformance.case import Errno, requirement
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, ECHO_REQUIREMENT, Testbench, step
 from conformance.testbench.fragments import fragments
+from conformance.testbench.scenarios import connected_socket
 from conformance.testbench.udp import (
     CLOSED,
     SEND,
@@ -260,10 +261,7 @@ def test_no_error_about_a_link_layer_broadcast(dut: Dut, tb: Testbench) -> None:
 def connected_socket_that_sent(dut: Dut, tb: Testbench, peer: str, *,
                                recverr: bool = False) -> tuple[int, Packet]:
     """A UDP socket connected to `peer`, and the datagram it sent there."""
-    sock = dut.socket("udp")
-    if recverr:
-        dut.setsockopt(sock, "IP_RECVERR", 1)
-    dut.connect(sock, peer, DISCARD)
+    sock = connected_socket(dut, peer, DISCARD, options=[("IP_RECVERR", 1)] if recverr else [])
     with step(SEND, "the connected socket sends a datagram to its peer"):
         dut.send(sock, b"ping")
         sent = tb.expect(IP(dst=peer) / UDP(dport=DISCARD), within=ANSWER_S, why="the datagram")

@@ -15,7 +15,7 @@ from conformance.case import Errno, TcpFlow, requirement, tcp_segment_choices
 from conformance.lab.addressing import LINK_MTU
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Received, Testbench, step
-from conformance.testbench.tcp_states import HANDSHAKE
+from conformance.testbench.scenarios import HANDSHAKE, connected_socket
 from conformance.testbench.udp import SEND
 
 DISCARD = 9
@@ -28,11 +28,7 @@ LOWERED_MTU = 1280
 
 
 def connected_udp(dut: Dut, tb: Testbench, *options: tuple[str, object]) -> int:
-    sock = dut.socket("udp")
-    for name, value in options:
-        dut.setsockopt(sock, name, value)
-    dut.connect(sock, tb.remote.ip, DISCARD)
-    return sock
+    return connected_socket(dut, tb.remote.ip, DISCARD, options=options)
 
 
 def send_datagram(dut: Dut, tb: Testbench, sock: int, size: int) -> Received:

@@ -6,8 +6,9 @@ from scapy.layers.inet import TCP
 from conformance.case import Errno, requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Testbench
+from conformance.testbench.scenarios import enter_state, listen
 from conformance.testbench.tcp import MOD, TcpFlow
-from conformance.testbench.tcp_states import enter_state, listen
+from conformance.testbench.tcp_stream import recv_woken_by
 
 pytestmark = tcp_segment_choices
 
@@ -88,10 +89,8 @@ def test_rst_carrying_data_resets(dut: Dut, tb: Testbench) -> None:
 def test_rst_is_reported_to_a_blocked_recv(dut: Dut, tb: Testbench) -> None:
     """A recv waiting on the connection returns ECONNRESET when the RST arrives."""
     connection = enter_state(dut, tb, "ESTABLISHED", PORT)
-    blocked = dut.start("recv", sock=connection.sock, size=100, flags=[])
-    connection.flow.send("R", why="an RST at RCV.NXT")
-    assert blocked.wait(ANSWER_S), "the blocked recv was not woken by the reset"
-    assert blocked.result(timeout=ANSWER_S) == Errno("ECONNRESET")
+    answer = recv_woken_by(dut, connection, "R", why="an RST at RCV.NXT", what="the reset")
+    assert answer == Errno("ECONNRESET")
 
 
 RCVBUF = 2048
