@@ -20,7 +20,8 @@ from conformance.errors import HarnessError
 from conformance.lab.addressing import Host
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Received, Testbench, step
-from conformance.testbench.tcp import DEFAULT_MSS, TcpFlow
+from conformance.testbench.tcp import TcpFlow
+from conformance.testbench.tcp_sequence import DEFAULT_MSS
 from conformance.testbench.udp import PORT
 
 SYNCHRONIZED_STATES = (

@@ -13,7 +13,8 @@ from scapy.layers.inet import IP, TCP
 from scapy.packet import Packet, Raw
 
 from conformance.testbench.bench import Received
-from conformance.testbench.tcp import MOD, TcpFlow
+from conformance.testbench.tcp import TcpFlow
+from conformance.testbench.tcp_sequence import MOD
 
 FAR_AHEAD = 1 << 20  # far beyond any receive window without window scaling (max 65535)
 

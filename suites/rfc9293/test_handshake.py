@@ -23,8 +23,9 @@ from conformance.testbench.scenarios import (
     open_active,
     open_passive,
 )
-from conformance.testbench.tcp import MOD, TcpFlow
+from conformance.testbench.tcp import TcpFlow
 from conformance.testbench.tcp_segments import checksum_is_valid, option_problems
+from conformance.testbench.tcp_sequence import MOD
 
 pytestmark = tcp_segment_choices
 

@@ -7,7 +7,8 @@ from conformance.case import Errno, requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Testbench
 from conformance.testbench.scenarios import enter_state, listen
-from conformance.testbench.tcp import MOD, TcpFlow
+from conformance.testbench.tcp import TcpFlow
+from conformance.testbench.tcp_sequence import MOD
 from conformance.testbench.tcp_stream import recv_woken_by
 
 pytestmark = tcp_segment_choices

@@ -16,7 +16,7 @@ from conformance.case import Errno, TcpFlow, requirement, slow, tcp_segment_choi
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Received, Testbench, step
 from conformance.testbench.scenarios import enter_state
-from conformance.testbench.tcp import MOD
+from conformance.testbench.tcp_sequence import MOD
 
 pytestmark = tcp_segment_choices
 
