@@ -44,13 +44,16 @@ class Connection:
 # ---- TCP -------------------------------------------------------------------------------
 
 
-def listen(dut: Dut, port: int, backlog: int = 8, *, rcvbuf: int | None = None) -> int:
-    """A DUT listener on `port`; `rcvbuf` sets SO_RCVBUF before listen()."""
+def listen(dut: Dut, port: int, backlog: int = 8, *, addr: str | None = None,
+           reuseaddr: bool = True, rcvbuf: int | None = None) -> int:
+    """A DUT listener on `addr` (the DUT's address by default) port `port`, with
+    SO_REUSEADDR unless `reuseaddr` is False; `rcvbuf` sets SO_RCVBUF before listen()."""
     listener = dut.socket("tcp")
-    dut.setsockopt(listener, "SO_REUSEADDR", 1)
+    if reuseaddr:
+        dut.setsockopt(listener, "SO_REUSEADDR", 1)
     if rcvbuf is not None:
         dut.setsockopt(listener, "SO_RCVBUF", rcvbuf)
-    dut.bind(listener, dut.ip, port)
+    dut.bind(listener, addr or dut.ip, port)
     dut.listen(listener, backlog)
     return int(listener)
 
@@ -58,11 +61,12 @@ def listen(dut: Dut, port: int, backlog: int = 8, *, rcvbuf: int | None = None) 
 def open_passive(
     dut: Dut, tb: Testbench, port: int, *, sport: int = 43000, mss: int | None = 1460,
     window: int = 65535, rcvbuf: int | None = None, source: Host | None = None,
-    backlog: int = 8,
+    backlog: int = 8, reuseaddr: bool = True,
 ) -> Connection:
-    """The DUT listens on `port` and accepts the tester's connection from `source` (the
-    tester by default) port `sport`: a SYN with an MSS option unless `mss` is None."""
-    listener = listen(dut, port, backlog, rcvbuf=rcvbuf)
+    """The DUT listens on `port` (see `listen`) and accepts the tester's connection from
+    `source` (the tester by default) port `sport`: a SYN with an MSS option unless `mss`
+    is None."""
+    listener = listen(dut, port, backlog, reuseaddr=reuseaddr, rcvbuf=rcvbuf)
     accepting = dut.start("accept", sock=listener)
     flow = TcpFlow(tb, source or tb.host, sport=sport, dport=port, window=window,
                    mss=mss or DEFAULT_MSS)

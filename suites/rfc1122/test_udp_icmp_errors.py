@@ -12,7 +12,7 @@ from conformance.case import Errno, requirement
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Testbench, step
 from conformance.testbench.scenarios import connected_socket
-from conformance.testbench.udp import SEND
+from conformance.testbench.udp import SEND, queued_error
 
 DISCARD = 9  # nothing listens there on the tester's hosts
 PORT_UNREACHABLE = {"type": 3, "code": 3}
@@ -97,11 +97,7 @@ def test_unconnected_socket_with_recverr_queues_the_error(dut: Dut, tb: Testbenc
     sock = dut.socket("udp")
     dut.setsockopt(sock, "IP_RECVERR", 1)
     send_and_refuse(dut, tb, sock, connected=False)
-    assert dut.poll(sock, ["POLLIN"], timeout_ms=ANSWER_MS) == ["POLLERR"], "nothing was queued"
-    message = dut.recvmsg(sock, 100, ["MSG_ERRQUEUE"])
-    assert not isinstance(message, Errno), f"recvmsg(MSG_ERRQUEUE) failed: {message}"
-    error = message.errqueue
-    assert error is not None, "recvmsg returned no extended error"
+    message, error = queued_error(dut, sock)
     tb.observe("errqueue", {"errno": error.errno, "origin": error.origin, "type": error.type,
                             "code": error.code, "offender": error.offender})
     assert (error.errno, error.origin, error.type, error.code) == ("ECONNREFUSED", "ICMP", 3, 3)

@@ -9,7 +9,7 @@ from scapy.layers.l2 import Ether
 from conformance.case import requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Received, Testbench, step
-from conformance.testbench.scenarios import HANDSHAKE, Connection, open_active, open_passive
+from conformance.testbench.scenarios import HANDSHAKE, Connection, listen, open_active, open_passive
 from conformance.testbench.tcp import TcpFlow
 from conformance.testbench.tcp_stream import data_of, dut_reads, dut_writes, next_data, payload
 from conformance.testbench.templates import matches
@@ -147,9 +147,7 @@ def test_syn_carries_an_mss_option(dut: Dut, tb: Testbench) -> None:
 @requirement("RFC9293-3.8.2c")
 def test_ecn_setup_syn_is_answered_with_ece(dut: Dut, tb: Testbench) -> None:
     """A SYN asking for ECN (ECE and CWR set) gets a SYN-ACK with ECE (RFC 3168 6.1.1)."""
-    listener = dut.socket("tcp")
-    dut.bind(listener, dut.ip, PORT)
-    dut.listen(listener, 4)
+    listen(dut, PORT, 4, reuseaddr=False)
     flow = TcpFlow(tb, tb.host, sport=43607, dport=PORT)
     flow.send("SEC", options=[("MSS", 1460)], why="SYN with ECE and CWR: ECN setup")
     with step(HANDSHAKE, "a listener answers an ECN-setup SYN"):

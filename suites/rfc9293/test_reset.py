@@ -102,10 +102,8 @@ CHUNK = 1000
 def test_rst_is_processed_with_a_zero_window(dut: Dut, tb: Testbench) -> None:
     """With its receive window full (the application reads nothing), the DUT still
     acts on an RST at RCV.NXT."""
-    listener = dut.socket("tcp")
-    dut.setsockopt(listener, "SO_RCVBUF", RCVBUF)  # inherited by the accepted socket
-    dut.bind(listener, dut.ip, PORT)
-    dut.listen(listener, 8)
+    # SO_RCVBUF is inherited by the accepted socket.
+    listener = listen(dut, PORT, reuseaddr=False, rcvbuf=RCVBUF)
     flow = TcpFlow(tb, tb.host, sport=43107, dport=PORT)
     flow.connect(within=ANSWER_S)
     connection, _ = dut.accept(listener)

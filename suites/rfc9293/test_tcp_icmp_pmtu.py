@@ -17,6 +17,7 @@ from conformance.testbench.scenarios import (
     HANDSHAKE,
     Connection,
     knows_the_tester,
+    listen,
     open_active,
     open_passive,
 )
@@ -315,9 +316,7 @@ LISTENER_PORT = 5111
 
 def listening(dut: Dut) -> tuple[int, PendingCall]:
     """A listener on every address of the DUT, with an accept() pending on it."""
-    listener = dut.socket("tcp")
-    dut.bind(listener, "0.0.0.0", LISTENER_PORT)
-    dut.listen(listener, 4)
+    listener = listen(dut, LISTENER_PORT, 4, addr="0.0.0.0", reuseaddr=False)
     return listener, dut.start("accept", sock=listener)
 
 
