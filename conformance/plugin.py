@@ -35,8 +35,8 @@ from conformance.targets.dut import Dut
 from conformance.targets.linux import parse_sysctls
 from conformance.targets.ref import parse_settings
 from conformance.testbench.bench import StepFailed, Testbench
-from conformance.testbench.wire import Capture
 from conformance.verdicts import Verdict, exit_status, verdict_for_level
+from conformance.wire.capture import Capture
 
 
 @dataclass

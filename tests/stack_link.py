@@ -1,7 +1,7 @@
 """A virtual Ethernet link to one reference-stack host, for the stack's unit tests.
 
-The host is 192.0.2.1/24 (MAC 02:00:00:00:00:01) with 198.51.100.0/24 reachable via the
-on-link router 192.0.2.254, as in the lab's address plan. Frames go in and come out as
+The host is the lab's DUT (`conformance.lab.addressing`: 192.0.2.1/24) with the off-link
+network reachable via the lab's on-link router. Frames go in and come out as
 scapy packets, so scapy's dissection checks the stack's own codecs independently. Time
 is a virtual clock in integer nanoseconds that only moves when a test moves it: no
 sleeps, no I/O, no privileges.
@@ -10,31 +10,30 @@ sleeps, no I/O, no privileges.
 from __future__ import annotations
 
 import random
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, Raw
 
+from conformance.lab import addressing
 from stack.host import Host, InterfaceConfig
 from stack.settings import Settings
 from stack.sockets import SocketApi
 from stack.timing import SECOND, Nanoseconds
 from stack.wire.ethernet import MacAddress
 
-DUT_MAC = "02:00:00:00:00:01"
-DUT_IP = "192.0.2.1"
-PEER_MAC = "02:00:00:00:00:02"
-PEER_IP = "192.0.2.2"
-PEER2_MAC = "02:00:00:00:00:03"
-PEER2_IP = "192.0.2.3"
-ROUTER_MAC = "02:00:00:00:00:fe"
-ROUTER_IP = "192.0.2.254"
+# The lab's address plan (conformance.lab.addressing), under the names the tests use.
+DUT_MAC, DUT_IP = addressing.DUT.mac, addressing.DUT.ip
+PEER_MAC, PEER_IP = addressing.TESTER.mac, addressing.TESTER.ip
+PEER2_MAC, PEER2_IP = addressing.TESTER2.mac, addressing.TESTER2.ip
+ROUTER_MAC, ROUTER_IP = addressing.ROUTER.mac, addressing.ROUTER.ip
+REMOTE_IP = addressing.REMOTE.ip  # off link, via ROUTER_IP
+SUBNET_BROADCAST = str(addressing.LINK.broadcast_address)
+# Beyond the lab's plan: a second on-link router and an address no route leads to.
 OTHER_ROUTER_IP = "192.0.2.253"
 OTHER_ROUTER_MAC = "02:00:00:00:00:fd"
-REMOTE_IP = "198.51.100.7"  # off link, via ROUTER_IP
-UNROUTED_IP = "203.0.113.9"  # no route leads there
-SUBNET_BROADCAST = "192.0.2.255"
+UNROUTED_IP = "203.0.113.9"
 LINK_BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
 
 # The clock starts far from zero so that no test passes by treating 0 as "unset".
@@ -45,9 +44,9 @@ def interface(mtu: int = 1500) -> InterfaceConfig:
     return InterfaceConfig(
         mac=MacAddress.from_string(DUT_MAC),
         address=IPv4Address(DUT_IP),
-        network=IPv4Network("192.0.2.0/24"),
+        network=addressing.LINK,
         mtu=mtu,
-        routes=((IPv4Network("198.51.100.0/24"), IPv4Address(ROUTER_IP)),),
+        routes=((addressing.OFF_LINK, IPv4Address(ROUTER_IP)),),
     )
 
 

@@ -1,8 +1,9 @@
 """A hand-driven TCP peer for the stack's TCP unit tests.
 
 The tests play the peer at 192.0.2.2 on the virtual link of `tests.stack_link`: they
-build segments with scapy (so scapy checks the stack's codec independently), keep the
-peer's sequence numbers, and read what the stack sends. Time is the link's virtual
+build segments with scapy (so scapy checks the stack's codec independently), with the
+tester's own sequence bookkeeping (`TcpSequence`, as `TcpFlow` keeps it on the lab's
+wire), and read what the stack sends. Time is the link's virtual
 clock.
 """
 
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from scapy.layers.inet import IP, TCP
-from scapy.packet import Packet, Raw
+from scapy.layers.inet import TCP
+from scapy.packet import Packet
 
+from conformance.testbench.tcp_sequence import MOD, TcpSequence
 from stack.settings import Settings
 from tests.stack_link import DUT_IP, PEER_IP, Link
 
@@ -22,47 +24,53 @@ PEER_PORT = 40000
 
 
 class Peer:
-    """The far end of one connection. ``snd_nxt`` is the peer's next sequence number,
-    ``rcv_nxt`` what it expects from the stack."""
+    """The far end of one connection, its bookkeeping the tester's own
+    (`conformance.testbench.tcp_sequence.TcpSequence`, in `flow`). The tests speak in
+    absolute sequence numbers: ``snd_nxt`` is the peer's next one, ``rcv_nxt`` what it
+    expects from the stack, and ``seq``/``ack`` arguments are absolute too. Until the
+    stack's SYN is seen, the stack's ISN counts as 0, so absolute and relative agree."""
 
     def __init__(self, link: Link, *, sport: int = PEER_PORT, dport: int = DUT_PORT,
                  isn: int = PEER_ISN) -> None:
         self.link = link
-        self.sport, self.dport = sport, dport
-        self.isn = isn
-        self.snd_nxt = isn
-        self.rcv_nxt = 0
-        self.window = 65535
+        self.flow = TcpSequence(PEER_IP, DUT_IP, sport, dport, isn=isn, dut_isn=0)
+
+    @property
+    def isn(self) -> int:
+        return self.flow.isn
+
+    @property
+    def snd_nxt(self) -> int:
+        return (self.flow.isn + self.flow.snd_nxt) % MOD
+
+    @property
+    def rcv_nxt(self) -> int:
+        return (self._dut_isn() + self.flow.rcv_nxt) % MOD
 
     def segment(self, flags: str, payload: bytes = b"", *, seq: int | None = None,
                 ack: int | None = None, window: int | None = None,
                 options: list[tuple[str, object]] | None = None) -> Packet:
-        tcp = TCP(sport=self.sport, dport=self.dport, flags=flags,
-                  seq=self.snd_nxt if seq is None else seq,
-                  ack=(self.rcv_nxt if ack is None else ack) if "A" in flags else 0,
-                  window=self.window if window is None else window,
-                  options=options or [])
-        packet = IP(src=PEER_IP, dst=DUT_IP) / tcp
-        return packet / Raw(payload) if payload else packet
+        return self.flow.segment(
+            flags, payload, seq=None if seq is None else (seq - self.flow.isn) % MOD,
+            ack=None if ack is None else (ack - self._dut_isn()) % MOD,
+            window=window, options=options)
 
-    def send(self, flags: str, payload: bytes = b"", **fields: object) -> None:
+    def send(self, flags: str, payload: bytes = b"", *, seq: int | None = None,
+             ack: int | None = None, window: int | None = None,
+             options: list[tuple[str, object]] | None = None) -> None:
         """Send a segment; the peer's SND.NXT moves unless ``seq`` is given."""
-        self.link.inject(self.segment(flags, payload, **fields))  # type: ignore[arg-type]
-        if "seq" not in fields:
-            self.snd_nxt = (self.snd_nxt + len(payload) + ("S" in flags) + ("F" in flags)) \
-                % (1 << 32)
+        self.link.inject(self.segment(flags, payload, seq=seq, ack=ack, window=window,
+                                      options=options))
+        if seq is None:
+            self.flow.sent(flags, payload)
 
     def received(self) -> list[Packet]:
         """The TCP segments the stack sent since the last look, on this connection.
         The peer's RCV.NXT follows them."""
-        segments = [frame for frame in self.link.sent() if TCP in frame]
-        for frame in segments:
-            tcp = frame[TCP]
-            end = (tcp.seq + len(bytes(tcp.payload)) + bool(tcp.flags.S) + bool(tcp.flags.F)) \
-                % (1 << 32)
-            if tcp.flags.S or ((end - self.rcv_nxt) % (1 << 32)) < (1 << 31):
-                self.rcv_nxt = end
-        return [frame[TCP] for frame in segments]
+        segments = [frame[TCP] for frame in self.link.sent() if TCP in frame]
+        for tcp in segments:
+            self.flow.arrived(tcp)
+        return segments
 
     def received_one(self) -> Packet:
         segments = self.received()
@@ -74,6 +82,10 @@ class Peer:
         assert not segments, f"expected nothing, got {[s.summary() for s in segments]}"
 
     # --- scenarios ----------------------------------------------------------------------
+
+    def _dut_isn(self) -> int:
+        assert self.flow.dut_isn is not None, "the peer starts with the stack's ISN at 0"
+        return self.flow.dut_isn
 
     def open_to_listener(self, mss: int = 1460) -> Packet:
         """SYN, SYN-ACK, ACK against a listening stack; returns the SYN-ACK."""
@@ -133,7 +145,7 @@ def established_active(settings: Settings | None = None, **link_options: object
     assert connect_errno(link, handle, PEER_PORT) == "EINPROGRESS"
     syn = link.sent()
     peer = Peer(link, sport=PEER_PORT, dport=syn[0][TCP].sport)
-    peer.rcv_nxt = (syn[0][TCP].seq + 1) % (1 << 32)
+    peer.flow.arrived(syn[0])
     peer.send("SA", options=[("MSS", 1460)])
     ack = peer.received_one()
     assert ack.flags == "A", ack.summary()

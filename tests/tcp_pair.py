@@ -1,6 +1,6 @@
 """Two reference-stack hosts joined by a virtual Ethernet link, under a virtual clock.
 
-Host A is 192.0.2.1 and host B 192.0.2.2, on 192.0.2.0/24. Frames one host sends reach
+Host A is the lab's DUT (192.0.2.1), host B its tester (192.0.2.2). Frames one host sends reach
 the other after a one-way delay; the link can drop, duplicate and delay (so reorder)
 IPv4 frames as a seeded `Faults` schedule says, while ARP always gets through. Time is
 integer nanoseconds and moves only from one event to the next: the earliest of the next
@@ -17,9 +17,10 @@ import heapq
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 from typing import Final
 
+from conformance.lab import addressing
 from stack.errors import SocketError
 from stack.host import Host, InterfaceConfig
 from stack.settings import Settings
@@ -27,11 +28,12 @@ from stack.sockets import SocketApi
 from stack.timing import MILLISECOND, SECOND, Nanoseconds, earliest
 from stack.wire.ethernet import MacAddress
 
-A_IP: Final = IPv4Address("192.0.2.1")
-B_IP: Final = IPv4Address("192.0.2.2")
-A_MAC: Final = "02:00:00:00:00:01"
-B_MAC: Final = "02:00:00:00:00:02"
-NETWORK: Final = IPv4Network("192.0.2.0/24")
+# Two stations of the lab's address plan (conformance.lab.addressing): the DUT and the tester.
+A_IP: Final = IPv4Address(addressing.DUT.ip)
+B_IP: Final = IPv4Address(addressing.TESTER.ip)
+A_MAC: Final = addressing.DUT.mac
+B_MAC: Final = addressing.TESTER.mac
+NETWORK: Final = addressing.LINK
 START: Final[Nanoseconds] = 1_000 * SECOND  # far from zero: 0 is never "unset" by luck
 ETHERTYPE_IPV4: Final = b"\x08\x00"
 IPPROTO_TCP: Final = 6

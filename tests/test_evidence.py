@@ -14,7 +14,7 @@ from conformance.evidence.pcapng import PcapFrame, write_pcapng
 from conformance.evidence.record import CaseRecord
 from conformance.evidence.writer import case_file_stem, read_case_documents, write_case_evidence
 from conformance.report.results import gather_results, write_junit, write_results
-from conformance.testbench.wire import WireFrame
+from conformance.wire.capture import WireFrame
 
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 

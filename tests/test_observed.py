@@ -5,7 +5,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
 from conformance.testbench.observed import key_fields, without_choices
-from conformance.testbench.wire import WireFrame
+from conformance.wire.capture import WireFrame
 
 DUT, TESTER = "192.0.2.1", "192.0.2.2"
 DUT_ISN, TESTER_ISN = 3_000_000_000, 1_000_000

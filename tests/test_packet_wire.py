@@ -10,7 +10,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import ARP, Ether
 
 from conformance.lab.netns import Lab
-from conformance.testbench.packet_wire import PacketSocketWire
+from conformance.wire.packet_socket import PacketSocketWire
 from tests.suite_runner import privileged
 
 pytestmark = privileged

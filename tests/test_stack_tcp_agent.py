@@ -51,7 +51,7 @@ def test_blocking_connect_waits_for_the_handshake() -> None:
     assert connecting not in bench.responses()
     syn = bench.link.sent()[0][TCP]
     peer = Peer(bench.link, sport=PEER_PORT, dport=syn.sport)
-    peer.rcv_nxt = syn.seq + 1
+    peer.flow.arrived(syn)
     peer.send("SA")
     assert bench.responses()[connecting] == {"id": connecting, "result": None}
 

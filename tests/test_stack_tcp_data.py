@@ -239,7 +239,7 @@ def test_urgent_data_is_taken_out_of_the_stream_and_signalled() -> None:
     segment = peer.segment("PAU", b"abc")
     segment[TCP].urgptr = 3
     link.inject(segment)
-    peer.snd_nxt += 3
+    peer.flow.sent("PAU", b"abc")
     assert link.api.poll(handle, {"POLLPRI"}) == {"POLLPRI"}
     assert link.api.recvmsg(handle, 10, {"MSG_OOB"}).data == b"c"
     assert link.api.recvmsg(handle, 10, set()).data == b"ab"

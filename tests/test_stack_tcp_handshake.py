@@ -238,7 +238,7 @@ def test_bad_ack_in_syn_sent_draws_rst_and_keeps_waiting() -> None:
 
 def test_simultaneous_open() -> None:
     link, handle, syn, peer = syn_sent()
-    peer.rcv_nxt = syn.seq + 1
+    peer.flow.arrived(syn)
     peer.send("S")
     synack = peer.received_one()
     assert synack.flags == "SA" and synack.seq == syn.seq and synack.ack == PEER_ISN + 1
@@ -301,7 +301,7 @@ def test_connect_to_a_broadcast_address_is_refused() -> None:
 def test_simultaneous_open_completes_on_a_synack_repeating_the_syn() -> None:
     """The peer's SYN-ACK in a simultaneous open carries its ISN again (Linux)."""
     link, handle, syn, peer = syn_sent()
-    peer.rcv_nxt = syn.seq + 1
+    peer.flow.arrived(syn)
     peer.send("S")
     peer.received_one()
     peer.send("SA", seq=PEER_ISN)

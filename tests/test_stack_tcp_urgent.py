@@ -17,7 +17,7 @@ def urgent(link: Link, peer: Peer, data: bytes, pointer: int) -> None:
     segment = peer.segment("PAU", data)
     segment[TCP].urgptr = pointer
     link.inject(segment)
-    peer.snd_nxt += len(data)
+    peer.flow.sent("PAU", data)
 
 
 def at_mark(link: Link, handle: int) -> int:

@@ -15,7 +15,7 @@ from conformance.targets.base import TargetOptions
 from conformance.targets.dut import Dut
 from conformance.targets.linux import LinuxTarget
 from conformance.testbench.bench import ExpectationFailed, StepFailed, Testbench
-from conformance.testbench.wire import Capture
+from conformance.wire.capture import Capture
 from tests.suite_runner import privileged
 
 pytestmark = privileged

@@ -4,7 +4,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from conformance.testbench.wire import WireFrame
+from conformance.wire.capture import WireFrame
 
 
 @dataclass

@@ -11,7 +11,7 @@ from scapy.layers.l2 import Ether
 from conformance import __version__
 from conformance.evidence.pcapng import PcapFrame, write_pcapng
 from conformance.evidence.record import CaseRecord
-from conformance.testbench.wire import WireFrame
+from conformance.wire.capture import WireFrame
 
 # Keys of a case entry in results.json (the contract other tools read).
 RESULT_KEYS = (

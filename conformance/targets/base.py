@@ -6,7 +6,7 @@ from typing import Any, Protocol
 from conformance.agent.client import AgentClient
 from conformance.lab.addressing import Host
 from conformance.lab.netns import Lab
-from conformance.testbench.wire import Wire
+from conformance.wire.capture import Wire
 
 
 @dataclass

@@ -15,7 +15,7 @@ from conformance.errors import HarnessError, UsageError
 from conformance.lab import addressing
 from conformance.lab.netns import Lab
 from conformance.targets.base import StartedDut, TargetOptions
-from conformance.testbench.wire import TapWire
+from conformance.wire.capture import TapWire
 
 
 def parse_sysctls(assignments: Iterable[str]) -> dict[str, str]:

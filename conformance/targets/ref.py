@@ -17,7 +17,7 @@ from conformance.errors import HarnessError, UsageError
 from conformance.lab import addressing
 from conformance.lab.netns import Lab
 from conformance.targets.base import StartedDut, TargetOptions
-from conformance.testbench.packet_wire import PacketSocketWire
+from conformance.wire.packet_socket import PacketSocketWire
 from stack.settings import Settings
 
 

@@ -23,7 +23,7 @@ from conformance.lab import addressing
 from conformance.lab.addressing import Host
 from conformance.testbench.observed import key_fields
 from conformance.testbench.templates import describe, diff, matches
-from conformance.testbench.wire import Capture, Wire, WireFrame
+from conformance.wire.capture import Capture, Wire, WireFrame
 
 ETH_P_ARP = 0x0806
 ECHO_REQUEST, ECHO_REPLY = 8, 0

@@ -25,7 +25,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP
 from scapy.packet import Packet
 
-from conformance.testbench.wire import WireFrame
+from conformance.wire.capture import WireFrame
 
 MOD = 1 << 32
 ETH_P_IP = 0x0800

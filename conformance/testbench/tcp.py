@@ -1,8 +1,5 @@
-"""A TCP connection played by the tester, with sequence numbers relative to the ISNs.
-
-`seq` and `ack` arguments are relative: 0 is the ISN, so the first data byte after the
-SYN is 1, as packetdrill and Wireshark count them. The flow tracks `snd_nxt` (tester) and
-`rcv_nxt` (what the tester has seen of the DUT) as relative numbers too.
+"""A TCP connection played by the tester on the lab's wire, with sequence numbers
+relative to the ISNs (kept by `tcp_sequence.TcpSequence`, which does no I/O).
 
 The tester is a sender that obeys the DUT: the flow reads every segment the DUT sends on
 the connection (claimed by an expectation or not) for the MSS of its SYN or SYN-ACK, the
@@ -12,74 +9,31 @@ field is its window, unscaled.
 """
 
 import time
-from dataclasses import dataclass, field
 
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
-from scapy.packet import Packet, Raw
+from scapy.packet import Packet
 
-from conformance.errors import HarnessError
 from conformance.lab.addressing import Host
 from conformance.testbench.bench import ANSWER_S, ExpectationFailed, Received, Testbench
-
-MOD = 1 << 32
-# RFC 9293 3.7.1 (MUST-15): without an MSS option in its SYN, a peer's MSS is 536.
-DEFAULT_MSS = 536
+from conformance.testbench.tcp_sequence import TcpSequence
 
 
-@dataclass
-class TcpFlow:
-    tb: Testbench
-    source: Host
-    sport: int
-    dport: int
-    isn: int = 1_000_000
-    mss: int = 1460
-    window: int = 65535
-    source_ip: str = ""
-    dut_isn: int | None = None
-    snd_nxt: int = 0  # relative to our ISN
-    rcv_nxt: int = 0  # relative to the DUT's ISN
-    received: list[Received] = field(default_factory=list)
-    # What the DUT told the tester, read off the wire by `track`:
-    dut_mss: int = DEFAULT_MSS  # the MSS option of its SYN or SYN-ACK
-    snd_una: int = 0  # the highest acknowledgement, relative to our ISN
-    snd_wnd: int = 0  # its window, from the latest segment allowed to set it
-    max_snd_wnd: int = 0  # the largest window it offered
-    _wl1: int = 0  # SND.WL1 and SND.WL2 (RFC 9293 3.10.7.4), relative
-    _wl2: int = 0
-    _tracked: int = 0  # frames of the capture read by `track`
+class TcpFlow(TcpSequence):
+    """The tester's side of a connection on the lab's wire: `TcpSequence`'s bookkeeping,
+    with segments sent through the testbench and the DUT's read off its capture."""
 
-    def __post_init__(self) -> None:
-        self.source_ip = self.source_ip or self.source.ip
+    def __init__(self, tb: Testbench, source: Host, *, sport: int, dport: int,
+                 isn: int = 1_000_000, mss: int = 1460, window: int = 65535,
+                 source_ip: str = "", dut_isn: int | None = None) -> None:
+        super().__init__(source_ip or source.ip, tb.dut_host.ip, sport, dport, isn=isn,
+                         mss=mss, window=window, dut_isn=dut_isn)
+        self.tb = tb
+        self.source = source
+        self.received: list[Received] = []
+        self._tracked = 0  # frames of the capture read by `track`
 
     # ---- building and sending ----------------------------------------------------------
-
-    def segment(
-        self,
-        flags: str = "A",
-        data: bytes = b"",
-        *,
-        seq: int | None = None,
-        ack: int | None = None,
-        options: list[tuple[str, object]] | None = None,
-        window: int | None = None,
-    ) -> Packet:
-        """A segment from the tester; `seq`/`ack` relative, defaulting to snd_nxt/rcv_nxt."""
-        relative_seq = self.snd_nxt if seq is None else seq
-        tcp = TCP(
-            sport=self.sport,
-            dport=self.dport,
-            flags=flags,
-            seq=(self.isn + relative_seq) % MOD,
-            window=self.window if window is None else window,
-            options=options or [],
-        )
-        if "A" in flags:
-            relative_ack = self.rcv_nxt if ack is None else ack
-            tcp.ack = (self._dut_isn() + relative_ack) % MOD
-        packet = IP(src=self.source_ip, dst=self.tb.dut_host.ip) / tcp
-        return packet / Raw(data) if data else packet
 
     def send(
         self,
@@ -98,7 +52,7 @@ class TcpFlow:
         packet = self.segment(flags, data, seq=seq, ack=ack, options=options, window=window)
         self.tb.send(packet, why)
         if advance and seq is None:
-            self.snd_nxt += len(data) + ("S" in flags) + ("F" in flags)
+            self.sent(flags, data)
         return packet
 
     def send_data(self, data: bytes, *, why: str, within: float = ANSWER_S,
@@ -140,10 +94,6 @@ class TcpFlow:
                 f"up to {self.snd_nxt}")
         return sendable()
 
-    def usable_window(self) -> int:
-        """Octets the DUT's window still has room for: SND.UNA + SND.WND - SND.NXT."""
-        return self.snd_una + self.snd_wnd - self.snd_nxt
-
     def track(self) -> None:
         """Read the DUT's segments of this connection that arrived since the last call:
         the MSS of its SYN or SYN-ACK, and its acknowledgement and window, updated as RFC
@@ -158,21 +108,8 @@ class TcpFlow:
             if TCP not in packet or IP not in packet or packet[IP].dst != self.source_ip:
                 continue
             tcp = packet[TCP]
-            if (tcp.sport, tcp.dport) != (self.dport, self.sport) or tcp.flags.R:
-                continue
-            if tcp.flags.S:
-                mss = dict(tcp.options).get("MSS")
-                self.dut_mss = int(mss) if isinstance(mss, int) and mss > 0 else DEFAULT_MSS
-            if not tcp.flags.A or self.dut_isn is None:
-                continue
-            seg_seq = int(tcp.seq - self.dut_isn) % MOD
-            seg_ack = int(tcp.ack - self.isn) % MOD
-            if not self.snd_una <= seg_ack <= self.snd_nxt:
-                continue
-            self.snd_una = seg_ack
-            if self._wl1 < seg_seq or (self._wl1 == seg_seq and self._wl2 <= seg_ack):
-                self.snd_wnd, self._wl1, self._wl2 = int(tcp.window), seg_seq, seg_ack
-                self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
+            if (tcp.sport, tcp.dport) == (self.dport, self.sport):
+                self.learn(tcp)
 
     def connect(self, *, within: float = ANSWER_S) -> Received:
         """Three-way handshake, tester as active opener. Returns the SYN-ACK."""
@@ -187,17 +124,6 @@ class TcpFlow:
 
     # ---- expectations ------------------------------------------------------------------
 
-    def template(self, flags: str | None = None, *, seq: int | None = None,
-                 ack: int | None = None) -> Packet:
-        tcp = TCP(sport=self.dport, dport=self.sport)
-        if flags is not None:
-            tcp.flags = flags
-        if seq is not None:
-            tcp.seq = (self._dut_isn() + seq) % MOD
-        if ack is not None:
-            tcp.ack = (self.isn + ack) % MOD
-        return IP(src=self.tb.dut_host.ip, dst=self.source_ip) / tcp
-
     def expect(
         self,
         flags: str | None = None,
@@ -211,15 +137,7 @@ class TcpFlow:
         SYN and advances rcv_nxt past data and FIN that arrive in order."""
         received = self.tb.expect(self.template(flags, seq=seq, ack=ack), within=within,
                                   why=why)
-        tcp = received[TCP]
-        if tcp.flags.S:
-            self.dut_isn = tcp.seq
-            self.rcv_nxt = 1
-        else:
-            start = self.relative_seq(received)
-            end = start + len(tcp.payload) + (1 if tcp.flags.F else 0)
-            if start <= self.rcv_nxt < end:
-                self.rcv_nxt = end
+        self.arrived(received)
         self.received.append(received)
         self.track()
         return received
@@ -228,14 +146,3 @@ class TcpFlow:
         """No segment of this connection (with `flags`) before the DUT answers a barrier;
         `within` is a quiet window first, for what a timer must not send."""
         self.tb.expect_none(self.template(flags), within=within, why=why)
-
-    def relative_seq(self, received: Received) -> int:
-        return int(received[TCP].seq - self._dut_isn()) % MOD
-
-    def relative_ack(self, received: Received) -> int:
-        return int(received[TCP].ack - self.isn) % MOD
-
-    def _dut_isn(self) -> int:
-        if self.dut_isn is None:
-            raise HarnessError("the case used the DUT's ISN before any SYN from the DUT was seen")
-        return self.dut_isn

@@ -20,7 +20,7 @@ from scapy.layers.inet import ICMP, IP, UDP, IPerror, UDPerror
 from scapy.packet import Packet, Raw
 from scapy.utils import checksum
 
-from conformance.targets.dut import Dut
+from conformance.targets.dut import Dut, Errno, ErrQueueEntry, Message
 from conformance.testbench.bench import ANSWER_S, ExpectationFailed, Received, Testbench, step
 
 PORT = 7000  # the DUT's socket, by convention of the suites
@@ -32,12 +32,6 @@ DELIVERED_WITHIN_MS = int(ANSWER_S * 1000)
 # destination port selects the socket a received one goes to (RFC768-f).
 SEND = "RFC768-h"
 DELIVER = "RFC768-f"
-
-
-def bound_socket(dut: Dut, port: int = PORT, addr: str = "0.0.0.0") -> int:
-    sock: int = dut.socket("udp")
-    dut.bind(sock, addr, port)
-    return sock
 
 
 def datagram(tb: Testbench, payload: bytes, *, dport: int = PORT, sport: int = TESTER_PORT,
@@ -82,6 +76,18 @@ def only_the_good_one_arrives(dut: Dut, tb: Testbench, sock: int, port: int = PO
             "not even the well-formed datagram arrived"
     first = dut.recv(sock, 65535, ["MSG_DONTWAIT"])
     assert first == b"good", f"the socket handed over {first!r} before the good datagram"
+
+
+def queued_error(dut: Dut, sock: int, size: int = 100) -> tuple[Message, ErrQueueEntry]:
+    """The ICMP error a socket with IP_RECVERR queued (RFC 1122 4.1.3.3: UDP passes ICMP
+    errors up): poll reports POLLERR, and recvmsg with MSG_ERRQUEUE of `size` reads it.
+    Returns the message and its extended error."""
+    assert dut.poll(sock, ["POLLIN"], DELIVERED_WITHIN_MS) == ["POLLERR"], \
+        "no error became pending"
+    message = dut.recvmsg(sock, size, ["MSG_ERRQUEUE"])
+    assert not isinstance(message, Errno), f"recvmsg(MSG_ERRQUEUE) failed: {message}"
+    assert message.errqueue is not None, f"recvmsg returned no extended error: {message}"
+    return message, message.errqueue
 
 
 def port_unreachable_about(tb: Testbench, *, sport: int, dport: int) -> Packet:

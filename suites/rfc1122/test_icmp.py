@@ -10,10 +10,11 @@ import pytest
 from scapy.layers.inet import ICMP, IP, UDP, IPOption, IPOption_RR
 from scapy.packet import Packet, Raw
 
-from conformance.case import Errno, requirement
+from conformance.case import requirement
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, ECHO_REQUIREMENT, Testbench, step
 from conformance.testbench.fragments import fragments
+from conformance.testbench.scenarios import connected_socket
 from conformance.testbench.udp import (
     CLOSED,
     SEND,
@@ -21,6 +22,7 @@ from conformance.testbench.udp import (
     datagram,
     expect_from_a_live_dut,
     no_icmp_error,
+    queued_error,
 )
 
 ECHO_REQUEST, ECHO_REPLY = 8, 0
@@ -260,10 +262,7 @@ def test_no_error_about_a_link_layer_broadcast(dut: Dut, tb: Testbench) -> None:
 def connected_socket_that_sent(dut: Dut, tb: Testbench, peer: str, *,
                                recverr: bool = False) -> tuple[int, Packet]:
     """A UDP socket connected to `peer`, and the datagram it sent there."""
-    sock = dut.socket("udp")
-    if recverr:
-        dut.setsockopt(sock, "IP_RECVERR", 1)
-    dut.connect(sock, peer, DISCARD)
+    sock = connected_socket(dut, peer, DISCARD, options=[("IP_RECVERR", 1)] if recverr else [])
     with step(SEND, "the connected socket sends a datagram to its peer"):
         dut.send(sock, b"ping")
         sent = tb.expect(IP(dst=peer) / UDP(dport=DISCARD), within=ANSWER_S, why="the datagram")
@@ -276,10 +275,7 @@ def test_time_exceeded_is_passed_up(dut: Dut, tb: Testbench) -> None:
     sock, sent = connected_socket_that_sent(dut, tb, tb.remote.ip, recverr=True)
     tb.send(tb.icmp_error(sent, type=TIME_EXCEEDED, code=0, source=tb.router),
             why="router: time exceeded in transit")
-    assert dut.poll(sock, ["POLLIN"], ANSWER_MS) == ["POLLERR"], "no error became pending"
-    message = dut.recvmsg(sock, 100, ["MSG_ERRQUEUE"])
-    assert not isinstance(message, Errno) and message.errqueue is not None, f"{message}"
-    error = message.errqueue
+    _, error = queued_error(dut, sock)
     tb.observe("errqueue", {"errno": error.errno, "type": error.type, "code": error.code})
     assert (error.origin, error.type, error.code) == ("ICMP", TIME_EXCEEDED, 0)
 

@@ -8,7 +8,8 @@ from scapy.layers.inet import IP, UDP, IPOption
 from conformance.case import Message, requirement
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Testbench
-from conformance.testbench.udp import DELIVERED_WITHIN_MS, bound_socket, datagram
+from conformance.testbench.scenarios import bound_socket
+from conformance.testbench.udp import DELIVERED_WITHIN_MS, datagram
 
 DISCARD = 9
 BROADCAST = "192.0.2.255"

@@ -14,9 +14,9 @@ from scapy.packet import Packet
 from conformance.case import requirement
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import Testbench
+from conformance.testbench.scenarios import bound_socket
 from conformance.testbench.udp import (
     CLOSED,
-    bound_socket,
     datagram,
     delivered,
     expect_from_a_live_dut,
@@ -37,8 +37,10 @@ MALFORMED_OPTION = IPOption(b"\x1e\x28\x00\x00")
 OTHER_HOST = "192.0.2.77"  # on the DUT's subnet; nobody in the lab has it
 
 
-def dropped_silently(dut: Dut, tb: Testbench, sock: int, bad: Packet, why: str) -> None:
-    """`bad` is neither delivered nor answered with any ICMP message."""
+def dropped_silently(dut: Dut, tb: Testbench, bad: Packet, why: str) -> None:
+    """`bad`, sent to a bound socket, is neither delivered nor answered with any ICMP
+    message."""
+    sock = bound_socket(dut)
     tb.send(bad, why=why)
     tb.expect_none(IP() / ICMP(), why="the datagram is discarded silently")
     only_the_good_one_arrives(dut, tb, sock)
@@ -50,38 +52,34 @@ def dropped_silently(dut: Dut, tb: Testbench, sock: int, bad: Packet, why: str) 
 @requirement("RFC1122-3.2.1.1")
 def test_version_other_than_4_is_silently_discarded(dut: Dut, tb: Testbench) -> None:
     """A datagram with version 5 in its header is silently discarded."""
-    sock = bound_socket(dut)
-    dropped_silently(dut, tb, sock, datagram(tb, b"version 5", ip={"version": 5}),
+    dropped_silently(dut, tb, datagram(tb, b"version 5", ip={"version": 5}),
                      "a datagram with IP version 5")
 
 
 @requirement("RFC1122-3.2.1.2")
 def test_bad_header_checksum_is_silently_discarded(dut: Dut, tb: Testbench) -> None:
     """A datagram whose header checksum is wrong is silently discarded."""
-    sock = bound_socket(dut)
     packet = datagram(tb, b"bad header checksum")
     packet[IP].chksum = IP(bytes(packet)).chksum ^ 0x0F0F
-    dropped_silently(dut, tb, sock, packet, "a datagram with a wrong header checksum")
+    dropped_silently(dut, tb, packet, "a datagram with a wrong header checksum")
 
 
 @requirement("RFC1122-3.2.1a")
 def test_header_length_below_five_words_is_discarded(dut: Dut, tb: Testbench) -> None:
     """A datagram whose header length field says 16 octets (IHL 4) is discarded."""
-    sock = bound_socket(dut)
-    dropped_silently(dut, tb, sock, datagram(tb, b"ihl 4", ip={"ihl": 4}),
+    dropped_silently(dut, tb, datagram(tb, b"ihl 4", ip={"ihl": 4}),
                      "a datagram with IHL 4 (a 16-octet header)")
 
 
 @requirement("RFC1122-3.2.1a")
 def test_total_length_beyond_the_frame_is_discarded(dut: Dut, tb: Testbench) -> None:
     """A datagram whose total length claims more octets than the frame holds is discarded."""
-    sock = bound_socket(dut)
     packet = datagram(tb, b"short")
     # Summed first: scapy would sum UDP over the length the IP header claims, and a bad
     # UDP checksum would drop the datagram whatever the IP layer made of it.
     packet[UDP].chksum = udp_checksum(packet)
     packet[IP].len = len(bytes(packet)) + 20
-    dropped_silently(dut, tb, sock, packet, "total length 20 octets beyond the frame")
+    dropped_silently(dut, tb, packet, "total length 20 octets beyond the frame")
 
 
 @requirement("RFC1122-3.2.1a")

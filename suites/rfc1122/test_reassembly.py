@@ -14,9 +14,9 @@ from conformance.lab.addressing import LINK_MTU
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, ExpectationFailed, StepFailed, Testbench, step
 from conformance.testbench.fragments import fragments, reassemble, split
+from conformance.testbench.scenarios import bound_socket
 from conformance.testbench.udp import (
     DELIVER,
-    bound_socket,
     datagram,
     delivered,
     only_the_good_one_arrives,

@@ -11,15 +11,8 @@ from conformance.case import Errno, Message, requirement
 from conformance.lab.addressing import LINK_MTU, TESTER2
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Testbench, step
-from conformance.testbench.udp import (
-    DELIVER,
-    PORT,
-    SEND,
-    TESTER_PORT,
-    bound_socket,
-    datagram,
-    delivered,
-)
+from conformance.testbench.scenarios import bound_socket, connected_socket
+from conformance.testbench.udp import DELIVER, PORT, SEND, TESTER_PORT, datagram, delivered
 
 DISCARD = 9
 BROADCAST = "192.0.2.255"
@@ -90,8 +83,7 @@ def test_wildcard_socket_learns_the_address_chosen(dut: Dut, tb: Testbench) -> N
 @requirement("RFC1122-3.3.3c")
 def test_application_learns_the_maximum_datagram_size(dut: Dut, tb: Testbench) -> None:
     """A connected socket reports the MTU to its peer (the link's, 1500)."""
-    sock = dut.socket("udp")
-    dut.connect(sock, tb.ip, DISCARD)
+    sock = connected_socket(dut, tb.ip, DISCARD)
     assert dut.getsockopt(sock, "IP_MTU") == LINK_MTU
 
 
@@ -147,13 +139,19 @@ def test_connected_socket_receives_only_from_its_peer(dut: Dut, tb: Testbench) -
     assert dut.recv(sock, 100, ["MSG_DONTWAIT"]) == Errno("EAGAIN")
 
 
-@requirement("API-UDP-b")
-def test_one_datagram_per_receive_truncated_with_msg_trunc(dut: Dut, tb: Testbench) -> None:
-    """Each receive returns one datagram; a longer one is cut to the buffer, with MSG_TRUNC."""
+def two_datagrams_queued(dut: Dut, tb: Testbench) -> int:
+    """A bound socket with a 100-octet and then a 50-octet datagram queued."""
     sock = bound_socket(dut)
     tb.send(datagram(tb, b"a" * 100), why="a 100-octet datagram")
     tb.send(datagram(tb, b"b" * 50), why="a 50-octet datagram")
     queued(dut, tb, sock)
+    return sock
+
+
+@requirement("API-UDP-b")
+def test_one_datagram_per_receive_truncated_with_msg_trunc(dut: Dut, tb: Testbench) -> None:
+    """Each receive returns one datagram; a longer one is cut to the buffer, with MSG_TRUNC."""
+    sock = two_datagrams_queued(dut, tb)
     first = dut.recvmsg(sock, 60, ["MSG_DONTWAIT"])
     assert isinstance(first, Message), f"{first}"
     assert (first.data, "MSG_TRUNC" in first.flags) == (b"a" * 60, True)
@@ -178,10 +176,7 @@ def test_msg_peek_leaves_the_datagram(dut: Dut, tb: Testbench) -> None:
 @requirement("API-UDP-d")
 def test_fionread_reports_what_is_queued(dut: Dut, tb: Testbench) -> None:
     """What FIONREAD reports with a 100- and a 50-octet datagram queued: observed."""
-    sock = bound_socket(dut)
-    tb.send(datagram(tb, b"a" * 100), why="a 100-octet datagram")
-    tb.send(datagram(tb, b"b" * 50), why="a 50-octet datagram")
-    queued(dut, tb, sock)
+    sock = two_datagrams_queued(dut, tb)
     reported = dut.ioctl(sock, "FIONREAD")
     tb.observe("fionread", {100: "next datagram", 150: "all queued"}.get(reported, reported),
                choice=True)  # the API's choice; Linux: the next datagram
@@ -197,8 +192,7 @@ def test_dontwait_receive_on_empty_socket_fails_with_eagain(dut: Dut, tb: Testbe
 @requirement("API-UDP-g")
 def test_udp_cork_joins_sends_into_one_datagram(dut: Dut, tb: Testbench) -> None:
     """Sends under UDP_CORK leave as one datagram when the cork is removed."""
-    sock = dut.socket("udp")
-    dut.connect(sock, tb.ip, DISCARD)
+    sock = connected_socket(dut, tb.ip, DISCARD)
     dut.setsockopt(sock, "UDP_CORK", 1)
     dut.send(sock, b"first ")
     dut.send(sock, b"second")

@@ -11,7 +11,8 @@ from scapy.layers.inet import IP, UDP
 from conformance.case import Errno, requirement
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Testbench, step
-from conformance.testbench.udp import SEND
+from conformance.testbench.scenarios import connected_socket
+from conformance.testbench.udp import SEND, queued_error
 
 DISCARD = 9  # nothing listens there on the tester's hosts
 PORT_UNREACHABLE = {"type": 3, "code": 3}
@@ -36,8 +37,7 @@ def send_and_refuse(dut: Dut, tb: Testbench, sock: int, *, connected: bool) -> N
 def refused_connected_socket(dut: Dut, tb: Testbench) -> int:
     """A UDP socket connected to the tester, whose datagram drew a port unreachable that
     the DUT has processed (POLLERR)."""
-    sock = dut.socket("udp")
-    dut.connect(sock, tb.ip, DISCARD)
+    sock = connected_socket(dut, tb.ip, DISCARD)
     send_and_refuse(dut, tb, sock, connected=True)
     assert dut.poll(sock, ["POLLIN"], timeout_ms=ANSWER_MS) == ["POLLERR"], \
         "no error became pending"
@@ -64,8 +64,7 @@ def test_connected_socket_reports_port_unreachable_on_recv(dut: Dut, tb: Testben
 @requirement("RFC1122-4.1.3.3a", "RFC1122-3.2.2.1")
 def test_blocked_recv_is_woken_by_port_unreachable(dut: Dut, tb: Testbench) -> None:
     """A recv blocked on a connected UDP socket returns ECONNREFUSED when the ICMP arrives."""
-    sock = dut.socket("udp")
-    dut.connect(sock, tb.ip, DISCARD)
+    sock = connected_socket(dut, tb.ip, DISCARD)
     with step(SEND, "the socket sends a datagram to the tester"):
         dut.send(sock, b"ping")
         datagram = tb.expect(IP(dst=tb.ip) / UDP(dport=DISCARD), within=ANSWER_S,
@@ -98,11 +97,7 @@ def test_unconnected_socket_with_recverr_queues_the_error(dut: Dut, tb: Testbenc
     sock = dut.socket("udp")
     dut.setsockopt(sock, "IP_RECVERR", 1)
     send_and_refuse(dut, tb, sock, connected=False)
-    assert dut.poll(sock, ["POLLIN"], timeout_ms=ANSWER_MS) == ["POLLERR"], "nothing was queued"
-    message = dut.recvmsg(sock, 100, ["MSG_ERRQUEUE"])
-    assert not isinstance(message, Errno), f"recvmsg(MSG_ERRQUEUE) failed: {message}"
-    error = message.errqueue
-    assert error is not None, "recvmsg returned no extended error"
+    message, error = queued_error(dut, sock)
     tb.observe("errqueue", {"errno": error.errno, "origin": error.origin, "type": error.type,
                             "code": error.code, "offender": error.offender})
     assert (error.errno, error.origin, error.type, error.code) == ("ECONNREFUSED", "ICMP", 3, 3)

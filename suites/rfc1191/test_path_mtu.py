@@ -11,28 +11,23 @@ from typing import Any
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.packet import Packet
 
-from conformance.case import Errno, TcpFlow, requirement, tcp_segment_choices
+from conformance.case import Errno, requirement, tcp_segment_choices
 from conformance.lab.addressing import LINK_MTU
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Received, Testbench, step
-from conformance.testbench.tcp_states import HANDSHAKE
-from conformance.testbench.udp import SEND
+from conformance.testbench.scenarios import connected_socket, open_passive
+from conformance.testbench.udp import SEND, queued_error
 
 DISCARD = 9
 FRAG_NEEDED = {"type": 3, "code": 4}
 IP_AND_UDP_HEADERS = 28
 IP_AND_TCP_HEADERS = 40
-ANSWER_MS = int(ANSWER_S * 1000)
 MODES = ("IP_PMTUDISC_DONT", "IP_PMTUDISC_WANT", "IP_PMTUDISC_DO", "IP_PMTUDISC_PROBE")
 LOWERED_MTU = 1280
 
 
 def connected_udp(dut: Dut, tb: Testbench, *options: tuple[str, object]) -> int:
-    sock = dut.socket("udp")
-    for name, value in options:
-        dut.setsockopt(sock, name, value)
-    dut.connect(sock, tb.remote.ip, DISCARD)
-    return sock
+    return connected_socket(dut, tb.remote.ip, DISCARD, options=options)
 
 
 def send_datagram(dut: Dut, tb: Testbench, sock: int, size: int) -> Received:
@@ -80,12 +75,7 @@ def test_error_queue_reports_emsgsize_with_the_mtu(dut: Dut, tb: Testbench) -> N
     tb.send(tb.icmp_error(datagram.packet, mtu=1280, source=tb.router, **FRAG_NEEDED),
             why=f"router: fragmentation needed, next-hop MTU 1280, quoting frame "
                 f"{datagram.frame.number}")
-    assert dut.poll(sock, ["POLLIN"], timeout_ms=ANSWER_MS) == ["POLLERR"], \
-        "no error became pending"
-    message = dut.recvmsg(sock, 2000, ["MSG_ERRQUEUE"])
-    assert not isinstance(message, Errno), f"recvmsg(MSG_ERRQUEUE) failed: {message}"
-    error = message.errqueue
-    assert error is not None, "no extended error"
+    _, error = queued_error(dut, sock, 2000)
     tb.observe("errqueue", {"errno": error.errno, "origin": error.origin, "type": error.type,
                             "code": error.code, "info": error.info})
     assert (error.errno, error.origin, error.type, error.code) == ("EMSGSIZE", "ICMP", 3, 4)
@@ -139,15 +129,9 @@ def test_next_hop_mtu_above_the_link_mtu_is_ignored(dut: Dut, tb: Testbench) -> 
 @requirement("RFC1191-3a", "RFC1191-3b")
 def test_tcp_sends_smaller_segments_after_datagram_too_big(dut: Dut, tb: Testbench) -> None:
     """TCP retransmits in segments that fit the Next-Hop MTU after Datagram Too Big."""
-    listener = dut.socket("tcp")
-    dut.bind(listener, dut.ip, 5001)
-    dut.listen(listener, 8)
-    accepting = dut.start("accept", sock=listener)
-    flow = TcpFlow(tb, tb.remote, sport=40001, dport=5001)
-    with step(HANDSHAKE, "the tester connects to the DUT's listener"):
-        flow.connect(within=ANSWER_S)
-        connection, _ = accepting.result(timeout=ANSWER_S)
-    dut.send(connection, b"y" * 4000)
+    connection = open_passive(dut, tb, 5001, sport=40001, source=tb.remote, reuseaddr=False)
+    flow = connection.flow
+    dut.send(connection.sock, b"y" * 4000)
     first = flow.expect(seq=1, within=ANSWER_S, why="the first full-sized segment")
     tb.observe("first_segment_payload", len(first[TCP].payload))
     assert first[IP].flags.DF, "TCP segments are sent without DF"

@@ -8,6 +8,7 @@ from conformance.case import requirement
 from conformance.lab.addressing import LINK_MTU
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Testbench, step
+from conformance.testbench.scenarios import connected_socket
 from conformance.testbench.udp import SEND
 
 DISCARD = 9
@@ -20,8 +21,7 @@ def test_datagram_too_big_without_next_hop_mtu_lowers_the_estimate(
     dut: Dut, tb: Testbench
 ) -> None:
     """A Datagram Too Big with Next-Hop MTU zero lowers the estimate below the quoted size."""
-    sock = dut.socket("udp")
-    dut.connect(sock, tb.remote.ip, DISCARD)
+    sock = connected_socket(dut, tb.remote.ip, DISCARD)
     with step(SEND, "the socket sends a 1400-byte datagram beyond the router"):
         dut.send(sock, b"x" * 1400)
         sent = tb.expect(IP(dst=tb.remote.ip) / UDP(dport=DISCARD), within=ANSWER_S,
@@ -44,9 +44,8 @@ def test_datagram_too_big_without_next_hop_mtu_lowers_the_estimate(
 @requirement("API-IP-a")
 def test_pmtudisc_dont_sends_without_df(dut: Dut, tb: Testbench) -> None:
     """A socket with IP_PMTUDISC_DONT sends its datagrams without DF."""
-    sock = dut.socket("udp")
-    dut.setsockopt(sock, "IP_MTU_DISCOVER", "IP_PMTUDISC_DONT")
-    dut.connect(sock, tb.remote.ip, DISCARD)
+    sock = connected_socket(dut, tb.remote.ip, DISCARD,
+                            options=[("IP_MTU_DISCOVER", "IP_PMTUDISC_DONT")])
     dut.send(sock, b"x" * 100)
     sent = tb.expect(IP(dst=tb.remote.ip) / UDP(dport=DISCARD), within=ANSWER_S,
                      why="the datagram")

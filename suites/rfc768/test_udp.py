@@ -11,12 +11,12 @@ from scapy.utils import checksum
 from conformance.case import Errno, requirement
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Testbench
+from conformance.testbench.scenarios import bound_socket
 from conformance.testbench.udp import (
     CLOSED,
     DELIVERED_WITHIN_MS,
     PORT,
     TESTER_PORT,
-    bound_socket,
     datagram,
     delivered,
     no_icmp_error,

@@ -13,6 +13,7 @@ from scapy.layers.inet import IP, TCP
 from conformance.case import Errno, TcpFlow, requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Received, Testbench
+from conformance.testbench.scenarios import listen
 
 pytestmark = tcp_segment_choices
 
@@ -24,10 +25,7 @@ DELAYED_ACK_S = 0.5
 
 
 def listen_without_accepting(dut: Dut, backlog: int) -> int:
-    listener = dut.socket("tcp")
-    dut.bind(listener, dut.ip, PORT)
-    dut.listen(listener, backlog)
-    return int(listener)
+    return listen(dut, PORT, backlog, reuseaddr=False)
 
 
 def answer_to(flow: TcpFlow, *, within: float) -> Received | None:

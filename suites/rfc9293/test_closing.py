@@ -6,7 +6,8 @@ from scapy.layers.inet import IP, TCP
 from conformance.case import Errno, requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Testbench
-from conformance.testbench.tcp_states import enter_state, open_active
+from conformance.testbench.scenarios import enter_state, open_active
+from conformance.testbench.tcp_stream import recv_woken_by
 
 pytestmark = tcp_segment_choices
 
@@ -124,7 +125,4 @@ def test_abort_sends_rst(dut: Dut, tb: Testbench) -> None:
 def test_fin_is_reported_as_end_of_file(dut: Dut, tb: Testbench) -> None:
     """A recv waiting on the connection returns end of file when the FIN arrives."""
     connection = enter_state(dut, tb, "ESTABLISHED", PORT)
-    blocked = dut.start("recv", sock=connection.sock, size=100, flags=[])
-    connection.flow.send("FA", why="the tester's FIN")
-    assert blocked.wait(ANSWER_S), "the blocked recv was not woken by the FIN"
-    assert blocked.result(timeout=ANSWER_S) == b""
+    assert recv_woken_by(dut, connection, "FA", why="the tester's FIN", what="the FIN") == b""

@@ -9,18 +9,9 @@ from scapy.layers.l2 import Ether
 from conformance.case import requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Received, Testbench, step
+from conformance.testbench.scenarios import HANDSHAKE, Connection, listen, open_active, open_passive
 from conformance.testbench.tcp import TcpFlow
-from conformance.testbench.tcp_data import (
-    Connection,
-    data_of,
-    dut_reads,
-    dut_writes,
-    next_data,
-    open_from_dut,
-    open_to_dut,
-    payload,
-)
-from conformance.testbench.tcp_states import HANDSHAKE
+from conformance.testbench.tcp_stream import data_of, dut_reads, dut_writes, next_data, payload
 from conformance.testbench.templates import matches
 
 pytestmark = tcp_segment_choices
@@ -35,7 +26,7 @@ def test_data_flows_both_ways(dut: Dut, tb: Testbench) -> None:
     it advertises) is acknowledged and handed to the application; a write of the
     application is sent at once (not held for a push), acknowledged, and its last segment
     carries PSH."""
-    connection = open_to_dut(dut, tb, PORT, sport=43600, mss=1000)
+    connection = open_passive(dut, tb, PORT, sport=43600, mss=1000)
     flow = connection.flow
     tb.observe("dut_mss", flow.dut_mss)
     dut_reads(dut, connection, DATA[:3000], why="the tester's data")
@@ -51,7 +42,7 @@ def two_segments_reversed(dut: Dut, tb: Testbench, sport: int) -> tuple[Connecti
     """The tester sends octets 101-200 before 1-100. Returns the connection and the
     relative ACK numbers of every DUT segment after the gap was filled, up to the one
     acknowledging 201 (or, when none does, up to a barrier)."""
-    connection = open_to_dut(dut, tb, PORT, sport=sport)
+    connection = open_passive(dut, tb, PORT, sport=sport)
     flow = connection.flow
     flow.send("PA", DATA[100:200], seq=101, why="octets 101-200 first: out of order")
     # RFC 5681 4.2: an out-of-order segment SHOULD draw an immediate duplicate ACK.
@@ -105,7 +96,7 @@ def test_queued_segments_are_processed_before_the_ack(dut: Dut, tb: Testbench) -
 
 
 def bulk_to_tester(dut: Dut, tb: Testbench, sport: int, mss: int | None) -> list[Received]:
-    connection = open_to_dut(dut, tb, PORT, sport=sport, mss=mss)
+    connection = open_passive(dut, tb, PORT, sport=sport, mss=mss)
     segments = dut_writes(dut, connection, DATA)
     assert data_of(segments, connection.flow)[: len(DATA)] == DATA, "the data arrived damaged"
     tb.observe("segment_sizes", [len(payload(segment)) for segment in segments])
@@ -142,10 +133,10 @@ def test_send_mss_defaults_to_536_without_an_option(dut: Dut, tb: Testbench) -> 
 def test_syn_carries_an_mss_option(dut: Dut, tb: Testbench) -> None:
     """The DUT's SYN carries an MSS option no larger than its 1500-octet link allows
     (1460); its SYN-ACK too."""
-    connection = open_from_dut(dut, tb, PORT)
+    connection = open_active(dut, tb, PORT)
     assert connection.syn is not None
     syn_mss = dict(connection.syn[TCP].options).get("MSS")
-    passive = open_to_dut(dut, tb, PORT + 1, sport=43606)
+    passive = open_passive(dut, tb, PORT + 1, sport=43606)
     synack_mss = dict(passive.flow.received[0][TCP].options).get("MSS")
     tb.observe("syn_mss", syn_mss)
     tb.observe("synack_mss", synack_mss)
@@ -156,9 +147,7 @@ def test_syn_carries_an_mss_option(dut: Dut, tb: Testbench) -> None:
 @requirement("RFC9293-3.8.2c")
 def test_ecn_setup_syn_is_answered_with_ece(dut: Dut, tb: Testbench) -> None:
     """A SYN asking for ECN (ECE and CWR set) gets a SYN-ACK with ECE (RFC 3168 6.1.1)."""
-    listener = dut.socket("tcp")
-    dut.bind(listener, dut.ip, PORT)
-    dut.listen(listener, 4)
+    listen(dut, PORT, 4, reuseaddr=False)
     flow = TcpFlow(tb, tb.host, sport=43607, dport=PORT)
     flow.send("SEC", options=[("MSS", 1460)], why="SYN with ECE and CWR: ECN setup")
     with step(HANDSHAKE, "a listener answers an ECN-setup SYN"):
@@ -173,7 +162,7 @@ def test_ecn_setup_syn_is_answered_with_ece(dut: Dut, tb: Testbench) -> None:
 def test_segment_with_an_unknown_ip_option_is_processed(dut: Dut, tb: Testbench) -> None:
     """A data segment whose IP header carries an option the DUT does not know (type 30,
     4 octets) is acknowledged and delivered like any other."""
-    connection = open_to_dut(dut, tb, PORT, sport=43608)
+    connection = open_passive(dut, tb, PORT, sport=43608)
     flow = connection.flow
     segment = flow.segment("PA", b"with an IP option")
     segment[IP].options = [IPOption(b"\x1e\x04\x00\x00")]
@@ -186,7 +175,7 @@ def test_segment_with_an_unknown_ip_option_is_processed(dut: Dut, tb: Testbench)
 @requirement("RFC9293-3.9.2a")
 def test_ttl_of_segments_is_configurable(dut: Dut, tb: Testbench) -> None:
     """IP_TTL set on a connection is the TTL of its segments."""
-    connection = open_to_dut(dut, tb, PORT, sport=43609)
+    connection = open_passive(dut, tb, PORT, sport=43609)
     dut.setsockopt(connection.sock, "IP_TTL", 33)
     segment = dut_writes(dut, connection, b"ttl")[0]
     tb.observe("ttl", segment[IP].ttl)
@@ -199,7 +188,7 @@ def test_differentiated_services_field_is_set_by_the_application(
 ) -> None:
     """IP_TOS 0x20 (DSCP CS1) on a connection is the Differentiated Services field of its
     segments, unchanged."""
-    connection = open_to_dut(dut, tb, PORT, sport=43610)
+    connection = open_passive(dut, tb, PORT, sport=43610)
     dut.setsockopt(connection.sock, "IP_TOS", 0x20)
     segment = dut_writes(dut, connection, b"cs1")[0]
     tb.observe("tos", segment[IP].tos)
@@ -210,7 +199,7 @@ def test_differentiated_services_field_is_set_by_the_application(
 def test_differentiated_services_field_can_change(dut: Dut, tb: Testbench) -> None:
     """IP_TOS changed during a connection (0x20, then 0x48) changes the field of later
     segments."""
-    connection = open_to_dut(dut, tb, PORT, sport=43611)
+    connection = open_passive(dut, tb, PORT, sport=43611)
     dut.setsockopt(connection.sock, "IP_TOS", 0x20)
     dut_writes(dut, connection, b"cs1")
     dut.setsockopt(connection.sock, "IP_TOS", 0x48)
@@ -223,7 +212,7 @@ def test_differentiated_services_field_can_change(dut: Dut, tb: Testbench) -> No
 def test_urgent_data_is_signalled_to_the_application(dut: Dut, tb: Testbench) -> None:
     """A segment with URG and the urgent pointer after its 3 octets is acknowledged, and
     the application is told of urgent data (POLLPRI)."""
-    connection = open_to_dut(dut, tb, PORT, sport=43612)
+    connection = open_passive(dut, tb, PORT, sport=43612)
     flow = connection.flow
     segment = flow.segment("PAU", b"abc")
     segment[TCP].urgptr = 3  # RFC 9293 MUST-62: the octet after the urgent data
@@ -240,7 +229,7 @@ def test_urgent_data_is_signalled_to_the_application(dut: Dut, tb: Testbench) ->
 def test_urgent_pointer_points_after_the_urgent_data(dut: Dut, tb: Testbench) -> None:
     """Urgent data sent by the application (MSG_OOB) goes out with URG and an urgent
     pointer to the octet after it."""
-    connection = open_to_dut(dut, tb, PORT, sport=43613)
+    connection = open_passive(dut, tb, PORT, sport=43613)
     assert dut.send(connection.sock, b"xyz", ["MSG_OOB"]) == 3
     segment = next_data(connection.flow, within=ANSWER_S, why="the urgent data")
     tcp = segment[TCP]

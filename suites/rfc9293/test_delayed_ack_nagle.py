@@ -12,8 +12,9 @@ from scapy.layers.l2 import Ether
 from conformance.case import requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Received, Testbench
+from conformance.testbench.scenarios import Connection, open_passive
 from conformance.testbench.tcp import TcpFlow
-from conformance.testbench.tcp_data import Connection, next_data, open_to_dut
+from conformance.testbench.tcp_stream import next_data
 from conformance.testbench.templates import matches
 
 pytestmark = tcp_segment_choices
@@ -43,7 +44,7 @@ def small_segment_delays(connection: Connection, rounds: int) -> list[float]:
 @requirement("RFC9293-3.8.6.3b", "RFC1122-4.2.3.2b")
 def test_ack_is_delayed_by_less_than_half_a_second(dut: Dut, tb: Testbench) -> None:
     """Each of 20 small segments sent one at a time is acknowledged within 0.5 s."""
-    connection = open_to_dut(dut, tb, PORT, sport=43300)
+    connection = open_passive(dut, tb, PORT, sport=43300)
     delays = small_segment_delays(connection, 20)
     tb.observe("longest_ack_delay_s", max(delays))
     assert max(delays) < ACK_DEADLINE_S, (
@@ -55,7 +56,7 @@ def test_ack_is_delayed_by_less_than_half_a_second(dut: Dut, tb: Testbench) -> N
 def test_small_segments_share_a_delayed_ack(dut: Dut, tb: Testbench) -> None:
     """Pairs of small segments sent back to back: once past any quick-ACK start (up to
     16 rounds), some pair is acknowledged by one ACK (the ACK is delayed)."""
-    connection = open_to_dut(dut, tb, PORT, sport=43301)
+    connection = open_passive(dut, tb, PORT, sport=43301)
     flow = connection.flow
     acks_per_round = []
     for n in range(24):
@@ -109,7 +110,7 @@ def test_every_second_full_segment_is_acknowledged_without_delay(
     """Whenever two full-sized segments (the DUT's MSS), read by the application as they
     come, are unacknowledged, an ACK follows at once, not on the delayed-ACK timer: within
     half the delay the DUT takes for a lone small segment (or 10 ms, whichever is longer)."""
-    connection = open_to_dut(dut, tb, PORT, sport=43302)
+    connection = open_passive(dut, tb, PORT, sport=43302)
     flow = connection.flow
     mss = flow.dut_mss
     tb.observe("dut_mss", mss)
@@ -143,7 +144,7 @@ def test_every_second_full_segment_is_acknowledged_without_delay(
 
 def small_write_unacknowledged(dut: Dut, tb: Testbench, sport: int, *,
                                nodelay: bool) -> tuple[Connection, Received]:
-    connection = open_to_dut(dut, tb, PORT, sport=sport)
+    connection = open_passive(dut, tb, PORT, sport=sport)
     if nodelay:
         dut.setsockopt(connection.sock, "TCP_NODELAY", 1)
     assert dut.send(connection.sock, b"first") == 5

@@ -15,17 +15,17 @@ from scapy.layers.inet import IP, TCP
 from conformance.case import Errno, Received, requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Testbench, step
-from conformance.testbench.tcp import MOD, TcpFlow
-from conformance.testbench.tcp_states import (
+from conformance.testbench.scenarios import (
     HANDSHAKE,
-    checksum_is_valid,
     expect_dut_syn,
     flow_for_syn,
     listen,
     open_active,
     open_passive,
-    option_problems,
 )
+from conformance.testbench.tcp import TcpFlow
+from conformance.testbench.tcp_segments import checksum_is_valid, option_problems
+from conformance.testbench.tcp_sequence import MOD
 
 pytestmark = tcp_segment_choices
 

@@ -8,7 +8,7 @@ from conformance.case import Errno, Message, requirement
 from conformance.lab.addressing import REMOTE
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Testbench
-from conformance.testbench.tcp_data import open_to_dut
+from conformance.testbench.scenarios import open_passive
 
 PORT = 5180
 FIRST_HOP = "198.51.100.50"  # beyond the router, like REMOTE
@@ -75,7 +75,7 @@ def test_received_differentiated_services_field_may_be_passed_up(
 ) -> None:
     """Data arriving with TOS 0x28 on a connection with IP_RECVTOS: whether recvmsg tells
     the TOS, observed."""
-    connection = open_to_dut(dut, tb, PORT, sport=43800)
+    connection = open_passive(dut, tb, PORT, sport=43800)
     dut.setsockopt(connection.sock, "IP_RECVTOS", 1)
     segment = connection.flow.segment("PA", b"marked")
     segment[IP].tos = 0x28

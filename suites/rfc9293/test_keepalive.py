@@ -10,7 +10,8 @@ from scapy.layers.inet import TCP
 from conformance.case import requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Received, Testbench
-from conformance.testbench.tcp_data import Connection, open_to_dut, payload
+from conformance.testbench.scenarios import Connection, open_passive
+from conformance.testbench.tcp_stream import payload
 
 pytestmark = tcp_segment_choices
 
@@ -25,7 +26,7 @@ TOLERANCE_S = 0.1  # a probe may come this much early by the capture clock; late
 def test_keepalive_is_off_by_default(dut: Dut, tb: Testbench) -> None:
     """SO_KEEPALIVE is 0 on a new socket and on an accepted connection."""
     fresh = dut.getsockopt(dut.socket("tcp"), "SO_KEEPALIVE")
-    connection = open_to_dut(dut, tb, PORT, sport=43400)
+    connection = open_passive(dut, tb, PORT, sport=43400)
     accepted = dut.getsockopt(connection.sock, "SO_KEEPALIVE")
     tb.observe("so_keepalive", [fresh, accepted])
     assert fresh == 0 and accepted == 0, f"SO_KEEPALIVE {fresh} (new), {accepted} (accepted)"
@@ -34,7 +35,7 @@ def test_keepalive_is_off_by_default(dut: Dut, tb: Testbench) -> None:
 @requirement("RFC9293-3.8.4f", "RFC1122-4.2.3.6c")
 def test_keepalive_idle_time_defaults_to_at_least_two_hours(dut: Dut, tb: Testbench) -> None:
     """The default keep-alive idle time (TCP_KEEPIDLE) is at least 7200 s."""
-    connection = open_to_dut(dut, tb, PORT, sport=43401)
+    connection = open_passive(dut, tb, PORT, sport=43401)
     idle = dut.getsockopt(connection.sock, "TCP_KEEPIDLE")
     tb.observe("tcp_keepidle_s", idle)
     assert idle >= TWO_HOURS_S, f"TCP_KEEPIDLE defaults to {idle} s"
@@ -43,7 +44,7 @@ def test_keepalive_idle_time_defaults_to_at_least_two_hours(dut: Dut, tb: Testbe
 def keepalive_connection(dut: Dut, tb: Testbench, sport: int) -> tuple[Connection, Received]:
     """A connection with keep-alives on, 1 s idle time and 1 s interval; returns it and
     the last segment before it went idle (the tester's data, acknowledged by the DUT)."""
-    connection = open_to_dut(dut, tb, PORT, sport=sport)
+    connection = open_passive(dut, tb, PORT, sport=sport)
     for name, value in (("TCP_KEEPIDLE", IDLE_S), ("TCP_KEEPINTVL", INTERVAL_S),
                         ("TCP_KEEPCNT", 5), ("SO_KEEPALIVE", 1)):
         dut.setsockopt(connection.sock, name, value)

@@ -10,16 +10,15 @@ from scapy.layers.inet import TCP
 from conformance.case import Errno, requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Testbench, step
-from conformance.testbench.tcp import MOD, TcpFlow
-from conformance.testbench.tcp_states import (
-    HANDSHAKE,
+from conformance.testbench.scenarios import HANDSHAKE, enter_state, listen
+from conformance.testbench.tcp import TcpFlow
+from conformance.testbench.tcp_segments import (
     checksum_is_valid,
-    enter_state,
-    listen,
     option_problems,
     raw_segment,
     send_raw,
 )
+from conformance.testbench.tcp_sequence import MOD
 
 pytestmark = tcp_segment_choices
 

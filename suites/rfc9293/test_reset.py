@@ -6,8 +6,10 @@ from scapy.layers.inet import TCP
 from conformance.case import Errno, requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Testbench
-from conformance.testbench.tcp import MOD, TcpFlow
-from conformance.testbench.tcp_states import enter_state, listen
+from conformance.testbench.scenarios import enter_state, listen
+from conformance.testbench.tcp import TcpFlow
+from conformance.testbench.tcp_sequence import MOD
+from conformance.testbench.tcp_stream import recv_woken_by
 
 pytestmark = tcp_segment_choices
 
@@ -88,10 +90,8 @@ def test_rst_carrying_data_resets(dut: Dut, tb: Testbench) -> None:
 def test_rst_is_reported_to_a_blocked_recv(dut: Dut, tb: Testbench) -> None:
     """A recv waiting on the connection returns ECONNRESET when the RST arrives."""
     connection = enter_state(dut, tb, "ESTABLISHED", PORT)
-    blocked = dut.start("recv", sock=connection.sock, size=100, flags=[])
-    connection.flow.send("R", why="an RST at RCV.NXT")
-    assert blocked.wait(ANSWER_S), "the blocked recv was not woken by the reset"
-    assert blocked.result(timeout=ANSWER_S) == Errno("ECONNRESET")
+    answer = recv_woken_by(dut, connection, "R", why="an RST at RCV.NXT", what="the reset")
+    assert answer == Errno("ECONNRESET")
 
 
 RCVBUF = 2048
@@ -102,10 +102,8 @@ CHUNK = 1000
 def test_rst_is_processed_with_a_zero_window(dut: Dut, tb: Testbench) -> None:
     """With its receive window full (the application reads nothing), the DUT still
     acts on an RST at RCV.NXT."""
-    listener = dut.socket("tcp")
-    dut.setsockopt(listener, "SO_RCVBUF", RCVBUF)  # inherited by the accepted socket
-    dut.bind(listener, dut.ip, PORT)
-    dut.listen(listener, 8)
+    # SO_RCVBUF is inherited by the accepted socket.
+    listener = listen(dut, PORT, reuseaddr=False, rcvbuf=RCVBUF)
     flow = TcpFlow(tb, tb.host, sport=43107, dport=PORT)
     flow.connect(within=ANSWER_S)
     connection, _ = dut.accept(listener)

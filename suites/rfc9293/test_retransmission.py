@@ -14,16 +14,9 @@ from scapy.layers.inet import IP, TCP
 from conformance.case import Errno, requirement, slow, tcp_segment_choices
 from conformance.targets.dut import Dut, PendingCall
 from conformance.testbench.bench import ANSWER_S, Received, Testbench, step
+from conformance.testbench.scenarios import HANDSHAKE, Connection, knows_the_tester, open_passive
 from conformance.testbench.tcp import TcpFlow
-from conformance.testbench.tcp_data import (
-    Connection,
-    knows_the_tester,
-    next_data,
-    next_data_or_none,
-    open_to_dut,
-    payload,
-)
-from conformance.testbench.tcp_states import HANDSHAKE
+from conformance.testbench.tcp_stream import next_data, next_data_or_none, payload
 
 pytestmark = tcp_segment_choices
 
@@ -77,7 +70,7 @@ DATA = bytes(range(256)) * 40  # 10240 octets
 
 def unacknowledged_data(dut: Dut, tb: Testbench, sport: int, size: int = 100,
                         mss: int = 1460) -> tuple[Connection, Received]:
-    connection = open_to_dut(dut, tb, PORT, sport=sport, mss=mss)
+    connection = open_passive(dut, tb, PORT, sport=sport, mss=mss)
     assert dut.send(connection.sock, DATA[:size]) == size
     first = next_data(connection.flow, within=ANSWER_S, why="the data the tester will not ACK")
     return connection, first
@@ -118,7 +111,7 @@ def test_first_flight_is_within_the_initial_window(dut: Dut, tb: Testbench) -> N
     start allows: the first flight plus, for each ACK, min(octets it acknowledged,
     2 SMSS) (RFC 5681 3.1, RFC 3465 with L = 2 SMSS)."""
     mss = 1000
-    connection = open_to_dut(dut, tb, PORT, sport=43201, mss=mss)
+    connection = open_passive(dut, tb, PORT, sport=43201, mss=mss)
     flow = connection.flow
     # As much as the send buffer takes at once: more than the initial window, for sure.
     accepted = dut.send(connection.sock, DATA * 5, ["MSG_DONTWAIT"])
@@ -170,7 +163,7 @@ def test_third_duplicate_ack_triggers_fast_retransmit(dut: Dut, tb: Testbench) -
     """Three duplicate ACKs for the first of five segments bring its retransmission within
     0.1 s, well before the RTO (RFC 5681 3.2)."""
     mss = 1000
-    connection = open_to_dut(dut, tb, PORT, sport=43202, mss=mss)
+    connection = open_passive(dut, tb, PORT, sport=43202, mss=mss)
     flow = connection.flow
     assert dut.send(connection.sock, DATA[:5 * mss]) == 5 * mss
     segments = [next_data(flow, within=ANSWER_S, why=f"segment {n + 1} of 5")
@@ -197,7 +190,7 @@ USER_TIMEOUT_MS = 2000
 def test_user_timeout_aborts_a_connection_with_etimedout(dut: Dut, tb: Testbench) -> None:
     """With R2 set to 2 s (TCP_USER_TIMEOUT), data never acknowledged ends the connection
     with ETIMEDOUT, 2-8 s after the write (retransmissions on the way are recorded)."""
-    connection = open_to_dut(dut, tb, PORT, sport=43203)
+    connection = open_passive(dut, tb, PORT, sport=43203)
     dut.setsockopt(connection.sock, "TCP_USER_TIMEOUT", USER_TIMEOUT_MS)
     flow = connection.flow
     # The first transmission follows the write: R2 counted from the write is a lower

@@ -1,6 +1,6 @@
 """Segment arrival in the synchronized states (RFC 9293 3.10.7.4, 3.5.2, 3.5.3).
 
-Each case brings a connection the DUT accepted into one state (tcp_states.enter_state:
+Each case brings a connection the DUT accepted into one state (scenarios.enter_state:
 the DUT half-closes with shutdown(SHUT_WR), so its socket stays usable) and sends one
 segment: out of window, an RST in or out of the window, a SYN, a FIN. A connection that
 is gone answers an ACK-bearing segment with a reset (3.10.7.1, or 3.10.7.2 as its
@@ -13,13 +13,8 @@ from scapy.layers.inet import TCP
 from conformance.case import Errno, requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Testbench
-from conformance.testbench.tcp_states import (
-    FAR_AHEAD,
-    SYNCHRONIZED_STATES,
-    empty_ack_template,
-    enter_state,
-    far_ahead_segment,
-)
+from conformance.testbench.scenarios import SYNCHRONIZED_STATES, enter_state
+from conformance.testbench.tcp_segments import FAR_AHEAD, empty_ack_template, far_ahead_segment
 
 pytestmark = tcp_segment_choices
 

@@ -13,18 +13,16 @@ from scapy.layers.inet import ICMP, IP, TCP
 from conformance.case import Errno, Unsupported, requirement, tcp_segment_choices
 from conformance.targets.dut import Dut, PendingCall
 from conformance.testbench.bench import ANSWER_S, Received, Testbench, step
-from conformance.testbench.tcp import TcpFlow
-from conformance.testbench.tcp_data import (
+from conformance.testbench.scenarios import (
+    HANDSHAKE,
     Connection,
-    data_of,
     knows_the_tester,
-    next_data,
-    next_data_or_none,
-    open_from_dut,
-    open_to_dut,
-    payload,
+    listen,
+    open_active,
+    open_passive,
 )
-from conformance.testbench.tcp_states import HANDSHAKE
+from conformance.testbench.tcp import TcpFlow
+from conformance.testbench.tcp_stream import data_of, next_data, next_data_or_none, payload
 
 pytestmark = tcp_segment_choices
 
@@ -102,7 +100,7 @@ def test_icmp_error_reaches_only_the_connection_it_quotes(dut: Dut, tb: Testbenc
 def test_hard_error_aborts_an_established_connection(dut: Dut, tb: Testbench) -> None:
     """A port unreachable about an established connection's data aborts it: the
     application's next call fails (RFC 5461 4.1 notes many stacks ignore it instead)."""
-    connection = open_to_dut(dut, tb, PORT, sport=43003)
+    connection = open_passive(dut, tb, PORT, sport=43003)
     sent = dut_sends(connection, b"x" * 100, dut, "data the ICMP error will quote")
     answer_with_icmp(tb, sent, type=3, code=3, what="port unreachable")
     events = dut.poll(connection.sock, ["POLLIN"], timeout_ms=int(ANSWER_S * 1000))
@@ -166,7 +164,7 @@ def test_soft_error_does_not_abort_an_established_connection(
 ) -> None:
     """A soft ICMP error (destination unreachable 0, 1, 5; time exceeded; parameter
     problem) about an established connection's data does not abort the connection."""
-    connection = open_to_dut(dut, tb, PORT, sport=43000)
+    connection = open_passive(dut, tb, PORT, sport=43000)
     sent = dut_sends(connection, b"x" * 100, dut, "data the ICMP error will quote")
     answer_with_icmp(tb, sent, type=type_, code=code, what=f"ICMP type {type_} code {code}")
     tb.observe("so_error_after_icmp", str(dut.getsockopt(connection.sock, "SO_ERROR")))
@@ -179,7 +177,7 @@ def test_soft_error_does_not_abort_an_established_connection(
 def test_soft_error_is_made_available_to_the_application(dut: Dut, tb: Testbench) -> None:
     """A host unreachable about an established connection reaches the application that
     asked for error reports (IP_RECVERR on Linux): in SO_ERROR or the error queue."""
-    connection = open_to_dut(dut, tb, PORT, sport=43001)
+    connection = open_passive(dut, tb, PORT, sport=43001)
     dut.setsockopt(connection.sock, "IP_RECVERR", 1)
     sent = dut_sends(connection, b"x" * 100, dut, "data the ICMP error will quote")
     answer_with_icmp(tb, sent, type=3, code=1, what="host unreachable")
@@ -200,7 +198,7 @@ def test_soft_error_is_made_available_to_the_application(dut: Dut, tb: Testbench
 def test_source_quench_is_silently_discarded(dut: Dut, tb: Testbench) -> None:
     """A Source Quench about an established connection's data is ignored: no error for
     the application (not even with IP_RECVERR), and the connection carries on."""
-    connection = open_to_dut(dut, tb, PORT, sport=43002)
+    connection = open_passive(dut, tb, PORT, sport=43002)
     dut.setsockopt(connection.sock, "IP_RECVERR", 1)
     sent = dut_sends(connection, b"x" * 100, dut, "data the Source Quench will quote")
     answer_with_icmp(tb, sent, type=4, code=0, what="source quench")
@@ -221,7 +219,7 @@ DATA = bytes(range(256)) * 16  # 4096 octets, several full segments
 def full_segments_to_remote(dut: Dut, tb: Testbench) -> tuple[Connection, list[Received]]:
     """The DUT connects to a host beyond the router (MSS 1460) and sends DATA; the tester
     holds its ACKs, so the first flight stays unacknowledged."""
-    connection = open_from_dut(dut, tb, PORT, host=tb.remote)
+    connection = open_active(dut, tb, PORT, peer=tb.remote)
     assert dut.send(connection.sock, DATA) == len(DATA)
     first = next_data(connection.flow, within=ANSWER_S, why="the first full-sized segment")
     return connection, [first]
@@ -280,7 +278,7 @@ def test_datagram_too_big_lowers_the_segment_size(dut: Dut, tb: Testbench) -> No
 @requirement("RFC1191-2")
 def test_tcp_segments_carry_df(dut: Dut, tb: Testbench) -> None:
     """TCP segments are sent with DF set (path MTU discovery in use): recorded."""
-    connection = open_from_dut(dut, tb, PORT, host=tb.remote)
+    connection = open_active(dut, tb, PORT, peer=tb.remote)
     sent = dut_sends(connection, b"x" * 100, dut, "a data segment")
     assert connection.syn is not None
     # RFC 1191 2, RFC 9293 3.7.2: setting DF on TCP segments is the sender's choice.
@@ -318,9 +316,7 @@ LISTENER_PORT = 5111
 
 def listening(dut: Dut) -> tuple[int, PendingCall]:
     """A listener on every address of the DUT, with an accept() pending on it."""
-    listener = dut.socket("tcp")
-    dut.bind(listener, "0.0.0.0", LISTENER_PORT)
-    dut.listen(listener, 4)
+    listener = listen(dut, LISTENER_PORT, 4, addr="0.0.0.0", reuseaddr=False)
     return listener, dut.start("accept", sock=listener)
 
 

@@ -2,7 +2,7 @@
 
 The DUT serves a connection from the tester and closes first, so it is the one in
 TIME-WAIT, with its listener still open: a SYN that reopens the connection has a
-listener to reach. Bringing it there is a step (tcp_states.enter_state): a DUT that
+listener to reach. Bringing it there is a step (scenarios.enter_state): a DUT that
 never gets there fails that step, whatever the case observes.
 """
 
@@ -15,23 +15,14 @@ from scapy.layers.inet import TCP
 from conformance.case import Errno, TcpFlow, requirement, slow, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Received, Testbench, step
-from conformance.testbench.tcp import MOD
-from conformance.testbench.tcp_states import enter_state
+from conformance.testbench.scenarios import enter_state
+from conformance.testbench.tcp_sequence import MOD
 
 pytestmark = tcp_segment_choices
 
 PORT = 5003
 HALF_SEQUENCE_SPACE = 1 << 31
 TIME_WAIT_ACKS_FIN = "RFC9293-3.10.7.4b"
-
-
-def enter_time_wait(dut: Dut, tb: Testbench) -> tuple[TcpFlow, int, Received]:
-    """A connection the DUT closed first, the close finished: the DUT is in TIME-WAIT,
-    its socket closed. Returns the flow, the DUT's listener and the DUT's last ACK."""
-    connection = enter_state(dut, tb, "TIME-WAIT", PORT)
-    assert connection.listener is not None
-    dut.close(connection.sock)
-    return connection.flow, connection.listener, connection.flow.received[-1]
 
 
 def retransmit_fin(flow: TcpFlow, why: str) -> None:
@@ -68,7 +59,7 @@ def describe_answer(answer: Received | None) -> str:
 @requirement("RFC9293-3.10.7.4b")
 def test_time_wait_acknowledges_a_retransmitted_fin(dut: Dut, tb: Testbench) -> None:
     """In TIME-WAIT, the DUT acknowledges a retransmission of the peer's FIN."""
-    flow, _, _ = enter_time_wait(dut, tb)
+    flow = enter_state(dut, tb, "TIME-WAIT", PORT, close_socket=True).flow
     retransmit_fin(flow, "the tester's FIN again, as if the last ACK were lost")
     flow.expect("A", ack=flow.snd_nxt, within=ANSWER_S, why="the FIN acknowledged again")
 
@@ -76,7 +67,8 @@ def test_time_wait_acknowledges_a_retransmitted_fin(dut: Dut, tb: Testbench) -> 
 @requirement("RFC1122-4.2.2.13b", "RFC9293-3.6e")
 def test_new_syn_above_the_old_sequence_space_may_reopen(dut: Dut, tb: Testbench) -> None:
     """A SYN above the old connection's sequence space may reopen it from TIME-WAIT."""
-    flow, _, last_ack = enter_time_wait(dut, tb)
+    flow = enter_state(dut, tb, "TIME-WAIT", PORT, close_socket=True).flow
+    last_ack = flow.received[-1]  # the DUT's last ACK
     new_syn(flow, flow.snd_nxt + 100_000, "a new SYN, far above the old sequence space")
     answer = reopen_answer(flow, tb)
     tb.observe("answer_to_new_syn", describe_answer(answer), choice=True)  # RFC 1122 4.2.2.13
@@ -89,7 +81,8 @@ def test_reopened_connection_starts_above_the_old_sequence_space(
     dut: Dut, tb: Testbench
 ) -> None:
     """A connection reopened from TIME-WAIT starts above the old incarnation's sequence."""
-    flow, _, last_ack = enter_time_wait(dut, tb)
+    flow = enter_state(dut, tb, "TIME-WAIT", PORT, close_socket=True).flow
+    last_ack = flow.received[-1]  # the DUT's last ACK
     old_snd_nxt = last_ack[TCP].seq  # the DUT's last ACK carries its final SND.NXT
     new_syn(flow, flow.snd_nxt + 100_000, "a new SYN, far above the old sequence space")
     answer = reopen_answer(flow, tb)
@@ -104,7 +97,7 @@ def test_reopened_connection_starts_above_the_old_sequence_space(
 def test_old_duplicate_syn_does_not_reopen(dut: Dut, tb: Testbench) -> None:
     """An old duplicate SYN (the first connection's own) does not open a new connection:
     no SYN-ACK before the DUT answers a barrier."""
-    flow, _, _ = enter_time_wait(dut, tb)
+    flow = enter_state(dut, tb, "TIME-WAIT", PORT, close_socket=True).flow
     new_syn(flow, 0, "the first SYN again: an old duplicate")
     answer = reopen_answer(flow, tb)
     tb.observe("answer_to_old_syn", describe_answer(answer))
@@ -114,7 +107,7 @@ def test_old_duplicate_syn_does_not_reopen(dut: Dut, tb: Testbench) -> None:
 @requirement("RFC9293-3.10.7.4c")
 def test_rst_in_time_wait(dut: Dut, tb: Testbench) -> None:
     """An in-window RST in TIME-WAIT either closes it (RFC 9293) or is ignored (RFC 1337)."""
-    flow, _, _ = enter_time_wait(dut, tb)
+    flow = enter_state(dut, tb, "TIME-WAIT", PORT, close_socket=True).flow
     flow.send("R", why="an in-window RST, as a stray old segment could be")
     retransmit_fin(flow, "the tester's FIN again, to see whether TIME-WAIT survived")
     # Either way the FIN must be answered: by TIME-WAIT's ACK (3.10.7.4) or, the
@@ -131,8 +124,9 @@ def test_rst_in_time_wait(dut: Dut, tb: Testbench) -> None:
 def test_bind_to_a_time_wait_address(dut: Dut, tb: Testbench) -> None:
     """Binding the address of a TIME-WAIT connection fails with EADDRINUSE unless
     SO_REUSEADDR is set."""
-    _, listener, _ = enter_time_wait(dut, tb)
-    dut.close(listener)
+    connection = enter_state(dut, tb, "TIME-WAIT", PORT, close_socket=True)
+    assert connection.listener is not None
+    dut.close(connection.listener)
     plain = dut.socket("tcp")
     without_reuse = dut.bind(plain, dut.ip, PORT)
     reusing = dut.socket("tcp")
@@ -153,8 +147,10 @@ PROBE_INTERVAL_S = 0.5
 def test_time_wait_lasts_two_msl(dut: Dut, tb: Testbench, msl: float) -> None:
     """TIME-WAIT lasts at least 2 x MSL (MSL from --msl). Measured without touching the
     wire, which would restart the timer: bind() is retried until the address is free."""
-    _, listener, last_ack = enter_time_wait(dut, tb)
-    dut.close(listener)
+    connection = enter_state(dut, tb, "TIME-WAIT", PORT, close_socket=True)
+    assert connection.listener is not None
+    dut.close(connection.listener)
+    last_ack = connection.flow.received[-1]  # the DUT's last ACK
     probe = dut.socket("tcp")
     deadline = time.monotonic() + 4 * msl + 60
     pause = threading.Event()  # never set: a bounded pause between probes

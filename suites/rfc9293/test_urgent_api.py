@@ -12,8 +12,9 @@ from scapy.layers.inet import TCP
 from conformance.case import requirement
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Testbench
+from conformance.testbench.scenarios import open_passive
 from conformance.testbench.tcp import TcpFlow
-from conformance.testbench.tcp_data import data_of, open_to_dut, receive_stream
+from conformance.testbench.tcp_stream import data_of, receive_stream
 
 PORT = 5170
 NORMAL = b"normal data, "
@@ -40,7 +41,7 @@ def test_urgent_data_over_two_segments_is_read_inline_up_to_its_mark(
     to the end of the second, which has no URG) reach an SO_OOBINLINE reader whole:
     POLLPRI tells of them, the reads stop at the mark at their end, and once past it no
     urgent data remains."""
-    connection = open_to_dut(dut, tb, PORT, sport=43700)
+    connection = open_passive(dut, tb, PORT, sport=43700)
     flow, sock = connection.flow, connection.sock
     dut.setsockopt(sock, "SO_OOBINLINE", 1)
     tb.observe("so_oobinline", dut.getsockopt(sock, "SO_OOBINLINE"))
@@ -92,7 +93,7 @@ def test_urgent_data_longer_than_a_segment_points_after_its_last_octet(
 ) -> None:
     """3000 octets sent with MSG_OOB go out in several segments, each with URG and an
     urgent pointer to the octet after the last urgent one."""
-    connection = open_to_dut(dut, tb, PORT, sport=43701, mss=1000)
+    connection = open_passive(dut, tb, PORT, sport=43701, mss=1000)
     flow = connection.flow
     urgent = bytes(range(250)) * 12
     assert dut.send(connection.sock, urgent, ["MSG_OOB"]) == len(urgent)

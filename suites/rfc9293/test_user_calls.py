@@ -6,7 +6,7 @@ from scapy.layers.inet import IP, TCP
 from conformance.case import requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Testbench
-from conformance.testbench.tcp_states import expect_dut_syn, open_active
+from conformance.testbench.scenarios import expect_dut_syn, open_active
 
 pytestmark = tcp_segment_choices
 

@@ -17,12 +17,11 @@ from scapy.layers.l2 import Ether
 from conformance.case import requirement, tcp_segment_choices
 from conformance.targets.dut import Dut, Errno
 from conformance.testbench.bench import ANSWER_S, ExpectationFailed, Received, Testbench
-from conformance.testbench.tcp_data import (
-    Connection,
+from conformance.testbench.scenarios import Connection, open_passive
+from conformance.testbench.tcp_stream import (
     data_of,
     next_data,
     next_data_or_none,
-    open_to_dut,
     payload,
     receive_stream,
 )
@@ -47,7 +46,7 @@ def closed_window(dut: Dut, tb: Testbench, sport: int) -> tuple[Connection, byte
     """A connection whose peer (the tester) has closed its window; then the DUT's
     application writes DATA without blocking. Returns the connection and the data the
     send buffer took (all of DATA, or what a small buffer holds)."""
-    connection = open_to_dut(dut, tb, PORT, sport=sport, mss=MSS)
+    connection = open_passive(dut, tb, PORT, sport=sport, mss=MSS)
     connection.flow.send("A", why="window update: the tester's window is now zero", window=0)
     accepted = dut.send(connection.sock, DATA, ["MSG_DONTWAIT"])
     assert isinstance(accepted, int) and accepted > 0, f"a write of {len(DATA)}: {accepted}"
@@ -131,7 +130,7 @@ def fill_receive_window(
     """The tester sends data while the DUT's application reads nothing, in segments that
     fit the window the DUT advertises, until that window is zero. Returns the connection
     and the (relative ACK, window) of the SYN-ACK and of every ACK."""
-    connection = open_to_dut(dut, tb, PORT, sport=sport, rcvbuf=4096)
+    connection = open_passive(dut, tb, PORT, sport=sport, rcvbuf=4096)
     flow = connection.flow
     window = flow.received[0][TCP].window
     advertised = [(1, window)]
@@ -185,7 +184,7 @@ def shrunk_window(dut: Dut, tb: Testbench,
     ends at the end of the second: the right edge moves left of SND.NXT. Then the
     application writes more. Returns the connection, the flight, all the data written,
     and the index of the first frame captured after the flight."""
-    connection = open_to_dut(dut, tb, PORT, sport=sport, mss=MSS)
+    connection = open_passive(dut, tb, PORT, sport=sport, mss=MSS)
     flow = connection.flow
     assert dut.send(connection.sock, DATA[: 4 * MSS]) == 4 * MSS
     flight = [next_data(flow, within=ANSWER_S, why=f"segment {n + 1} of 4") for n in range(4)]

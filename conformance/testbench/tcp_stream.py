@@ -1,0 +1,100 @@
+"""The byte stream of a connection: the DUT's data segments read off the wire, and the
+DUT's application writing and reading while the tester acknowledges or sends.
+
+The connection comes from `scenarios` (`open_passive`, `open_active`); its flow learns the
+DUT's MSS and window from its SYN or SYN-ACK and every later segment.
+"""
+
+import base64
+import time
+
+from scapy.layers.inet import TCP
+
+from conformance.targets.dut import Dut
+from conformance.testbench.bench import ANSWER_S, ExpectationFailed, Received
+from conformance.testbench.scenarios import Connection
+from conformance.testbench.tcp import TcpFlow
+
+
+def payload(received: Received) -> bytes:
+    return bytes(received[TCP].payload)
+
+
+def next_data(flow: TcpFlow, *, within: float, why: str = "a data segment") -> Received:
+    """The next segment of the flow that carries data (pure ACKs on the way are skipped)."""
+    deadline = time.monotonic() + within
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ExpectationFailed(f"no data segment from the DUT within {within}s ({why})")
+        segment = flow.expect(within=remaining, why=why)
+        if len(segment[TCP].payload) > 0:
+            return segment
+
+
+def next_data_or_none(flow: TcpFlow, *, within: float, why: str) -> Received | None:
+    try:
+        return next_data(flow, within=within, why=why)
+    except ExpectationFailed:
+        return None
+
+
+def receive_stream(flow: TcpFlow, length: int, *, within: float, ack: bool = True,
+                   window: int | None = None) -> list[Received]:
+    """Data segments until the DUT's first `length` data octets have all arrived in order,
+    acknowledging each (unless `ack` is False). Returns every data segment seen."""
+    segments: list[Received] = []
+    while flow.rcv_nxt < 1 + length:
+        segment = next_data(flow, within=within, why=f"data up to octet {length}")
+        segments.append(segment)
+        if ack:
+            flow.send("A", why=f"ACK of the DUT's data up to {flow.rcv_nxt}", window=window)
+    return segments
+
+
+def dut_writes(dut: Dut, connection: Connection, data: bytes, *,
+               within: float = ANSWER_S) -> list[Received]:
+    """The DUT's application writes `data` while the tester receives and acknowledges it
+    all (a blocking send returns once the send buffer took the last octet, which a small
+    buffer does only as the tester acknowledges). Returns the data segments."""
+    sending = dut.start("send", sock=connection.sock, data=base64.b64encode(data).decode(),
+                         flags=[])
+    segments = receive_stream(connection.flow, len(data), within=within)
+    sent = sending.result(timeout=within)
+    assert sent == len(data), f"send of {len(data)} octets returned {sent}"
+    return segments
+
+
+def dut_reads(dut: Dut, connection: Connection, data: bytes, *, why: str,
+              within: float = ANSWER_S) -> None:
+    """The tester sends `data` as a conformant sender (the DUT's MSS and window) while the
+    DUT's application reads it (MSG_WAITALL, so the window reopens as it reads); the DUT
+    acknowledges all of it and the application gets it intact."""
+    flow = connection.flow
+    reading = dut.start("recv", sock=connection.sock, size=len(data), flags=["MSG_WAITALL"])
+    flow.send_data(data, why=why, within=within)
+    flow.expect("A", ack=flow.snd_nxt, within=within, why=f"the ACK of all of it ({why})")
+    received = reading.result(timeout=within)
+    assert received == data, (
+        f"the application read {len(received) if isinstance(received, bytes) else received}"
+        f" octets{' damaged' if isinstance(received, bytes) else ''} of {len(data)} ({why})")
+
+
+def recv_woken_by(dut: Dut, connection: Connection, flags: str, *, why: str,
+                  what: str) -> object:
+    """What a recv blocked on the connection returns once the tester sends a segment with
+    `flags` (`what` it is, for the failure message)."""
+    blocked = dut.start("recv", sock=connection.sock, size=100, flags=[])
+    connection.flow.send(flags, why=why)
+    assert blocked.wait(ANSWER_S), f"the blocked recv was not woken by {what}"
+    return blocked.result(timeout=ANSWER_S)
+
+
+def data_of(segments: list[Received], flow: TcpFlow) -> bytes:
+    """The byte stream the segments carry, reassembled by relative sequence number."""
+    stream: dict[int, int] = {}
+    for segment in segments:
+        start = flow.relative_seq(segment)
+        for offset, octet in enumerate(payload(segment)):
+            stream.setdefault(start + offset, octet)
+    return bytes(stream[index] for index in sorted(stream))
