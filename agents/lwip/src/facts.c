@@ -6,7 +6,10 @@
 #include "lwip/opt.h"
 #include "lwip/init.h"
 #include "lwip/priv/tcp_priv.h"
-#include "lwip/sockets.h"
+
+/* Not lwip/sockets.h: through Debian's posix/sockets.h it includes glibc's netinet/tcp.h,
+ * whose BSD `#define TCP_MSS 512` silently replaces lwipopts.h's 1460 (lwIP's tcp.c,
+ * which includes no socket header, is built with 1460). */
 
 #define FACT(name) json_object_set_new(facts, #name, json_integer((json_int_t)(name)))
 
