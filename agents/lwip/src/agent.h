@@ -38,7 +38,8 @@ extern const struct name_bit POLL_EVENTS[];
 const struct name_bit *find_name(const struct name_bit *table, const char *name);
 json_t *bit_names(int value, const struct name_bit *table);
 
-enum option_kind { OPT_INT, OPT_ERRNO_NAME, OPT_SOCKET_TYPE, OPT_LINGER };
+/* OPT_BOOL: lwIP answers the option's flag bit (SO_KEEPALIVE gives 8); sent as 0 or 1. */
+enum option_kind { OPT_INT, OPT_BOOL, OPT_ERRNO_NAME, OPT_SOCKET_TYPE, OPT_LINGER };
 
 struct socket_option {
     const char *name;

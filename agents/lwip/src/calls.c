@@ -611,6 +611,8 @@ static json_t *do_getsockopt(struct call_context *context)
     case OPT_SOCKET_TYPE:
         return reply_result(json_string(number == SOCK_STREAM ? "tcp"
                                         : number == SOCK_DGRAM ? "udp" : "other"));
+    case OPT_BOOL:
+        return reply_result(json_integer(number != 0));
     default:
         return reply_result(json_integer(number));
     }

@@ -88,11 +88,11 @@ json_t *bit_names(int value, const struct name_bit *table)
  * (LWIP_SO_LINGER), SO_ERROR, SO_TYPE, IP_TTL, IP_TOS, TCP_NODELAY and the keep-alive
  * times (LWIP_TCP_KEEPALIVE, in seconds). The rest is absent from lwIP. */
 static const struct socket_option OPTIONS[] = {
-    {"SO_REUSEADDR", SOL_SOCKET, SO_REUSEADDR, OPT_INT, true, NULL},
-    {"SO_KEEPALIVE", SOL_SOCKET, SO_KEEPALIVE, OPT_INT, true, NULL},
+    {"SO_REUSEADDR", SOL_SOCKET, SO_REUSEADDR, OPT_BOOL, true, NULL},
+    {"SO_KEEPALIVE", SOL_SOCKET, SO_KEEPALIVE, OPT_BOOL, true, NULL},
     {"SO_RCVBUF", SOL_SOCKET, SO_RCVBUF, OPT_INT, true, NULL},
     {"SO_SNDBUF", SOL_SOCKET, SO_SNDBUF, OPT_INT, true, NO("SO_SNDBUF (TCP_SND_BUF is fixed)")},
-    {"SO_BROADCAST", SOL_SOCKET, SO_BROADCAST, OPT_INT, true, NULL},
+    {"SO_BROADCAST", SOL_SOCKET, SO_BROADCAST, OPT_BOOL, true, NULL},
     {"SO_ERROR", SOL_SOCKET, SO_ERROR, OPT_ERRNO_NAME, false, NULL},
     {"SO_TYPE", SOL_SOCKET, SO_TYPE, OPT_SOCKET_TYPE, false, NULL},
     {"SO_LINGER", SOL_SOCKET, SO_LINGER, OPT_LINGER, true, NULL},
@@ -108,7 +108,7 @@ static const struct socket_option OPTIONS[] = {
     {"IP_MTU_DISCOVER", IPPROTO_IP, 0, OPT_INT, true,
      NO("IP_MTU_DISCOVER (no path MTU discovery)")},
     {"IP_MTU", IPPROTO_IP, 0, OPT_INT, false, NO("IP_MTU (no path MTU)")},
-    {"TCP_NODELAY", IPPROTO_TCP, TCP_NODELAY, OPT_INT, true, NULL},
+    {"TCP_NODELAY", IPPROTO_TCP, TCP_NODELAY, OPT_BOOL, true, NULL},
     {"TCP_MAXSEG", IPPROTO_TCP, 0, OPT_INT, true, NO("TCP_MAXSEG (TCP_MSS is fixed at build time)")},
     {"TCP_KEEPIDLE", IPPROTO_TCP, TCP_KEEPIDLE, OPT_INT, true, NULL},
     {"TCP_KEEPINTVL", IPPROTO_TCP, TCP_KEEPINTVL, OPT_INT, true, NULL},
