@@ -6,6 +6,9 @@
  *   CF_GATEWAY   the default gateway (optional)
  *   CF_MTU       the link MTU (default 1500)
  *   CF_ROUTES    "NET/LEN via GW[, NET/LEN via GW ...]" (optional; ';' also separates)
+ *   CF_TAP_FD    an open descriptor of the TAP device, inherited (optional: else the agent
+ *                opens CF_TAP itself, as tapif does)
+ *   CF_LWIP_NETIF  "tapif": Debian's tapif instead of the agent's netif (see tapnetif.c)
  * lwIP has one netif and one gateway per netif: every off-link destination goes to the
  * gateway. A route whose gateway is CF_GATEWAY (or, without CF_GATEWAY, the gateway of the
  * first route) is expressed by it; a route through another gateway cannot be, and is
@@ -27,6 +30,7 @@
 #include "lwip/sys.h"
 #include "lwip/tcpip.h"
 #include "netif/tapif.h"
+#include "tapnetif.h"
 
 static struct netif tap_netif;
 static json_t *applied; /* the configuration as applied */
@@ -139,9 +143,24 @@ bool start_stack(void)
         return false;
     }
 
-    /* tapif opens /dev/net/tun and attaches to this name (creating the device if it does
-     * not exist); with PRECONFIGURED_TAPIF set it does not run ifconfig on it. */
-    setenv("PRECONFIGURED_TAPIF", tap, 1);
+    bool use_tapif = strcmp(env("CF_LWIP_NETIF", ""), "tapif") == 0;
+    int inherited_fd = -1;
+    const char *fd_text = env("CF_TAP_FD", NULL);
+    if (use_tapif) {
+        /* tapif opens /dev/net/tun and attaches to this name (creating the device if it
+         * does not exist); with PRECONFIGURED_TAPIF set it does not run ifconfig on it. */
+        setenv("PRECONFIGURED_TAPIF", tap, 1);
+    } else {
+        if (fd_text != NULL && !parse_int(fd_text, 0, 1 << 20, &inherited_fd)) {
+            fprintf(stderr, "cf-lwip-agent: bad CF_TAP_FD\n");
+            return false;
+        }
+        int problem = tap_open(tap, inherited_fd);
+        if (problem) {
+            fprintf(stderr, "cf-lwip-agent: cannot attach to TAP device %s: %s\n", tap, strerror(problem));
+            return false;
+        }
+    }
 
     sys_sem_t ready;
     if (sys_sem_new(&ready, 0) != ERR_OK)
@@ -151,8 +170,8 @@ bool start_stack(void)
     sys_sem_free(&ready);
 
     LOCK_TCPIP_CORE();
-    struct netif *added = netif_add(&tap_netif, &address, &netmask, &gateway, NULL, tapif_init,
-                                    tcpip_input);
+    struct netif *added = netif_add(&tap_netif, &address, &netmask, &gateway, NULL,
+                                    use_tapif ? tapif_init : tap_netif_init, tcpip_input);
     if (added != NULL) {
         memcpy(tap_netif.hwaddr, mac, 6);
         tap_netif.hwaddr_len = 6;
@@ -174,7 +193,8 @@ bool start_stack(void)
     UNLOCK_TCPIP_CORE();
 
     char gateway_buffer[16];
-    applied = json_pack("{s:s, s:s, s:s, s:i, s:o, s:i, s:o, s:o, s:s}",
+    applied = json_pack("{s:s, s:s, s:s, s:s, s:i, s:o, s:i, s:o, s:o, s:s}",
+                        "netif", use_tapif ? "tapif (Debian liblwip)" : "cf-lwip-agent tapnetif (tapif with PBUF_RAM)",
                         "tap", tap, "mac", mac_text, "address", address_text, "prefix", prefix,
                         "gateway", have_gateway ? json_string(ip4addr_ntoa_r(&gateway, gateway_buffer,
                                                                              sizeof(gateway_buffer)))
