@@ -1,11 +1,12 @@
 /* The agent's TAP netif: the unix port's tapif, with one change. Debian's liblwip 2.1.3
- * does not agree with itself on the size of a PBUF_POOL buffer: the pool (memp.c) hands
- * out 592-octet buffers, the size that TCP_MSS 536 gives, while pbuf_alloc fills them as
- * if they held the 1460 of lwipopts.h. tapif reads each frame into PBUF_POOL pbufs, so
- * every frame longer than about 600 octets overruns the heap ("malloc(): corrupted top
- * size"; valgrind: an invalid write in pbuf_take from tapif's thread). This netif does
- * what tapif does but takes PBUF_RAM pbufs, sized to the frame. CF_LWIP_NETIF=tapif
- * selects Debian's tapif instead (to show the fault).
+ * does not agree with itself on the size of a PBUF_POOL buffer: the pool (memp.c)
+ * hands out 592-octet buffers (what opt.h's default TCP_MSS of 536 gives), while
+ * pbuf_alloc fills them as if they held the 1460 of lwipopts.h. tapif reads each
+ * frame into PBUF_POOL pbufs, so every frame longer than about 600 octets overruns
+ * the heap ("malloc(): corrupted top size"; valgrind: an invalid write in pbuf_take
+ * from tapif's thread). This netif does what tapif does but takes PBUF_RAM pbufs,
+ * sized to the frame. CF_LWIP_NETIF=tapif selects Debian's tapif instead (to show the
+ * fault).
  *
  * The device is opened as tapif opens it (/dev/net/tun, TUNSETIFF with IFF_TAP |
  * IFF_NO_PI on CF_TAP), or taken already open from CF_TAP_FD. */
