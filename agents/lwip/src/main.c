@@ -58,9 +58,11 @@ json_t *reply_error(const char *fmt, ...)
 /* Writes one response line; `id` is a JSON integer or null. Steals `reply`. */
 static void send_response(json_t *id, json_t *reply)
 {
-    json_object_set(reply, "id", id != NULL ? id : json_null());
-    char *line = json_dumps(reply, JSON_COMPACT);
+    json_t *response = json_pack("{s:O}", "id", id != NULL ? id : json_null());
+    json_object_update(response, reply);
     json_decref(reply);
+    char *line = json_dumps(response, JSON_COMPACT);
+    json_decref(response);
     pthread_mutex_lock(&output_lock);
     fputs(line, stdout);
     fputc('\n', stdout);
