@@ -146,10 +146,13 @@ def test_syn_carries_an_mss_option(dut: Dut, tb: Testbench) -> None:
 
 @requirement("RFC9293-3.8.2c")
 def test_ecn_setup_syn_is_answered_with_ece(dut: Dut, tb: Testbench) -> None:
-    """A SYN asking for ECN (ECE and CWR set) gets a SYN-ACK with ECE (RFC 3168 6.1.1)."""
+    """A SYN asking for ECN (ECE and CWR set) gets a SYN-ACK with ECE (RFC 3168 6.1.1).
+    The SYN carries a timestamp, as most clients' do: a listener answering with a SYN
+    cookie (RFC 4987) can keep its ECN agreement only there."""
     listen(dut, PORT, 4, reuseaddr=False)
     flow = TcpFlow(tb, tb.host, sport=43607, dport=PORT)
-    flow.send("SEC", options=[("MSS", 1460)], why="SYN with ECE and CWR: ECN setup")
+    flow.send("SEC", options=[("MSS", 1460), ("Timestamp", (1, 0))],
+              why="SYN with ECE and CWR: ECN setup")
     with step(HANDSHAKE, "a listener answers an ECN-setup SYN"):
         synack = flow.expect(ack=flow.snd_nxt, within=ANSWER_S,
                              why="the SYN-ACK, with or without ECE")
