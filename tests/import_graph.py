@@ -9,6 +9,7 @@ function: a cycle that only the type checker sees still ties the modules togethe
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -50,6 +51,7 @@ def _imported_names(path: Path, name: str) -> Iterator[str]:
             yield from (f"{stem}.{alias.name}" for alias in node.names)
 
 
+@functools.cache
 def graph() -> dict[str, set[str]]:
     """Module -> the project modules it imports (a `from a import b` of a module b
     counts as importing a.b)."""
