@@ -19,6 +19,7 @@ import click
 from conformance import __version__
 from conformance.cli_options import (
     ConformanceGroup,
+    agent_option,
     catalogue_option,
     fail,
     keyword_option,
@@ -66,7 +67,10 @@ def _require_environment() -> None:
 
 @cli.command()
 @click.option("--target", default="ref", show_default=True, metavar="NAME",
-              help="The device under test: ref (the reference stack) or linux.")
+              help="The device under test: ref (the reference stack), linux, lwip, "
+              "external (with --agent) or a target a package registers.")
+@agent_option("external: the agent of the stack under test, as a shell would split it "
+              "(docs/agent-protocol.md).")
 @keyword_option("Only cases whose name matches EXPR (pytest -k syntax).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Run directory [default: pcaps/runs/<YYYYmmdd-HHMMSS>].")
@@ -85,13 +89,15 @@ def _require_environment() -> None:
               "(how `compare --targets` starts each run).")
 @click.pass_context
 def run(
-    ctx: click.Context, target: str, keyword: str | None, out: Path | None,
-    sysctls: dict[str, str], ref_settings: dict[str, str], slow: bool, workers: int,
+    ctx: click.Context, target: str, agent: tuple[str, ...], keyword: str | None,
+    out: Path | None, sysctls: dict[str, str], ref_settings: dict[str, str], slow: bool,
+    workers: int,
     expectations: Path | None, catalogue: Path | None, as_json: bool, spec_json: str | None,
 ) -> None:
     """Run the suites against a target and keep the evidence of every case."""
     spec = RunSpec.from_json(spec_json) if spec_json is not None else build_spec(
-        target, TargetOptions(sysctls, ref_settings), out=out, keyword=keyword, slow=slow,
+        target, TargetOptions(sysctls, ref_settings, agent=agent), out=out, keyword=keyword,
+        slow=slow,
         workers=workers, expectations=expectations, catalogue=catalogue)
     _require_environment()
     spec = spec.placed()
@@ -207,11 +213,12 @@ def _split_targets(
               help="With --targets: cases run in parallel (pytest-xdist) [default: 1].")
 @sysctl_option("With --targets: set a net.* sysctl inside the linux DUT's namespace.")
 @ref_setting_option("With --targets: set a reference-stack setting for the ref DUT.")
+@agent_option("With --targets: the agent of the external target.")
 @catalogue_option("With --targets: requirement catalogue")
 def compare(
     run_a: Path | None, run_b: Path | None, targets: list[str] | None, out: Path | None,
     keyword: str | None, slow: bool, workers: int | None, sysctls: dict[str, str],
-    ref_settings: dict[str, str], catalogue: Path | None,
+    ref_settings: dict[str, str], agent: tuple[str, ...], catalogue: Path | None,
 ) -> None:
     """Compare two runs case by case: verdicts, and the observations that differ.
 
@@ -240,7 +247,7 @@ def compare(
         given = [name for name, value in {
             "-k": keyword, "--slow": slow or None, "--workers": workers,
             "--sysctl": sysctls or None, "--ref-setting": ref_settings or None,
-            "--catalogue": catalogue}.items() if value is not None]
+            "--agent": agent or None, "--catalogue": catalogue}.items() if value is not None]
         if run_a is None or run_b is None:
             raise click.UsageError("compare needs two runs (RUN_A RUN_B) or --targets A,B")
         if given:
@@ -250,7 +257,8 @@ def compare(
     else:
         if run_a is not None or run_b is not None:
             raise click.UsageError("give either RUN_A RUN_B or --targets A,B, not both")
-        specs = target_specs(targets, TargetOptions(sysctls, ref_settings), out=out,
+        specs = target_specs(targets, TargetOptions(sysctls, ref_settings, agent=agent),
+                             out=out,
                              keyword=keyword, slow=slow, workers=workers or 1,
                              catalogue=catalogue)  # usage first, before any lab
         _require_environment()

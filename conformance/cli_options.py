@@ -11,6 +11,7 @@ import click
 
 from conformance.errors import EnvironmentProblem, HarnessError, UsageError
 from conformance.run.session import RunEnded
+from conformance.targets.external import parse_agent
 from conformance.targets.linux import parse_sysctls
 from conformance.targets.ref import parse_settings
 from conformance.verdicts import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_USAGE
@@ -52,10 +53,9 @@ class ConformanceGroup(click.Group):
 
 
 
-def _parsed_by(parse: Callable[[tuple[str, ...]], dict[str, str]]) -> Callable[..., Any]:
-    """A click callback: NAME=VALUE assignments checked by the target that takes them."""
-    def callback(ctx: click.Context, param: click.Parameter,
-                 values: tuple[str, ...]) -> dict[str, str]:
+def _parsed_by(parse: Callable[[Any], Any]) -> Callable[..., Any]:
+    """A click callback: the option's value checked by the target that takes it."""
+    def callback(ctx: click.Context, param: click.Parameter, values: Any) -> Any:
         try:
             return parse(values)
         except UsageError as error:
@@ -76,6 +76,11 @@ def sysctl_option(help: str) -> Decorator:
 def ref_setting_option(help: str) -> Decorator:
     return click.option("--ref-setting", "ref_settings", multiple=True, metavar="NAME=VALUE",
                         callback=_parsed_by(parse_settings), help=help)
+
+
+def agent_option(help: str) -> Decorator:
+    return click.option("--agent", "agent", metavar="CMD", callback=_parsed_by(parse_agent),
+                        help=help)
 
 
 def keyword_option(help: str) -> Decorator:

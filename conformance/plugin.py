@@ -21,7 +21,7 @@ from conformance import __version__
 from conformance.agent.client import Unsupported
 from conformance.errors import HarnessError, UsageError
 from conformance.evidence.record import CaseRecord
-from conformance.evidence.writer import write_case_evidence
+from conformance.evidence.writer import read_case_documents, write_case_evidence
 from conformance.expectations import Deviation, judge_expectation
 from conformance.lab.netns import Lab, cleanup_labs, install_exit_handlers
 from conformance.report.results import gather_results, write_junit, write_results
@@ -32,6 +32,7 @@ from conformance.run.spec import RunSpec, build_spec
 from conformance.targets import get_target
 from conformance.targets.base import StartedDut, TargetOptions
 from conformance.targets.dut import Dut
+from conformance.targets.external import parse_agent
 from conformance.targets.linux import parse_sysctls
 from conformance.targets.ref import parse_settings
 from conformance.testbench.bench import StepFailed, Testbench
@@ -66,6 +67,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="apply FUNCTION(host) from FILE to the reference stack before the "
                     "case (repeatable, applied in order): how the project's tests break it "
                     "on purpose")
+    group.addoption("--agent", help="the external target's agent command line")
     group.addoption("--expectations", help="expectations file (default: "
                     "suites/expectations/<target>.toml)")
     group.addoption("--catalogue", help="requirement catalogue (default suites/requirements/)")
@@ -99,7 +101,11 @@ def _spec_from_options(config: pytest.Config) -> RunSpec:
         settings = parse_settings(config.getoption("ref_setting"))
     except UsageError as error:
         raise pytest.UsageError(f"--ref-setting {error}") from error
-    options = TargetOptions(sysctls, settings, tuple(config.getoption("ref_patch")))
+    try:
+        agent = parse_agent(config.getoption("agent"))
+    except UsageError as error:
+        raise pytest.UsageError(str(error)) from error
+    options = TargetOptions(sysctls, settings, tuple(config.getoption("ref_patch")), agent)
     return build_spec(
         str(config.getoption("target")), options,
         out=Path(out) if out else layout.RUNS_DIRECTORY / layout.run_stamp(),
@@ -198,6 +204,7 @@ def conformance_case(request: pytest.FixtureRequest) -> Iterator[CaseContext]:
         capture = tb.capture
         record.environment["sysctls_applied"] = run.spec.options.sysctls
         record.environment["ref_settings_applied"] = run.spec.options.settings
+        record.environment["agent_hello"] = started.hello
         yield CaseContext(Dut(started.agent, record, started.host), tb, record)
     finally:
         try:
@@ -348,6 +355,20 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     layout.purge_run_files(run.directory)
 
 
+def target_facts(run: RunConfig) -> dict[str, Any]:
+    """The target's own description, with what its agent said of itself in `hello`
+    (lwIP's build options, ...) as the first case that started it recorded."""
+    facts = get_target(run.target).describe()
+    if run.spec.options.agent:
+        facts["agent_command"] = list(run.spec.options.agent)
+    for document in read_case_documents(run.directory):
+        hello = document.get("environment", {}).get("agent_hello")
+        if hello:
+            facts["agent_hello"] = hello
+            break
+    return facts
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = _run_config(session.config)
     if run is None or not _is_controller(session.config) or session.config.option.collectonly:
@@ -359,7 +380,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "finished": datetime.datetime.now(datetime.UTC).isoformat(),
         "tool_version": __version__,
         "kernel_release": os.uname().release,
-        "target_facts": get_target(run.target).describe(),
+        "target_facts": target_facts(run),
         "sysctls_applied": run.spec.options.sysctls,
         "ref_settings_applied": run.spec.options.settings,
         "ref_patch": list(run.spec.options.patches),

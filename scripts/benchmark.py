@@ -52,7 +52,7 @@ def lab_overhead(count: int) -> dict[str, dict[str, float]]:
         stamps.append(time.perf_counter())
         lab.add_tap(host=addressing.DUT)
         stamps.append(time.perf_counter())
-        agent = target.start_agent(lab)
+        agent, _ = target.start_agent(lab)
         stamps.append(time.perf_counter())
         agent.close()
         lab.remove()

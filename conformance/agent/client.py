@@ -7,10 +7,11 @@ exception: `Unsupported` (not applicable) or `AgentError` (a harness fault).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
-import itertools
 import json
 import os
+import signal
 import subprocess
 import tempfile
 import threading
@@ -85,23 +86,27 @@ class AgentClient:
     """One agent process, driven over its stdin and stdout."""
 
     def __init__(
-        self, argv: list[str], *, name: str = "agent", pass_fds: tuple[int, ...] = ()
+        self, argv: list[str], *, name: str = "agent", pass_fds: tuple[int, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
+        # Lines on stdout that break the protocol; the first one ends the session.
+        self.protocol_faults: list[str] = []
         # Kept open for the life of the client: stderr_text reads it after close().
         self._stderr = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115
         # O_APPEND: the agent's writes never land where our reads left the shared offset.
         flags = fcntl.fcntl(self._stderr.fileno(), fcntl.F_GETFL)
         fcntl.fcntl(self._stderr.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
         try:
+            # A session of its own: close() ends the agent's children with it.
             self._process = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-                pass_fds=pass_fds,
+                pass_fds=pass_fds, env=env, start_new_session=True,
             )
         except OSError as exc:
             self._stderr.close()
             raise AgentError(f"{name}: cannot start {argv!r}: {exc}") from exc
-        self._ids = itertools.count(1)
+        self._next_id = 1  # the id the next request gets
         self._lock = threading.Lock()  # guards _waiters, _gone and the writes to stdin
         self._waiters: dict[int, _Waiter] = {}
         self._gone: str | None = None  # why no further response can come
@@ -114,6 +119,11 @@ class AgentClient:
     @property
     def pid(self) -> int:
         return self._process.pid
+
+    @property
+    def exit_status(self) -> int | None:
+        """The agent's exit status; None while it runs."""
+        return self._process.poll()
 
     @property
     def stderr_text(self) -> str:
@@ -159,6 +169,9 @@ class AgentClient:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        # Whatever the agent started and left behind goes with it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._process.pid, signal.SIGKILL)
         self._reader.join(timeout)
         self._fail_all(f"agent closed (exit status {self._process.returncode})", gone=True)
         if not self._reader.is_alive() and self._process.stdout is not None:
@@ -173,7 +186,8 @@ class AgentClient:
         with self._lock:
             if self._gone is not None:
                 raise AgentError(f"{self.name}: cannot send {call}: {self._gone}")
-            request_id = next(self._ids)
+            request_id = self._next_id
+            self._next_id += 1
             request["id"] = request_id
             waiter = _Waiter(request_id, call)
             self._waiters[request_id] = waiter
@@ -223,20 +237,30 @@ class AgentClient:
             try:
                 response = json.loads(line)
             except ValueError:
-                self._fail_all(f"agent wrote a line that is not JSON: {line[:200]!r}")
+                self._protocol_fault(f"agent wrote a line that is not JSON: {line[:200]!r}")
                 continue
             request_id = response.get("id") if isinstance(response, dict) else None
             if not isinstance(request_id, int):  # cannot be paired with any request
-                self._fail_all(f"agent sent a response without an id: {response!r}")
+                self._protocol_fault(f"agent sent a response without an id: "
+                                     f"{str(response)[:200]}")
                 continue
             with self._lock:
                 waiter = self._waiters.pop(request_id, None)
-            if waiter is not None:  # None: a call that timed out, answered late
+                known = 0 < request_id < self._next_id
+            if waiter is not None:
                 waiter.deliver(response)
+            elif not known:  # an unknown id (a known one: a call that timed out, late)
+                self._protocol_fault(f"agent answered id {request_id}, never asked")
         try:
             why = f"agent exited with status {self._process.wait(timeout=1.0)}"
         except subprocess.TimeoutExpired:
             why = "agent closed its output"
+        self._fail_all(why, gone=True)
+
+    def _protocol_fault(self, why: str) -> None:
+        """Output that is not a response: the agent cannot be trusted with any further
+        call (the docs: nothing but responses on stdout), so every call fails."""
+        self.protocol_faults.append(why)
         self._fail_all(why, gone=True)
 
     def _fail_all(self, why: str, *, gone: bool = False) -> None:

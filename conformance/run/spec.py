@@ -62,6 +62,7 @@ class RunSpec:
         for name in ("out", "expectations", "catalogue"):
             fields[name] = None if fields[name] is None else str(fields[name])
         fields["options"]["patches"] = list(self.options.patches)
+        fields["options"]["agent"] = list(self.options.agent)
         return json.dumps(fields)
 
     @classmethod
@@ -71,7 +72,8 @@ class RunSpec:
         paths = {name: None if fields[name] is None else Path(fields[name])
                  for name in ("out", "expectations", "catalogue")}
         return cls(**{**fields, **paths}, options=TargetOptions(
-            options["sysctls"], options["settings"], tuple(options["patches"])))
+            options["sysctls"], options["settings"], tuple(options["patches"]),
+            tuple(options["agent"])))
 
 
 def build_spec(

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from conformance.agent.client import AgentClient
+from conformance.errors import HarnessError
 from conformance.lab.addressing import Host
 from conformance.lab.netns import Lab
 from conformance.wire.capture import Wire
@@ -17,6 +18,7 @@ class StartedDut:
     wire: Wire
     agent: AgentClient
     lab: Lab
+    hello: dict[str, Any] = field(default_factory=dict)  # the agent's answer to hello
 
     def snapshot(self) -> dict[str, Any]:
         """The DUT's state for the evidence (sockets, settings); never fails the case."""
@@ -39,6 +41,7 @@ class TargetOptions:
     sysctls: dict[str, str] = field(default_factory=dict)  # linux: net.* sysctls
     settings: dict[str, str] = field(default_factory=dict)  # ref: stack.settings.Settings
     patches: tuple[str, ...] = ()  # ref: FILE:FUNCTION applied to the stack, in order (tests)
+    agent: tuple[str, ...] = ()  # external: the agent's command line
 
 
 class Target(Protocol):
@@ -62,3 +65,23 @@ class Target(Protocol):
     def describe(self) -> dict[str, Any]:
         """Facts for the run header (kernel release, stack version, ...)."""
         ...
+
+
+def start_agent(
+    argv: list[str], *, name: str, pass_fds: tuple[int, ...] = (),
+    env: dict[str, str] | None = None,
+) -> tuple[AgentClient, dict[str, Any]]:
+    """An agent process, started and greeted: its client and its answer to `hello`.
+    HarnessError, with the agent's stderr, when it does not start or speaks another
+    protocol."""
+    agent = AgentClient(argv, name=name, pass_fds=pass_fds, env=env)
+    try:
+        hello = agent.hello()
+        if hello.get("protocol") != 1:
+            raise HarnessError(f"it speaks protocol {hello.get('protocol')!r}, not 1")
+    except Exception as error:
+        agent.close()
+        stderr = agent.stderr_text.strip()[-2000:]
+        raise HarnessError(f"the {name} did not start: {error}"
+                           + (f"\nits stderr:\n{stderr}" if stderr else "")) from error
+    return agent, hello

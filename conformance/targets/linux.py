@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from conformance.agent.client import AgentClient
-from conformance.errors import HarnessError, UsageError
+from conformance.errors import UsageError
 from conformance.lab import addressing
 from conformance.lab.netns import Lab
-from conformance.targets.base import StartedDut, TargetOptions
+from conformance.targets.base import StartedDut, TargetOptions, start_agent
 from conformance.wire.capture import TapWire
 
 
@@ -40,6 +40,8 @@ class LinuxTarget:
             raise UsageError("--ref-setting applies to the ref target only")
         if options.patches:
             raise UsageError("--ref-patch applies to the ref target only")
+        if options.agent:
+            raise UsageError("--agent applies to the external target only")
 
     def applicable(self, options: TargetOptions) -> TargetOptions:
         return TargetOptions(sysctls=options.sysctls)
@@ -52,24 +54,16 @@ class LinuxTarget:
             routes=[(str(addressing.OFF_LINK), addressing.ROUTER.ip)],
             mtu=addressing.LINK_MTU,
         )
-        agent = self.start_agent(lab)
-        return StartedDut(host=addressing.DUT, wire=TapWire(fd), agent=agent, lab=lab)
+        agent, hello = self.start_agent(lab)
+        return StartedDut(host=addressing.DUT, wire=TapWire(fd), agent=agent, lab=lab,
+                          hello=hello)
 
-    def start_agent(self, lab: Lab) -> AgentClient:
+    def start_agent(self, lab: Lab) -> tuple[AgentClient, dict[str, Any]]:
         """The Linux agent inside the lab's namespace, checked with `hello`."""
-        agent = AgentClient(
+        return start_agent(
             [sys.executable, "-m", "conformance.agent.linux", "--netns", lab.name],
             name=f"linux agent in {lab.name}",
         )
-        try:
-            hello = agent.hello()
-        except Exception as error:
-            agent.close()
-            raise HarnessError(f"the Linux agent did not start: {error}") from error
-        if hello.get("protocol") != 1:
-            agent.close()
-            raise HarnessError(f"the Linux agent speaks protocol {hello.get('protocol')}")
-        return agent
 
     def describe(self) -> dict[str, Any]:
         uname = os.uname()

@@ -12,11 +12,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from conformance import __version__
-from conformance.agent.client import AgentClient
 from conformance.errors import HarnessError, UsageError
 from conformance.lab import addressing
 from conformance.lab.netns import Lab
-from conformance.targets.base import StartedDut, TargetOptions
+from conformance.targets.base import StartedDut, TargetOptions, start_agent
 from conformance.wire.packet_socket import PacketSocketWire
 from stack.settings import Settings
 
@@ -42,6 +41,8 @@ class RefTarget:
     def check_options(self, options: TargetOptions) -> None:
         if options.sysctls:
             raise UsageError("--sysctl applies to the linux target only")
+        if options.agent:
+            raise UsageError("--agent applies to the external target only")
 
     def applicable(self, options: TargetOptions) -> TargetOptions:
         return TargetOptions(settings=options.settings, patches=options.patches)
@@ -61,17 +62,13 @@ class RefTarget:
             argv += ["--setting", f"{name}={value}"]
         for patch in options.patches:
             argv += ["--patch", patch]
-        agent = AgentClient(argv, name=f"reference stack in {lab.name}", pass_fds=(tap_fd,))
         try:
-            hello = agent.hello()
-            if hello.get("protocol") != 1:
-                raise HarnessError(f"it speaks protocol {hello.get('protocol')}")
-        except Exception as error:
-            agent.close()
+            agent, hello = start_agent(argv, name=f"reference stack in {lab.name}",
+                                       pass_fds=(tap_fd,))
+        except HarnessError:
             wire.close()
-            stderr = agent.stderr_text.strip()[-2000:]
-            raise HarnessError(f"the reference stack did not start: {error}\n{stderr}") from error
-        return StartedDut(host=addressing.DUT, wire=wire, agent=agent, lab=lab)
+            raise
+        return StartedDut(host=addressing.DUT, wire=wire, agent=agent, lab=lab, hello=hello)
 
     def describe(self) -> dict[str, Any]:
         return {"stack": "ref", "version": __version__, "python": platform.python_version()}
