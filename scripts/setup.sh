@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # Install everything the tester needs on a Debian machine, as root: tshark (Wireshark's
-# dissectors, for evidence cross-checks), iproute2, and this package with its Python
-# dependencies. Safe to run again.
+# dissectors, for evidence cross-checks), iproute2, this package with its Python
+# dependencies, and the lwIP agent (lwIP 2.1.3 from liblwip-dev, JSON from libjansson,
+# built with gcc: agents/lwip/build/cf-lwip-agent). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v tshark >/dev/null || ! command -v capinfos >/dev/null || ! command -v ip >/dev/null; then
+DEBIAN_PACKAGES=(tshark iproute2 gcc make pkg-config liblwip-dev libjansson-dev)
+missing=()
+for package in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' \
+    || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq tshark iproute2 >/dev/null
+  apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+make -s -C agents/lwip
 
 # A Debian system Python marks itself externally managed; this machine is a lab box.
 export PIP_BREAK_SYSTEM_PACKAGES=1
