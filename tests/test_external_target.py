@@ -1,0 +1,190 @@
+"""External targets: any stack's agent as the DUT (docs/agent-protocol.md, "External
+targets"), targets registered by other packages, and the lwip target.
+
+Offline tests check the command line and the entry point group; privileged tests run
+real cases against the real lwIP agent, as `--target external --agent CMD`, as a target
+a package registers, and as `--target lwip`.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from conformance import cli
+from conformance.errors import UsageError
+from conformance.targets import get_target, registered_targets
+from conformance.targets.external import LWIP_AGENT, ExternalTarget, parse_agent, substitute
+from conformance.verdicts import EXIT_ENVIRONMENT, EXIT_OK, EXIT_USAGE
+
+REPO = Path(__file__).resolve().parents[1]
+CHECKSUM_CASE = "rfc768/test_udp.py::test_sent_datagrams_carry_a_correct_checksum"
+PORTS_CASE = "rfc768/test_udp.py::test_datagrams_go_to_the_destination_port_and_replies_to_the_source_port"
+CASES = "test_sent_datagrams_carry_a_correct_checksum or test_datagrams_go_to_the_destination"
+RUN_TIMEOUT_S = 300.0
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(cli.cli, list(args), env={"COLUMNS": "400"},
+                              catch_exceptions=False)
+
+
+# --- offline ---------------------------------------------------------------------------
+
+
+def test_the_agent_command_is_split_as_a_shell_splits_it() -> None:
+    assert parse_agent("/opt/agent --name 'my stack' -v") == (
+        "/opt/agent", "--name", "my stack", "-v")
+    assert parse_agent(None) == ()
+    with pytest.raises(UsageError, match="empty"):
+        parse_agent("  ")
+    with pytest.raises(UsageError, match="quotation"):
+        parse_agent("agent 'unbalanced")
+
+
+def test_placeholders_take_the_values_of_the_lab_variables() -> None:
+    environment = {"CF_TAP_FD": "5", "CF_DUT_ADDR": "192.0.2.1", "CF_PREFIX": "24"}
+    assert substitute(["agent", "--fd={CF_TAP_FD}", "{CF_DUT_ADDR}/{CF_PREFIX}", "{CF_NONE}",
+                       '{"json": 1}'], environment) == [
+        "agent", "--fd=5", "192.0.2.1/24", "{CF_NONE}", '{"json": 1}']
+
+
+def test_external_without_an_agent_is_a_usage_error() -> None:
+    result = invoke("run", "--target", "external")
+    assert result.exit_code == EXIT_USAGE
+    assert "--target external needs --agent CMD" in result.output
+
+
+@pytest.mark.parametrize("target", ["ref", "linux", "lwip"])
+def test_agent_applies_to_the_external_target_only(target: str) -> None:
+    result = invoke("run", "--target", target, "--agent", "/bin/true")
+    assert result.exit_code == EXIT_USAGE
+    assert "--agent applies to the external target only" in result.output
+
+
+def test_a_missing_agent_is_an_environment_problem() -> None:
+    result = invoke("run", "--target", "external", "--agent", "/no/such/agent --flag")
+    assert result.exit_code == EXIT_ENVIRONMENT
+    assert "/no/such/agent: no such executable" in result.output
+
+
+def test_compare_of_two_runs_takes_no_agent(tmp_path: Path) -> None:
+    result = invoke("compare", str(tmp_path), str(tmp_path), "--agent", "/bin/true")
+    assert result.exit_code == EXIT_USAGE
+    assert "--agent: only with --targets" in result.output
+
+
+def write_distribution(root: Path, entry_points: str, modules: dict[str, str]) -> None:
+    """An installed distribution as importlib.metadata finds it on sys.path."""
+    info = root / "mystack_conformance-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: mystack-conformance\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[conformance.targets]\n{entry_points}")
+    for name, text in modules.items():
+        (root / f"{name}.py").write_text(text)
+
+
+MYSTACK_MODULE = f"""
+from conformance.targets.external import ExternalTarget
+
+
+def target():
+    return ExternalTarget("mystack", [{str(LWIP_AGENT)!r}], facts={{"version": "1.4"}})
+"""
+
+
+def test_a_package_registers_a_target_by_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_distribution(tmp_path, "mystack = mystack_target:target\n"
+                       "ref = mystack_target:target\nbroken = no_such_module:target\n",
+                       {"mystack_target": MYSTACK_MODULE})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    targets = registered_targets()
+    assert {"ref", "linux", "lwip", "external", "mystack", "broken"} <= set(targets)
+    mystack = get_target("mystack")
+    assert isinstance(mystack, ExternalTarget)
+    assert mystack.name == "mystack"
+    assert mystack.describe()["version"] == "1.4"
+    assert type(get_target("ref")).__name__ == "RefTarget"  # a built-in name stays built-in
+    with pytest.raises(UsageError, match="'broken' .*no_such_module.* cannot be loaded"):
+        get_target("broken")
+    with pytest.raises(UsageError, match="known: .*mystack"):
+        get_target("nosuch")
+
+
+# --- privileged: real cases on the real lwIP agent -------------------------------------
+
+
+def run_conformance(*args: str, cwd: Path,
+                    env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    completed = subprocess.run([sys.executable, "-m", "conformance.cli", *args], cwd=cwd,
+                               capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+                               check=False, env=env)
+    assert "Traceback" not in completed.stderr, completed.stderr
+    return completed
+
+
+def verdicts(directory: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    results = json.loads((directory / "results.json").read_text())
+    return {case["id"]: case["verdict"] for case in results["cases"]}, results["run"]
+
+
+@pytest.fixture(scope="module")
+def lwip_agent() -> Path:
+    """The lwIP agent, built as scripts/setup.sh builds it."""
+    subprocess.run(["make", "-s", "-C", str(REPO / "agents" / "lwip")], check=True)
+    return LWIP_AGENT
+
+
+@pytest.mark.privileged
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+class TestPrivileged:
+    def test_an_external_agent_learns_its_lab_from_variables_and_placeholders(
+        self, tmp_path: Path, lwip_agent: Path
+    ) -> None:
+        # The lwIP agent reads CF_DUT_ADDR; `env` sets it from a placeholder, so the
+        # case passes only if the placeholder was replaced by the lab's address.
+        command = f"env CF_DUT_ADDR={{CF_DUT_ADDR}} {lwip_agent}"
+        completed = run_conformance("run", "--target", "external", "--agent", command,
+                                    "-k", CASES, "--out", str(tmp_path / "run"), cwd=tmp_path)
+        assert completed.returncode == EXIT_OK, completed.stdout + completed.stderr
+        found, run = verdicts(tmp_path / "run" / "external")
+        assert found == {CHECKSUM_CASE: "pass", PORTS_CASE: "pass"}
+        facts = run["target_facts"]
+        assert facts["agent_command"] == ["env", "CF_DUT_ADDR={CF_DUT_ADDR}", str(lwip_agent)]
+        assert facts["agent_hello"]["agent"] == "lwip"
+        assert facts["agent_hello"]["facts"]["TCP_MSS"] == 1460
+
+    def test_a_registered_target_runs_by_its_name(
+        self, tmp_path: Path, lwip_agent: Path
+    ) -> None:
+        write_distribution(tmp_path / "site", "mystack = mystack_target:target\n",
+                           {"mystack_target": MYSTACK_MODULE})
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(tmp_path / "site"), str(REPO), os.environ.get("PYTHONPATH", "")])}
+        completed = run_conformance("run", "--target", "mystack", "-k", CASES, "--out",
+                                    str(tmp_path / "run"), cwd=tmp_path, env=environment)
+        assert completed.returncode == EXIT_OK, completed.stdout + completed.stderr
+        found, run = verdicts(tmp_path / "run" / "mystack")
+        assert found == {CHECKSUM_CASE: "pass", PORTS_CASE: "pass"}
+        assert run["target_facts"]["version"] == "1.4"
+
+    def test_the_lwip_target_records_lwips_build_options(
+        self, tmp_path: Path, lwip_agent: Path
+    ) -> None:
+        completed = run_conformance("run", "--target", "lwip", "-k", CASES, "--out",
+                                    str(tmp_path / "run"), cwd=tmp_path)
+        assert completed.returncode == EXIT_OK, completed.stdout + completed.stderr
+        found, run = verdicts(tmp_path / "run" / "lwip")
+        assert found == {CHECKSUM_CASE: "pass", PORTS_CASE: "pass"}
+        facts = run["target_facts"]
+        assert facts["stack"] == "lwip"
+        assert facts["agent_hello"]["facts"]["lwip_version"] == "2.1.3"
+        assert facts["agent_hello"]["facts"]["TCP_WND"] == 65535
