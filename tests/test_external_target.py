@@ -24,7 +24,8 @@ from conformance.verdicts import EXIT_ENVIRONMENT, EXIT_OK, EXIT_USAGE
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKSUM_CASE = "rfc768/test_udp.py::test_sent_datagrams_carry_a_correct_checksum"
-PORTS_CASE = "rfc768/test_udp.py::test_datagrams_go_to_the_destination_port_and_replies_to_the_source_port"
+PORTS_CASE = ("rfc768/test_udp.py::"
+              "test_datagrams_go_to_the_destination_port_and_replies_to_the_source_port")
 CASES = "test_sent_datagrams_carry_a_correct_checksum or test_datagrams_go_to_the_destination"
 RUN_TIMEOUT_S = 300.0
 
@@ -113,9 +114,9 @@ def test_a_package_registers_a_target_by_entry_point(
     assert mystack.name == "mystack"
     assert mystack.describe()["version"] == "1.4"
     assert type(get_target("ref")).__name__ == "RefTarget"  # a built-in name stays built-in
-    with pytest.raises(UsageError, match="'broken' .*no_such_module.* cannot be loaded"):
+    with pytest.raises(UsageError, match=r"'broken' .*no_such_module.* cannot be loaded"):
         get_target("broken")
-    with pytest.raises(UsageError, match="known: .*mystack"):
+    with pytest.raises(UsageError, match=r"known: .*mystack"):
         get_target("nosuch")
 
 
