@@ -189,3 +189,72 @@ class TestPrivileged:
         assert facts["stack"] == "lwip"
         assert facts["agent_hello"]["facts"]["lwip_version"] == "2.1.3"
         assert facts["agent_hello"]["facts"]["TCP_WND"] == 65535
+
+
+def run_case_with_agent(tmp_path: Path, command: str) -> dict[str, Any]:
+    """CHECKSUM_CASE on `--target external --agent command`: its case document."""
+    completed = run_conformance("run", "--target", "external", "--agent", command, "-k",
+                                "test_sent_datagrams_carry_a_correct_checksum", "--out",
+                                str(tmp_path / "run"), cwd=tmp_path)
+    target = tmp_path / "run" / "external"
+    assert (target / "results.json").exists(), completed.stdout + completed.stderr
+    [document] = [json.loads(path.read_text()) for path in target.glob("rfc768__*.json")]
+    return document
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.privileged
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+class TestAgentHygiene:
+    """An agent that fails makes the case `error`, never a verdict on the DUT, and its
+    stderr is kept; nothing it started outlives the case."""
+
+    def test_an_agent_that_exits_at_once_is_an_error_with_its_stderr(
+        self, tmp_path: Path
+    ) -> None:
+        document = run_case_with_agent(
+            tmp_path, "sh -c 'echo mystack: no such interface >&2; exit 3'")
+        assert document["verdict"] == "error"
+        assert "did not start" in document["message"]
+        assert "mystack: no such interface" in document["message"]
+
+    def test_garbage_on_stdout_is_an_error_and_the_stderr_is_kept(
+        self, tmp_path: Path, lwip_agent: Path
+    ) -> None:
+        # The real agent, with a line that is not JSON after its answer to hello.
+        command = (f"sh -c 'echo agent-log-marker >&2; {lwip_agent} | "
+                   "{ read -r line; echo \"$line\"; echo garbage; exec cat; }'")
+        document = run_case_with_agent(tmp_path, command)
+        assert document["verdict"] == "error"
+        assert "not JSON" in document["message"] and "garbage" in document["message"]
+        assert "agent-log-marker" in document["agent_log"]
+
+    def test_an_agent_that_dies_during_the_case_is_an_error(
+        self, tmp_path: Path, lwip_agent: Path
+    ) -> None:
+        # Its output ends after two responses (hello and the case's first call).
+        command = (f"sh -c '{lwip_agent} | {{ read -r line; echo \"$line\"; "
+                   "read -r line; echo \"$line\"; }'")
+        document = run_case_with_agent(tmp_path, command)
+        assert document["verdict"] == "error"
+        assert "agent" in document["message"]
+        assert [call["outcome"] for call in document["calls"]][:1] == ["result"]
+
+    def test_what_an_agent_starts_ends_with_the_case(
+        self, tmp_path: Path, lwip_agent: Path
+    ) -> None:
+        marker = "3017.25"  # a sleep no other process runs
+        document = run_case_with_agent(tmp_path, f"sh -c 'sleep {marker} & exec {lwip_agent}'")
+        assert document["verdict"] == "pass", document["message"]
+        assert processes_with(f"sleep\0{marker}") == []

@@ -19,6 +19,11 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 STDERR_TAIL_CHARS = 2000
+# Calls a stack may legitimately keep waiting (for a handshake, data, buffer space, a
+# lingering close, poll's timeout). Any other call unanswered means the agent hung.
+CALLS_THAT_MAY_BLOCK = frozenset(
+    {"accept", "connect", "send", "sendto", "recv", "recvfrom", "recvmsg", "poll", "close"})
+LIVENESS_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -46,9 +51,10 @@ class Unsupported(Exception):
 class _Waiter:
     """Where the reader thread leaves the response to one request."""
 
-    def __init__(self, request_id: int, call: str) -> None:
+    def __init__(self, request_id: int, call: str, *, background: bool) -> None:
         self.request_id = request_id
         self.call = call
+        self.background = background
         self.event = threading.Event()
         self.response: dict[str, Any] | None = None
         self.failure: str | None = None
@@ -189,7 +195,7 @@ class AgentClient:
             request_id = self._next_id
             self._next_id += 1
             request["id"] = request_id
-            waiter = _Waiter(request_id, call)
+            waiter = _Waiter(request_id, call, background=background)
             self._waiters[request_id] = waiter
             try:
                 line = json.dumps(request).encode() + b"\n"
@@ -207,11 +213,18 @@ class AgentClient:
     def _outcome(self, waiter: _Waiter, timeout: float) -> Any:
         """The result of a response, or the exception it stands for."""
         if not waiter.event.wait(timeout):
-            alive = self._process.poll() is None
-            raise (StillBlocked if alive else AgentError)(
-                f"{self.name}: {waiter.call} (id {waiter.request_id}) got no response "
-                f"within {timeout} s"
-            )
+            late = (f"{self.name}: {waiter.call} (id {waiter.request_id}) got no response "
+                    f"within {timeout} s")
+            if self._process.poll() is not None:
+                raise AgentError(f"{late}{self._stderr_tail()}")
+            if waiter.call not in CALLS_THAT_MAY_BLOCK:
+                raise AgentError(f"{late}, and it never blocks: the agent hung"
+                                 f"{self._stderr_tail()}")
+            if waiter.background and not self._answers():
+                raise AgentError(f"{late}, and the agent answers nothing else either"
+                                 f"{self._stderr_tail()}")
+            # The agent is alive and answering: the DUT never let the call finish.
+            raise StillBlocked(late)
         if waiter.failure is not None:
             raise AgentError(
                 f"{self.name}: {waiter.call} (id {waiter.request_id}): {waiter.failure}"
@@ -228,6 +241,14 @@ class AgentClient:
         if "error" in response:
             raise AgentError(f"{self.name}: {waiter.call} rejected: {response['error']}")
         raise AgentError(f"{self.name}: {waiter.call}: malformed response {response!r}")
+
+    def _answers(self) -> bool:
+        """Whether the agent still answers a foreground call (hello) at once."""
+        try:
+            self.call("hello", {}, timeout=LIVENESS_TIMEOUT_S)
+        except (AgentError, Unsupported):
+            return False
+        return True
 
     def _read_responses(self) -> None:
         """Reader thread: hands each response to the waiter of its id."""
