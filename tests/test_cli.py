@@ -398,18 +398,21 @@ def labs_of(pid: int) -> list[str]:
 
 
 def agents_of(pid: int) -> list[int]:
-    """Linux agent processes serving a lab of `pid`."""
+    """Agent processes serving a lab of `pid`: Linux agents by their --netns argument,
+    external agents (lwIP's) by the TAP device named in their CF_TAP."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
+            environment = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"conformance.agent.linux" in argv and any(
-            argument.startswith(f"{LAB_PREFIX}{pid}-".encode()) for argument in argv
-        ):
+        linux_agent = b"conformance.agent.linux" in argv and any(
+            argument.startswith(f"{LAB_PREFIX}{pid}-".encode()) for argument in argv)
+        external_agent = f"CF_TAP=cf{pid}t".encode() in b"\0".join(environment)
+        if linux_agent or external_agent:
             found.append(int(entry.name))
     return found
 
@@ -497,10 +500,13 @@ class TestPrivileged:
         assert "Traceback" not in stderr
         assert not labs_of(child.pid)
 
-    def test_an_interrupted_run_keeps_its_results_and_leaves_no_lab(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("target", ["linux", "lwip"])
+    def test_an_interrupted_run_keeps_its_results_and_leaves_no_lab(
+        self, tmp_path: Path, target: str
+    ) -> None:
         out = tmp_path / "run"
         child = subprocess.Popen(
-            conformance_command("run", "--target", "linux", "--out", str(out)),
+            conformance_command("run", "--target", target, "--out", str(out)),
             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             # A test runner started in the background may ignore SIGINT; its child
             # would inherit that.
@@ -509,7 +515,7 @@ class TestPrivileged:
         try:
             first_case = wait_until(
                 lambda: any(path.name != "results.json"
-                            for path in (out / "linux").glob("*.json")),
+                            for path in (out / target).glob("*.json")),
                 within=60.0,
             )
             assert first_case, "no case finished within 60 s"
@@ -521,7 +527,7 @@ class TestPrivileged:
                 child.wait()
         assert child.returncode == session.EXIT_INTERRUPTED, stdout + stderr
         assert "Traceback" not in stderr
-        results = json.loads((out / "linux" / "results.json").read_text())
+        results = json.loads((out / target / "results.json").read_text())
         assert results["run"]["interrupted"] is True
         assert results["cases"], "the finished cases are kept"
         assert "interrupted" in stderr
