@@ -8,8 +8,10 @@ tester. Usage errors are checked offline (CliRunner); everything else runs real 
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,8 @@ from click.testing import CliRunner
 from agent_protocol.names import CALLS, SOCKET_OPTIONS
 from conformance import cli
 from conformance.agent_check import check_target, option_kinds
+from conformance.lab.netns import NETNS_DIR, list_labs
+from conformance.run.session import EXIT_INTERRUPTED
 from conformance.targets import get_target
 from conformance.targets.base import TargetOptions
 from conformance.targets.external import LWIP_AGENT
@@ -60,6 +64,10 @@ def agent_check(*args: str) -> subprocess.CompletedProcess[str]:
     )
     assert "Traceback" not in completed.stderr, completed.stderr
     return completed
+
+
+def labs_of(pid: int) -> list[str]:
+    return [name for name in list_labs() if name.startswith(f"cf-{pid}-")]
 
 
 def failed_checks(report: dict[str, Any]) -> list[str]:
@@ -186,3 +194,30 @@ class TestCommand:
         assert failed_checks(report) == [check], report["checks"]
         [failed] = [entry for entry in report["checks"] if entry["name"] == check]
         assert "misbehaving: " in failed["stderr_tail"]  # what the agent said, as evidence
+
+    def test_ctrl_c_removes_the_lab(self) -> None:
+        """Interrupted while the background check waits (in-order: for 5 s)."""
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "conformance.cli",
+                "agent-check",
+                "--agent",
+                misbehaving("in-order"),
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while not (NETNS_DIR.exists() and labs_of(child.pid)):
+            assert time.monotonic() < deadline and child.poll() is None, "no lab appeared"
+            time.sleep(0.05)  # polling a directory: there is nothing to block on
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=RUN_TIMEOUT_S)
+        assert child.returncode == EXIT_INTERRUPTED, stderr
+        assert "interrupted; the lab is removed" in stderr
+        assert labs_of(child.pid) == []
