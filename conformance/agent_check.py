@@ -131,8 +131,6 @@ def _run_check(agent: AgentClient, name: str, step: Callable[[], str]) -> CheckR
         detail = str(failure).splitlines()[0] if str(failure) else type(failure).__name__
         if isinstance(failure, Unsupported):
             detail = f"a call the check needs answered unsupported: {detail}"
-        elif isinstance(failure, AgentError):
-            detail = f"harness: {detail}"
         return CheckResult(name, False, detail, _stderr_tail(agent))
 
 
