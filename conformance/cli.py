@@ -1,4 +1,5 @@
-"""The `conformance` command: run, list, coverage, show, compare, doctor, cleanup.
+"""The `conformance` command: run, list, coverage, show, compare, agent-check, doctor,
+cleanup.
 
 Exit status (ARCHITECTURE.md, "Verdicts"): 0 no fail and no error; 1 a fail, an error, or
 an expectation that no longer holds (also: a suite module that cannot be collected);
@@ -17,6 +18,7 @@ from pathlib import Path
 import click
 
 from conformance import __version__
+from conformance.agent_check import check_target
 from conformance.cli_options import (
     ConformanceGroup,
     agent_option,
@@ -27,8 +29,9 @@ from conformance.cli_options import (
     sysctl_option,
 )
 from conformance.errors import EnvironmentProblem
-from conformance.lab.netns import cleanup_labs, list_labs
+from conformance.lab.netns import cleanup_labs, install_exit_handlers, list_labs
 from conformance.report import console as screen
+from conformance.report.agent_check import render_agent_check
 from conformance.report.compare import compare_results, write_comparison
 from conformance.report.coverage import build_coverage, check_rfcs
 from conformance.requirements.catalogue import Catalogue, default_catalogue_path
@@ -37,8 +40,9 @@ from conformance.run.cases import collect_cases, requirement_summaries
 from conformance.run.environment import doctor_checks, environment_problem
 from conformance.run.session import EXIT_INTERRUPTED, compare_targets, run_suites
 from conformance.run.spec import RunSpec, build_spec, target_specs
+from conformance.targets import get_target
 from conformance.targets.base import TargetOptions
-from conformance.verdicts import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_USAGE
+from conformance.verdicts import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_OK, EXIT_USAGE
 
 
 @click.group(cls=ConformanceGroup)
@@ -270,6 +274,47 @@ def compare(
     if erred:
         fail("cases ended in error (harness or environment), so their comparison says "
              "nothing about the targets:\n  " + "\n  ".join(erred), EXIT_FAIL)
+
+
+# --- agent-check -----------------------------------------------------------------------
+
+
+@cli.command("agent-check")
+@click.option("--target", metavar="NAME", help="The target whose agent is checked "
+              "[default: ref, or external with --agent].")
+@agent_option("An agent to check as the external target, as a shell would split it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.pass_context
+def agent_check(ctx: click.Context, target: str | None, agent: tuple[str, ...],
+                as_json: bool) -> None:
+    """Check a target's agent against docs/agent-protocol.md and show what it supports.
+
+    \b
+    conformance agent-check --target lwip
+    conformance agent-check --agent "my-agent --tap-fd {CF_TAP_FD}"
+
+    The checks: hello; an unknown call answered unsupported; errno by name; a background
+    call that blocks while others are answered; exit with status 0 on end of input, with
+    sockets open and a call pending; nothing but responses on stdout. Then every socket
+    option (getsockopt) and ioctl request is probed on each kind of socket it applies to.
+
+    Exit status: 0 every check passed; 1 a check failed or the agent did not start;
+    2 usage error; 3 environment problem; 130 interrupted (the lab is removed).
+    """
+    name = target or ("external" if agent else "ref")
+    chosen, options = get_target(name), TargetOptions(agent=agent)
+    chosen.check_options(options)
+    _require_environment()
+    install_exit_handlers()
+    try:
+        report = check_target(chosen, options)
+    except KeyboardInterrupt:
+        fail("interrupted; the lab is removed", EXIT_INTERRUPTED)
+    if as_json:
+        click.echo(json.dumps({"target": name, **report.to_json()}, indent=2))
+    else:
+        render_agent_check(screen.stdout_console(), report, name)
+    ctx.exit(EXIT_OK if report.passed else EXIT_FAIL)
 
 
 # --- doctor, cleanup -------------------------------------------------------------------
