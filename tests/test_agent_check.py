@@ -43,6 +43,7 @@ FAULTS = {
     "errno-number": "errno-names",
     "ignore-eof": "end-of-input",
     "in-order": "background-calls",
+    "twice": "stdout",
 }
 RUN_TIMEOUT_S = 120.0
 
@@ -211,6 +212,9 @@ class TestCommand:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # A test runner started in the background may ignore SIGINT; its child
+            # would inherit that.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         deadline = time.monotonic() + 30
         while not (NETNS_DIR.exists() and labs_of(child.pid)):

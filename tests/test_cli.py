@@ -139,7 +139,8 @@ def test_list_shows_cases_the_catalogue_disagrees_with_and_fails(
 def test_run_rejects_an_unknown_target_before_anything_else() -> None:
     result = invoke("run", "--target", "nosuchstack")
     assert result.exit_code == EXIT_USAGE
-    assert "unknown target 'nosuchstack' (known: linux" in result.stderr
+    assert "unknown target 'nosuchstack' (known: external, " in result.stderr
+    assert "linux, lwip, ref)" in result.stderr
 
 
 def test_run_rejects_a_sysctl_outside_net() -> None:
@@ -485,7 +486,7 @@ class TestPrivileged:
         ("args", "says"),
         [
             (("--target", "linux", "--sysctl", "kernel.foo=1"), "want net.NAME=VALUE"),
-            (("--target", "bsd"), "unknown target 'bsd' (known: linux"),
+            (("--target", "bsd"), "unknown target 'bsd' (known: external, "),
             (("--target", "linux", "-k", "nomatch"), "no case matches -k 'nomatch'"),
         ],
     )

@@ -113,6 +113,7 @@ class AgentClient:
             self._stderr.close()
             raise AgentError(f"{name}: cannot start {argv!r}: {exc}") from exc
         self._next_id = 1  # the id the next request gets
+        self._answered: set[int] = set()  # ids a response came for
         self._lock = threading.Lock()  # guards _waiters, _gone and the writes to stdin
         self._waiters: dict[int, _Waiter] = {}
         self._gone: str | None = None  # why no further response can come
@@ -268,7 +269,11 @@ class AgentClient:
             with self._lock:
                 waiter = self._waiters.pop(request_id, None)
                 known = 0 < request_id < self._next_id
-            if waiter is not None:
+                repeated = request_id in self._answered
+                self._answered.add(request_id)
+            if repeated:  # exactly one response per request
+                self._protocol_fault(f"agent answered id {request_id} twice")
+            elif waiter is not None:
                 waiter.deliver(response)
             elif not known:  # an unknown id (a known one: a call that timed out, late)
                 self._protocol_fault(f"agent answered id {request_id}, never asked")

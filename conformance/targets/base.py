@@ -82,6 +82,6 @@ def start_agent(
     except Exception as error:
         agent.close()
         stderr = agent.stderr_text.strip()[-2000:]
-        raise HarnessError(f"the {name} did not start: {error}"
-                           + (f"\nits stderr:\n{stderr}" if stderr else "")) from error
+        shown = f"\nits stderr:\n{stderr}" if stderr and stderr not in str(error) else ""
+        raise HarnessError(f"the {name} did not start: {error}{shown}") from error
     return agent, hello

@@ -11,6 +11,7 @@ the requests of its stdin and hands its responses to its stdout, except for the 
   errno-number   every errno answered as its number ({"errno": 11}), not its name
   ignore-eof     the child is left running when stdin ends, and the proxy with it
   in-order       responses in the order of the requests: none while a background call waits
+  twice          the last response sent again once stdin has ended
 
 Each fault says on stderr what it did, so that the tester's evidence shows it.
 """
@@ -26,7 +27,8 @@ from typing import IO, Any
 
 from agent_protocol.names import CALLS
 
-FAULTS = ("none", "greeting", "banner", "unknown-error", "errno-number", "ignore-eof", "in-order")
+FAULTS = ("none", "greeting", "banner", "unknown-error", "errno-number", "ignore-eof", "in-order",
+          "twice")
 
 
 class Proxy:
@@ -38,12 +40,14 @@ class Proxy:
         self.lock = threading.Lock()  # guards stdout, `order` and `held`
         self.order: list[int] = []  # ids not yet answered, in the order of the requests
         self.held: dict[int, bytes] = {}  # responses waiting for an earlier one
+        self.last = b""  # the latest response written
 
     def emit(self, line: bytes) -> None:
         with self.lock:
             self._write(line)
 
     def _write(self, line: bytes) -> None:
+        self.last = line
         sys.stdout.buffer.write(line)
         sys.stdout.buffer.flush()
 
@@ -113,6 +117,9 @@ def main() -> int:
     if options.fault == "banner":
         say("a banner on stdout at the end of input")
         proxy.emit(b"end of input: closing every socket\n")
+    if options.fault == "twice":
+        say("the last response again at the end of input")
+        proxy.emit(proxy.last)
     if options.fault == "ignore-eof":
         say("ignoring the end of input")
     else:
