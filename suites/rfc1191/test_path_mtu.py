@@ -8,6 +8,7 @@ the ICMP, it has processed the ICMP.
 
 from typing import Any
 
+import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.packet import Packet
 
@@ -134,7 +135,13 @@ def test_tcp_sends_smaller_segments_after_datagram_too_big(dut: Dut, tb: Testben
     dut.send(connection.sock, b"y" * 4000)
     first = flow.expect(seq=1, within=ANSWER_S, why="the first full-sized segment")
     tb.observe("first_segment_payload", len(first[TCP].payload))
-    assert first[IP].flags.DF, "TCP segments are sent without DF"
+    tb.observe("first_segment_df", bool(first[IP].flags.DF), choice=True)
+    if not first[IP].flags.DF:
+        # RFC 1191 2: only a datagram with DF draws Datagram Too Big (a router fragments the
+        # others); a host that does not use path MTU discovery (RFC 1122 leaves it out,
+        # RFC1191-2 is a MAY) meets no such message.
+        pytest.skip("the DUT's segments carry no DF (no path MTU discovery): a router "
+                    "fragments them and sends no Datagram Too Big")
     tb.send(tb.icmp_error(first.packet, mtu=1280, source=tb.router, **FRAG_NEEDED),
             why=f"router: fragmentation needed, next-hop MTU 1280, quoting frame "
                 f"{first.frame.number}")

@@ -252,6 +252,12 @@ def test_datagram_too_big_lowers_the_segment_size(dut: Dut, tb: Testbench) -> No
         # the router would refuse: the premise does not arise.
         pytest.skip(f"the DUT's full segments are {big[IP].len} octets, within the "
                     f"{NEXT_HOP_MTU}-octet next-hop MTU: no Datagram Too Big to answer")
+    if not big[IP].flags.DF:
+        # RFC 1191 2: only a datagram with DF draws Datagram Too Big (a router fragments the
+        # others); a host without path MTU discovery (optional: test_tcp_segments_carry_df
+        # records the choice) meets no such message.
+        pytest.skip("the DUT's segments carry no DF (no path MTU discovery): a router "
+                    "fragments them and sends no Datagram Too Big")
     too_big(tb, big)
     lost_seq = flow.relative_seq(big)
     flow.rcv_nxt = lost_seq  # take the stream again from the lost segment

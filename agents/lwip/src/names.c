@@ -84,15 +84,18 @@ json_t *bit_names(int value, const struct name_bit *table)
 #define NO(why) "lwIP 2.1.3's sockets API has no " why
 
 /* What lwip_setsockopt/lwip_getsockopt handle (src/api/sockets.c): SO_REUSEADDR
- * (SO_REUSE), SO_KEEPALIVE, SO_BROADCAST, SO_RCVBUF (LWIP_SO_RCVBUF), SO_LINGER
- * (LWIP_SO_LINGER), SO_ERROR, SO_TYPE, IP_TTL, IP_TOS, TCP_NODELAY and the keep-alive
+ * (SO_REUSE), SO_KEEPALIVE, SO_BROADCAST (to no effect, below), SO_RCVBUF
+ * (LWIP_SO_RCVBUF), SO_LINGER (LWIP_SO_LINGER), SO_ERROR, SO_TYPE, IP_TTL, IP_TOS, TCP_NODELAY and the keep-alive
  * times (LWIP_TCP_KEEPALIVE, in seconds). The rest is absent from lwIP. */
 static const struct socket_option OPTIONS[] = {
     {"SO_REUSEADDR", SOL_SOCKET, SO_REUSEADDR, OPT_BOOL, true, NULL},
     {"SO_KEEPALIVE", SOL_SOCKET, SO_KEEPALIVE, OPT_BOOL, true, NULL},
     {"SO_RCVBUF", SOL_SOCKET, SO_RCVBUF, OPT_INT, true, NULL},
     {"SO_SNDBUF", SOL_SOCKET, SO_SNDBUF, OPT_INT, true, NO("SO_SNDBUF (TCP_SND_BUF is fixed)")},
-    {"SO_BROADCAST", SOL_SOCKET, SO_BROADCAST, OPT_BOOL, true, NULL},
+    /* lwip_setsockopt takes SO_BROADCAST, but only IP_SOF_BROADCAST makes udp_sendto
+     * read it, and Debian builds lwIP without: broadcasts go out with or without it. */
+    {"SO_BROADCAST", SOL_SOCKET, SO_BROADCAST, OPT_BOOL, true,
+     NO("SO_BROADCAST as a permission (Debian builds it with IP_SOF_BROADCAST 0)")},
     {"SO_ERROR", SOL_SOCKET, SO_ERROR, OPT_ERRNO_NAME, false, NULL},
     {"SO_TYPE", SOL_SOCKET, SO_TYPE, OPT_SOCKET_TYPE, false, NULL},
     {"SO_LINGER", SOL_SOCKET, SO_LINGER, OPT_LINGER, true, NULL},
