@@ -79,3 +79,7 @@ def test_frame_choices_remove_only_their_aspect() -> None:
     assert without_choices(data, ["frame.syn_options"]) == data
     assert without_choices(data, ["frame.psh", "frame.window", "other"]) == {
         "flags": "A", "ip_len": 1040, "options": []}
+    reset = {"flags": "RA", "seq": 7, "ack": 12, "window": 0}
+    assert without_choices(reset, ["frame.rst_ack"]) == {"flags": "R", "seq": 7, "ack": None,
+                                                          "window": 0}
+    assert without_choices(data, ["frame.rst_ack"]) == data

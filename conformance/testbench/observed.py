@@ -127,6 +127,13 @@ def _without_syn_options(fields: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if name not in ("options", "ip_len")}
 
 
+def _without_rst_ack(fields: dict[str, Any]) -> dict[str, Any]:
+    flags = str(fields.get("flags", ""))
+    if "R" not in flags:
+        return fields
+    return {**fields, "flags": flags.replace("A", ""), "ack": None}
+
+
 # A frame aspect the RFCs leave to the sender -> its key fields without that aspect.
 FRAME_CHOICES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     # RFC 9293 3.9.1, RFC 1122 4.2.2.2: where PSH goes is the sender's choice; PSH is no
@@ -137,6 +144,10 @@ FRAME_CHOICES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     # RFC 9293 3.7.1 (MSS), RFC 7323, RFC 2018: the options a SYN offers beyond MSS, and
     # the header length that follows from them, are the opener's choice.
     "syn_options": _without_syn_options,
+    # RFC 9293 3.5.2: a reset answering a segment with ACK takes its SEQ from SEG.ACK, and
+    # that SEQ is what makes it acceptable (3.10.7.4); an ACK bit beside it (lwIP's
+    # RST,ACK) changes nothing for the receiver, which checks RST before ACK.
+    "rst_ack": _without_rst_ack,
 }
 FRAME_CHOICE_PREFIX = "frame."
 FRAME_CHOICE_NAMES = tuple(FRAME_CHOICE_PREFIX + name for name in FRAME_CHOICES)

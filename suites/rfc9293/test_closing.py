@@ -7,7 +7,7 @@ from conformance.case import Errno, requirement, tcp_segment_choices
 from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Testbench
 from conformance.testbench.scenarios import enter_state, open_active
-from conformance.testbench.tcp_stream import recv_woken_by
+from conformance.testbench.tcp_stream import next_data, recv_woken_by
 
 pytestmark = tcp_segment_choices
 
@@ -27,11 +27,14 @@ def test_half_closed_connection_keeps_receiving(dut: Dut, tb: Testbench) -> None
 
 @requirement("RFC9293-3.10.2a")
 def test_send_after_shutdown_fails(dut: Dut, tb: Testbench) -> None:
-    """SEND after the local CLOSE (shutdown SHUT_WR) fails with EPIPE, and sends nothing."""
+    """SEND after the local CLOSE (shutdown SHUT_WR) fails, and sends nothing."""
     connection = enter_state(dut, tb, "FIN-WAIT-2", PORT)
     result = dut.send(connection.sock, b"too late")
-    tb.observe("send_after_shutdown", str(result))
-    assert result == Errno("EPIPE"), f"send after shutdown: {result}"
+    # RFC 9293 3.10.2: "error: connection closing", in words: the errno is the API's
+    # (Linux EPIPE, lwIP ENOTCONN).
+    dut.last_result_is_a_choice()
+    tb.observe("send_after_shutdown", str(result), choice=True)
+    assert isinstance(result, Errno), f"send after shutdown: {result}"
     connection.flow.expect_none("PA", why="no data after the FIN")
 
 
@@ -109,16 +112,21 @@ def test_data_after_close_draws_rst(dut: Dut, tb: Testbench) -> None:
 
 @requirement("RFC9293-3.10.5a")
 def test_abort_sends_rst(dut: Dut, tb: Testbench) -> None:
-    """close() with SO_LINGER {on, 0} aborts: <SEQ=SND.NXT><CTL=RST>, no FIN."""
+    """close() with SO_LINGER {on, 0} while sent data is unacknowledged aborts:
+    <SEQ=SND.NXT><CTL=RST>, and neither the data nor a FIN follows."""
     connection = enter_state(dut, tb, "ESTABLISHED", PORT)
     flow = connection.flow
+    # Data in flight, so that the close is an ABORT on every socket API: lwIP's SO_LINGER 0
+    # resets only a connection with data queued (api_msg.c) and closes an idle one with a
+    # FIN, which POSIX allows.
+    assert dut.send(connection.sock, b"in flight") == len(b"in flight")
+    next_data(flow, within=ANSWER_S, why="data the tester leaves unacknowledged")
     dut.setsockopt(connection.sock, "SO_LINGER", {"onoff": 1, "linger": 0})
     dut.close(connection.sock)
-    reset = tb.expect([flow.template("R"), flow.template("RA"), flow.template("FA")],
-                      within=ANSWER_S, why="the abort's RST")
-    assert reset[TCP].flags.R, "abort sent a FIN"
+    reset = tb.expect(flow.template(), within=ANSWER_S, why="the abort's RST")
+    assert reset[TCP].flags.R, f"abort sent {reset[TCP].flags}, not an RST"
     assert flow.relative_seq(reset) == flow.rcv_nxt, "the RST's SEQ is not SND.NXT"
-    flow.expect_none("FA", why="no FIN after the RST")
+    flow.expect_none(why="nothing after the RST: the queued data is flushed, no FIN")
 
 
 @requirement("RFC9293-3.6a", "RFC1122-4.2.2.13f")

@@ -11,7 +11,14 @@ from conformance.targets.dut import Dut
 from conformance.testbench.bench import ANSWER_S, Received, Testbench, step
 from conformance.testbench.scenarios import HANDSHAKE, Connection, listen, open_active, open_passive
 from conformance.testbench.tcp import TcpFlow
-from conformance.testbench.tcp_stream import data_of, dut_reads, dut_writes, next_data, payload
+from conformance.testbench.tcp_stream import (
+    data_of,
+    dut_reads,
+    dut_writes,
+    next_data,
+    payload,
+    recv_waitall,
+)
 from conformance.testbench.templates import matches
 
 pytestmark = tcp_segment_choices
@@ -79,7 +86,7 @@ def test_out_of_order_data_is_queued_and_acknowledged_cumulatively(
     connection, acks = two_segments_reversed(dut, tb, 43601)
     tb.observe("acks", acks)
     assert 201 in acks, f"the gap filled, the DUT acknowledged only {acks}"
-    assert dut.recv(connection.sock, 200, ["MSG_WAITALL"]) == DATA[:200]
+    assert recv_waitall(dut, connection.sock, 200) == DATA[:200]
 
 
 @requirement("RFC9293-3.10.7.4e")
@@ -92,7 +99,7 @@ def test_queued_segments_are_processed_before_the_ack(dut: Dut, tb: Testbench) -
     # that is the SHOULD of the case above, not this MUST.
     if 201 in acks:
         assert 101 not in acks, f"ACKs {acks}: 101 acknowledged before the queued data"
-    assert dut.recv(connection.sock, 200, ["MSG_WAITALL"]) == DATA[:200]
+    assert recv_waitall(dut, connection.sock, 200) == DATA[:200]
 
 
 def bulk_to_tester(dut: Dut, tb: Testbench, sport: int, mss: int | None) -> list[Received]:

@@ -57,12 +57,13 @@ def test_unanswered_syn_is_retransmitted_with_backoff(dut: Dut, tb: Testbench) -
 
 @requirement("RFC1122-4.2.3.1d")
 def test_initial_rto_is_about_one_second(dut: Dut, tb: Testbench) -> None:
-    """The first SYN retransmission comes about 1 s after the SYN (RFC 6298 2.1), judged
-    within 0.9-1.5 s."""
+    """The first SYN retransmission comes no sooner than about 1 s after the SYN (RFC
+    6298 2.1: an initial RTO of 1 s, or "any other value > 1 second", such as the 3 s of
+    RFC 1122), judged from 0.9 s; the value is recorded."""
     syns, _ = unanswered_syns(dut, tb, 1)
     first = round(syns[1].time_s - syns[0].time_s, 3)
-    tb.observe("initial_rto_s", first)
-    assert 0.9 <= first <= 1.5, f"first SYN retransmission after {first} s, not about 1 s"
+    tb.observe("initial_rto_s", first, choice=True)
+    assert first >= 0.9, f"first SYN retransmission after {first} s, sooner than 1 s"
 
 
 DATA = bytes(range(256)) * 40  # 10240 octets
