@@ -16,8 +16,15 @@ from scapy.layers.l2 import Ether
 
 from conformance.case import requirement, tcp_segment_choices
 from conformance.targets.dut import Dut, Errno
-from conformance.testbench.bench import ANSWER_S, ExpectationFailed, Received, Testbench
+from conformance.testbench.bench import (
+    ANSWER_S,
+    ExpectationFailed,
+    Received,
+    StepFailed,
+    Testbench,
+)
 from conformance.testbench.scenarios import Connection, open_passive
+from conformance.testbench.tcp import TcpFlow
 from conformance.testbench.tcp_stream import (
     data_of,
     next_data,
@@ -142,12 +149,33 @@ def test_sender_does_not_fill_a_small_window_opening_at_once(dut: Dut, tb: Testb
     assert delay >= 0.09, f"{len(payload(segment))} octets sent {delay} s after a 100-octet opening"
 
 
+# The segments the tester fills the DUT's window with: small ones, so that the window is
+# seen at many points as it closes (any sender may send segments this small: Nagle off,
+# or an interactive application).
+FILL_SEGMENT = 500
+# The step that fills the window relies on the DUT taking the data its window offers:
+# RFC 9293 3.8.6, the window is the range of sequence numbers the receiver "is currently
+# prepared to accept"; taking less is shrinking it unannounced (SHLD-14).
+WINDOW_HONOURED = "RFC9293-3.8.6a"
+
+
+def acknowledgement(flow: TcpFlow, why: str) -> Received | None:
+    """The DUT's ACK of all the tester has sent, or None if none comes in time."""
+    try:
+        return flow.expect("A", ack=flow.snd_nxt, within=ANSWER_S, why=why)
+    except ExpectationFailed:
+        return None
+
+
 def fill_receive_window(
-    dut: Dut, tb: Testbench, sport: int
+    dut: Dut, tb: Testbench, sport: int, *, segment_size: int = FILL_SEGMENT
 ) -> tuple[Connection, list[tuple[int, int]]]:
-    """The tester sends data while the DUT's application reads nothing, in segments that
-    fit the window the DUT advertises, until that window is zero. Returns the connection
-    and the (relative ACK, window) of the SYN-ACK and of every ACK."""
+    """The tester sends data while the DUT's application reads nothing, in segments of at
+    most `segment_size` that fit the window the DUT advertises, until that window is zero.
+    A segment the DUT does not acknowledge is sent again once (a sender's retransmission
+    timeout); unacknowledged twice, it fails RFC 9293 3.8.6 (the DUT takes less than its
+    window offers). Returns the connection and the (relative ACK, window) of the SYN-ACK
+    and of every ACK."""
     connection = open_passive(dut, tb, PORT, sport=sport, rcvbuf=4096)
     flow = connection.flow
     window = flow.received[0][TCP].window
@@ -157,9 +185,23 @@ def fill_receive_window(
             return connection, advertised
         # Filling the window is the point: any opening is used, in segments of at most
         # the DUT's MSS.
-        size = min(500, window, flow.dut_mss)
+        size = min(segment_size, window, flow.dut_mss)
         flow.send("PA", DATA[:size], why=f"segment {n + 1} into the DUT's window")
-        ack = flow.expect("A", ack=flow.snd_nxt, within=ANSWER_S, why="the DUT's ACK")
+        ack = acknowledgement(flow, "the DUT's ACK")
+        if ack is None:
+            flow.send("PA", DATA[:size], seq=flow.snd_nxt - size,
+                      why=f"segment {n + 1} again: the DUT acknowledged nothing of it")
+            ack = acknowledgement(flow, "the DUT's ACK of the retransmission")
+        if ack is None:
+            edge = advertised[-1][0] + advertised[-1][1]
+            tb.observe("data_not_taken_inside_the_window", {
+                "first_octet": flow.snd_nxt - size, "octets": size, "window": window,
+                "right_edges": [ack + window for ack, window in advertised]})
+            raise StepFailed(WINDOW_HONOURED, (
+                f"set-up: filling the DUT's window: octets {flow.snd_nxt - size}-"
+                f"{flow.snd_nxt - 1}, inside the {window}-octet window it offered (right "
+                f"edge {edge}), acknowledged neither when sent nor when sent again, "
+                f"{ANSWER_S} s each: the DUT takes less than its window offers"))
         window = ack[TCP].window
         advertised.append((flow.relative_ack(ack), window))
     raise AssertionError("the DUT's window did not close after 200 segments")
@@ -181,7 +223,8 @@ def test_receiver_does_not_open_a_silly_window(dut: Dut, tb: Testbench) -> None:
     """After a zero window, a 10-octet read does not reopen the window by a few octets:
     the window the DUT then advertises is zero or at least min(the tester's MSS, half the
     largest window it offered)."""
-    connection, advertised = fill_receive_window(dut, tb, 43504)
+    # Full segments, as a bulk sender fills a window: the fewest the DUT must hold.
+    connection, advertised = fill_receive_window(dut, tb, 43504, segment_size=len(DATA))
     flow = connection.flow
     largest = max(window for _, window in advertised)
     assert dut.recv(connection.sock, 10, []) == DATA[:10]
