@@ -19,9 +19,10 @@ from conformance.testbench.tcp_sequence import MOD
 FAR_AHEAD = 1 << 20  # far beyond any receive window without window scaling (max 65535)
 
 
-def far_ahead_segment(flow: TcpFlow, why: str) -> None:
-    """Data far beyond the DUT's receive window: unacceptable in every synchronized state."""
-    flow.send("PA", b"out of window", seq=flow.snd_nxt + FAR_AHEAD, why=why)
+def far_ahead_segment(flow: TcpFlow, why: str, *, ack: int | None = None) -> None:
+    """Data far beyond the DUT's receive window: unacceptable in every synchronized state.
+    `ack` (relative) overrides the acknowledgement of all the tester has received."""
+    flow.send("PA", b"out of window", seq=flow.snd_nxt + FAR_AHEAD, ack=ack, why=why)
 
 
 def empty_ack_template(flow: TcpFlow) -> Packet:

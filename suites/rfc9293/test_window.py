@@ -16,8 +16,15 @@ from scapy.layers.l2 import Ether
 
 from conformance.case import requirement, tcp_segment_choices
 from conformance.targets.dut import Dut, Errno
-from conformance.testbench.bench import ANSWER_S, ExpectationFailed, Received, Testbench
+from conformance.testbench.bench import (
+    ANSWER_S,
+    ExpectationFailed,
+    Received,
+    StepFailed,
+    Testbench,
+)
 from conformance.testbench.scenarios import Connection, open_passive
+from conformance.testbench.tcp import TcpFlow
 from conformance.testbench.tcp_stream import (
     data_of,
     next_data,
@@ -42,21 +49,35 @@ TIMER_SLACK = 1.25
 SMALL_WINDOW_SENT_WITHIN_S = 5.0
 
 
-def closed_window(dut: Dut, tb: Testbench, sport: int) -> tuple[Connection, bytes]:
-    """A connection whose peer (the tester) has closed its window; then the DUT's
-    application writes DATA without blocking. Returns the connection and the data the
-    send buffer took (all of DATA, or what a small buffer holds)."""
-    connection = open_passive(dut, tb, PORT, sport=sport, mss=MSS)
-    connection.flow.send("A", why="window update: the tester's window is now zero", window=0)
+def closed_window(dut: Dut, tb: Testbench,
+                  sport: int) -> tuple[Connection, bytes, list[Received]]:
+    """A connection whose peer (the tester) offers a window of one MSS; the DUT's
+    application writes DATA without blocking, the DUT fills that window, and the tester
+    acknowledges it with a zero window: the window closes as a receiver's does when its
+    buffer fills, its right edge where it was. Returns the connection, the data the send
+    buffer took (all of DATA, or what a small buffer holds) and the segments that filled
+    the window.
+
+    The zero window comes on an ACK of new data. An ACK that only lowers the window
+    (SEG.SEQ = SND.WL1, SEG.ACK = SND.WL2) is one RFC 9293 3.10.7.4 has a sender take,
+    but 4.4BSD and lwIP (tcp_receive) take only a larger window from it: a window closed
+    that way is not one every sender sees closed."""
+    connection = open_passive(dut, tb, PORT, sport=sport, mss=MSS, window=MSS)
+    flow = connection.flow
     accepted = dut.send(connection.sock, DATA, ["MSG_DONTWAIT"])
-    assert isinstance(accepted, int) and accepted > 0, f"a write of {len(DATA)}: {accepted}"
-    return connection, DATA[:accepted]
+    assert isinstance(accepted, int) and accepted > MSS, f"a write of {len(DATA)}: {accepted}"
+    filled = receive_stream(flow, MSS, within=ANSWER_S, ack=False)
+    flow.send("A", why="ACK of the window's data: the tester's window is now zero", window=0)
+    # The window the tester offers from now on, once it opens.
+    flow.window = 65535
+    return connection, DATA[:accepted], filled
 
 
 def answered_probes(connection: Connection, count: int) -> list[Received]:
     """`count` zero-window probes, each answered with an ACK still advertising zero.
     A probe may carry at most one octet of new data (RFC 9293 3.8.6.1)."""
     flow, probes = connection.flow, []
+    acknowledged = flow.rcv_nxt  # what the zero-window ACK acknowledged
     for n in range(count):
         # The probe timer runs on the RTO with back-off (RFC 1122 4.2.2.17); with no RTT
         # sample yet (a SYN cookie, no timestamps) the RTO may start at 3 s (RFC 6298 5.7).
@@ -65,7 +86,8 @@ def answered_probes(connection: Connection, count: int) -> list[Received]:
         assert len(payload(probe)) <= 1, (
             f"{len(payload(probe))} octets sent into a zero window")
         probes.append(probe)
-        flow.rcv_nxt = 1  # none of the DUT's data is acknowledged while the window is zero
+        # None of the DUT's data is acknowledged while the window is zero.
+        flow.rcv_nxt = acknowledged
         flow.send("A", why=f"ACK of probe {n + 1}, window still zero", window=0)
     return probes
 
@@ -75,15 +97,17 @@ def answered_probes(connection: Connection, count: int) -> list[Received]:
 def test_zero_window_is_probed_until_it_opens(dut: Dut, tb: Testbench) -> None:
     """Data written while the peer's window is zero is not sent; the DUT probes the
     window (answered, still zero, 4 times) and sends all the data once it opens."""
-    connection, written = closed_window(dut, tb, 43500)
+    connection, written, filled = closed_window(dut, tb, 43500)
     flow = connection.flow
+    snd_una = flow.rcv_nxt
     probes = answered_probes(connection, PROBES)
     tb.observe("probe_payload_octets", [len(payload(probe)) for probe in probes])
-    tb.observe("probe_seq_relative_to_snd_una", [flow.relative_seq(p) - 1 for p in probes])
-    flow.rcv_nxt = 1
+    tb.observe("probe_seq_relative_to_snd_una",
+               [flow.relative_seq(p) - snd_una for p in probes])
+    flow.rcv_nxt = snd_una
     flow.send("A", why="window update: the window opens")
     segments = receive_stream(flow, len(written), within=ANSWER_S)
-    received = data_of(probes + segments, flow)[: len(written)]
+    received = data_of(filled + probes + segments, flow)[: len(written)]
     assert received == written, "the data arrived damaged"
     assert dut.getsockopt(connection.sock, "SO_ERROR") is None
 
@@ -93,10 +117,10 @@ def test_zero_window_probes_back_off(dut: Dut, tb: Testbench) -> None:
     """The first probe of a zero window waits for a retransmission timeout (not sent at
     once: at least 0.1 s), and the intervals between probes grow exponentially (each at
     least 1.5 times the one before)."""
-    connection, _ = closed_window(dut, tb, 43501)
-    written = tb.capture.frames[-1]  # the tester's zero-window update precedes the write
+    connection, _, _ = closed_window(dut, tb, 43501)
+    closed = tb.capture.frames[-1]  # the tester's ACK that closed the window
     probes = answered_probes(connection, PROBES)
-    first = round(probes[0].time_s - written.time_s, 3)
+    first = round(probes[0].time_s - closed.time_s, 3)
     gaps = [round(b.time_s - a.time_s, 3) for a, b in itertools.pairwise(probes)]
     tb.observe("first_probe_after_s", first)
     tb.observe("probe_intervals_s", gaps)
@@ -107,13 +131,14 @@ def test_zero_window_probes_back_off(dut: Dut, tb: Testbench) -> None:
 
 @requirement("RFC9293-3.8.6.2a", "RFC1122-4.2.3.4a")
 def test_sender_does_not_fill_a_small_window_opening_at_once(dut: Dut, tb: Testbench) -> None:
-    """With 8 KB waiting and a window that opens from zero to 100 octets (after 65535
-    were offered), the DUT does not send a 100-octet segment at once: only a full
+    """With 7 KB waiting and a window that opens from zero to 100 octets (after one MSS,
+    1000, was offered), the DUT does not send a 100-octet segment at once: only a full
     segment, half the largest window, or the override timeout (0.1-1 s) allows it. It
     does send into the opening in the end (the override timeout, or a window probe)."""
-    connection, written = closed_window(dut, tb, 43502)
-    assert len(written) > 100, f"the send buffer took only {len(written)} octets"
+    connection, written, _ = closed_window(dut, tb, 43502)
     flow = connection.flow
+    waiting = len(written) - (flow.rcv_nxt - 1)
+    assert waiting > 100, f"only {waiting} octets wait in the send buffer"
     flow.send("A", why="window update: 100 octets", window=100)
     opened = tb.capture.frames[-1]
     segment = next_data(flow, within=SMALL_WINDOW_SENT_WITHIN_S,
@@ -124,12 +149,33 @@ def test_sender_does_not_fill_a_small_window_opening_at_once(dut: Dut, tb: Testb
     assert delay >= 0.09, f"{len(payload(segment))} octets sent {delay} s after a 100-octet opening"
 
 
+# The segments the tester fills the DUT's window with: small ones, so that the window is
+# seen at many points as it closes (any sender may send segments this small: Nagle off,
+# or an interactive application).
+FILL_SEGMENT = 500
+# The step that fills the window relies on the DUT taking the data its window offers:
+# RFC 9293 3.8.6, the window is the range of sequence numbers the receiver "is currently
+# prepared to accept"; taking less is shrinking it unannounced (SHLD-14).
+WINDOW_HONOURED = "RFC9293-3.8.6a"
+
+
+def acknowledgement(flow: TcpFlow, why: str) -> Received | None:
+    """The DUT's ACK of all the tester has sent, or None if none comes in time."""
+    try:
+        return flow.expect("A", ack=flow.snd_nxt, within=ANSWER_S, why=why)
+    except ExpectationFailed:
+        return None
+
+
 def fill_receive_window(
-    dut: Dut, tb: Testbench, sport: int
+    dut: Dut, tb: Testbench, sport: int, *, segment_size: int = FILL_SEGMENT
 ) -> tuple[Connection, list[tuple[int, int]]]:
-    """The tester sends data while the DUT's application reads nothing, in segments that
-    fit the window the DUT advertises, until that window is zero. Returns the connection
-    and the (relative ACK, window) of the SYN-ACK and of every ACK."""
+    """The tester sends data while the DUT's application reads nothing, in segments of at
+    most `segment_size` that fit the window the DUT advertises, until that window is zero.
+    A segment the DUT does not acknowledge is sent again once (a sender's retransmission
+    timeout); unacknowledged twice, it fails RFC 9293 3.8.6 (the DUT takes less than its
+    window offers). Returns the connection and the (relative ACK, window) of the SYN-ACK
+    and of every ACK."""
     connection = open_passive(dut, tb, PORT, sport=sport, rcvbuf=4096)
     flow = connection.flow
     window = flow.received[0][TCP].window
@@ -139,9 +185,23 @@ def fill_receive_window(
             return connection, advertised
         # Filling the window is the point: any opening is used, in segments of at most
         # the DUT's MSS.
-        size = min(500, window, flow.dut_mss)
+        size = min(segment_size, window, flow.dut_mss)
         flow.send("PA", DATA[:size], why=f"segment {n + 1} into the DUT's window")
-        ack = flow.expect("A", ack=flow.snd_nxt, within=ANSWER_S, why="the DUT's ACK")
+        ack = acknowledgement(flow, "the DUT's ACK")
+        if ack is None:
+            flow.send("PA", DATA[:size], seq=flow.snd_nxt - size,
+                      why=f"segment {n + 1} again: the DUT acknowledged nothing of it")
+            ack = acknowledgement(flow, "the DUT's ACK of the retransmission")
+        if ack is None:
+            edge = advertised[-1][0] + advertised[-1][1]
+            tb.observe("data_not_taken_inside_the_window", {
+                "first_octet": flow.snd_nxt - size, "octets": size, "window": window,
+                "right_edges": [ack + window for ack, window in advertised]})
+            raise StepFailed(WINDOW_HONOURED, (
+                f"set-up: filling the DUT's window: octets {flow.snd_nxt - size}-"
+                f"{flow.snd_nxt - 1}, inside the {window}-octet window it offered (right "
+                f"edge {edge}), acknowledged neither when sent nor when sent again, "
+                f"{ANSWER_S} s each: the DUT takes less than its window offers"))
         window = ack[TCP].window
         advertised.append((flow.relative_ack(ack), window))
     raise AssertionError("the DUT's window did not close after 200 segments")
@@ -163,7 +223,8 @@ def test_receiver_does_not_open_a_silly_window(dut: Dut, tb: Testbench) -> None:
     """After a zero window, a 10-octet read does not reopen the window by a few octets:
     the window the DUT then advertises is zero or at least min(the tester's MSS, half the
     largest window it offered)."""
-    connection, advertised = fill_receive_window(dut, tb, 43504)
+    # Full segments, as a bulk sender fills a window: the fewest the DUT must hold.
+    connection, advertised = fill_receive_window(dut, tb, 43504, segment_size=len(DATA))
     flow = connection.flow
     largest = max(window for _, window in advertised)
     assert dut.recv(connection.sock, 10, []) == DATA[:10]
