@@ -604,6 +604,9 @@ func (a *agent) ioctl(in args) (interface{}, reply) {
 		return nil, unsupported("unknown request '%s'", request)
 	}
 	v, err := s.ep.GetSockOptInt(opt)
+	if _, missing := err.(*tcpip.ErrUnknownProtocolOption); missing {
+		return nil, unsupported("netstack's endpoint has no %s (%s)", request, err)
+	}
 	if err != nil {
 		return nil, tcpipReply(err)
 	}
@@ -709,9 +712,9 @@ func (a *agent) poll(in args) (interface{}, reply) {
 		return nil, failure
 	}
 	if raw, ok := in["events"]; ok {
-		for _, missing := range []string{"POLLNVAL", "POLLRDBAND", "POLLWRBAND", "POLLMSG", "POLLRDHUP"} {
+		for _, missing := range []string{"POLLPRI", "POLLNVAL", "POLLRDBAND", "POLLWRBAND", "POLLMSG", "POLLRDHUP"} {
 			if bytes.Contains(raw, []byte(`"`+missing+`"`)) {
-				return nil, unsupported("netstack's waiter has no %s", missing)
+				return nil, unsupported("netstack never reports %s on its endpoints (no urgent data, no band)", missing)
 			}
 		}
 	}
