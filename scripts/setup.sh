@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(tshark iproute2 gcc make pkg-config liblwip-dev libjansson-dev)
+DEBIAN_PACKAGES=(tshark iproute2 gcc make pkg-config liblwip-dev libjansson-dev
+                 golang-go golang-gvisor-gvisor-dev)
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' \
@@ -19,6 +20,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 make -s -C agents/lwip
+make -s -C agents/gvisor
 
 # A Debian system Python marks itself externally managed; this machine is a lab box.
 export PIP_BREAK_SYSTEM_PACKAGES=1

@@ -8,6 +8,7 @@ from importlib import metadata
 from conformance.errors import UsageError
 from conformance.targets.base import Target
 from conformance.targets.external import ExternalTarget, LwipTarget
+from conformance.targets.gvisor import GvisorTarget
 from conformance.targets.linux import LinuxTarget
 from conformance.targets.ref import RefTarget
 
@@ -15,6 +16,7 @@ ENTRY_POINT_GROUP = "conformance.targets"
 
 BUILT_IN: dict[str, Callable[[], Target]] = {
     "ref": RefTarget, "linux": LinuxTarget, "external": ExternalTarget, "lwip": LwipTarget,
+    "gvisor": GvisorTarget,
 }
 
 
