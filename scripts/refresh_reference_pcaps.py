@@ -1,7 +1,7 @@
 """Run every suite (slow cases included) against each target and keep the evidence of
 every case as the committed examples under pcaps/reference/<target>/ (root).
 
-    python scripts/refresh_reference_pcaps.py [TARGET ...]     (default: ref linux)
+    python scripts/refresh_reference_pcaps.py [TARGET ...]     (default: ref linux lwip)
 """
 
 import shutil
@@ -35,7 +35,7 @@ def refresh(target: str) -> int:
 
 
 def main() -> int:
-    for target in sys.argv[1:] or ["ref", "linux"]:
+    for target in sys.argv[1:] or ["ref", "linux", "lwip"]:
         status = refresh(target)
         if status != 0:
             return status
