@@ -101,7 +101,8 @@ def test_active_open_syn_carries_mss(dut: Dut, tb: Testbench) -> None:
 @requirement("RFC9293-3.5a", "RFC1122-4.2.2.10")
 def test_simultaneous_open(dut: Dut, tb: Testbench) -> None:
     """The DUT connects; the tester's SYN crosses the DUT's: the DUT answers a SYN-ACK
-    (SYN-RECEIVED), and the tester's SYN-ACK establishes the connection."""
+    (SYN-RECEIVED), and the tester's SYN-ACK establishes the connection, or, if the DUT
+    acknowledges and drops it, the tester's ACK of the DUT's SYN-ACK does."""
     sock = dut.socket("tcp")
     connecting = dut.start("connect", sock=sock, addr=tb.ip, port=PORT)
     flow = flow_for_syn(tb, expect_dut_syn(tb, PORT))
@@ -110,7 +111,20 @@ def test_simultaneous_open(dut: Dut, tb: Testbench) -> None:
                          why="SYN-ACK: the DUT's ISN again, acknowledging the crossing SYN")
     well_formed(synack)
     flow.send("SA", seq=0, options=[("MSS", 1460)], why="the tester's SYN-ACK")
-    assert connecting.wait(ANSWER_S), "connect still pending after the tester's SYN-ACK"
+    if connecting.wait(ANSWER_S):
+        tb.observe("syn_ack_in_syn_received", "established")
+    else:
+        # RFC 9293 3.10.7.4, first check: the SYN-ACK's SEG.SEQ is the tester's ISN, below
+        # RCV.NXT, so by the text it is unacceptable: acknowledged and dropped (Figure 7
+        # shows it establishing). A peer following the text drops the DUT's SYN-ACK the
+        # same way and sends the ACK that completes the open: so does the tester.
+        acked = tb.expect_or_none(flow.template("A", seq=1, ack=1),
+                                  why="the DUT's ACK of the unacceptable SYN-ACK")
+        tb.observe("syn_ack_in_syn_received",
+                   "acknowledged and dropped" if acked is not None else "dropped")
+        flow.send("A", why="ACK of the DUT's SYN-ACK")
+        assert connecting.wait(ANSWER_S), (
+            "connect still pending after the tester's SYN-ACK and its ACK of the DUT's")
     assert connecting.result(timeout=ANSWER_S) is None, "connect did not succeed"
     dut.send(sock, b"simultaneous")
     data = flow.expect("PA", seq=1, ack=1, within=ANSWER_S, why="data on the new connection")
