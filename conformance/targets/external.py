@@ -81,9 +81,7 @@ class ExternalTarget:
             raise UsageError(f"--target {self.name} needs --agent CMD (the agent of the "
                              "stack under test; docs/agent-protocol.md)")
         executable = argv[0]
-        found = shutil.which(executable) if "/" not in executable else (
-            executable if os.access(executable, os.X_OK) else None)
-        if found is None:
+        if shutil.which(executable) is None:  # a path is checked as it is, a name on PATH
             raise EnvironmentProblem(
                 f"{self.name} agent {executable}: no such executable"
                 + ("" if options.agent else f" ({self.build_hint()})"))
@@ -116,20 +114,35 @@ class ExternalTarget:
         return {"stack": self.name, "agent_command": list(self.agent), **self.facts}
 
 
-LWIP_AGENT = Path(__file__).resolve().parents[2] / "agents" / "lwip" / "build" / "cf-lwip-agent"
+AGENTS = Path(__file__).resolve().parents[2] / "agents"
 
 
-class LwipTarget(ExternalTarget):
-    """lwIP 2.1.3 as Debian ships it (liblwip-dev), through agents/lwip."""
+def bundled_agent(name: str) -> Path:
+    """Where `make -C agents/NAME` puts the agent of a stack this project ships."""
+    return AGENTS / name / "build" / f"cf-{name}-agent"
 
-    def __init__(self) -> None:
-        super().__init__("lwip", [str(LWIP_AGENT)], {"version": "2.1.3 (Debian liblwip-dev)"})
+
+class BundledTarget(ExternalTarget):
+    """A third-party stack whose agent this project ships in agents/NAME."""
+
+    def __init__(self, name: str, version: str) -> None:
+        super().__init__(name, [str(bundled_agent(name))], {"version": version})
 
     def build_hint(self) -> str:
-        return "build it: bash scripts/setup.sh, or make -C agents/lwip"
+        return f"build it: bash scripts/setup.sh, or make -C agents/{self.name}"
 
     def check_options(self, options: TargetOptions) -> None:
         if options.agent:
             raise UsageError("--agent applies to the external target only "
-                             "(the lwip target runs agents/lwip)")
+                             f"(the {self.name} target runs agents/{self.name})")
         super().check_options(options)
+
+
+LWIP_AGENT = bundled_agent("lwip")
+
+
+class LwipTarget(BundledTarget):
+    """lwIP 2.1.3 as Debian ships it (liblwip-dev), through agents/lwip."""
+
+    def __init__(self) -> None:
+        super().__init__("lwip", "2.1.3 (Debian liblwip-dev)")
