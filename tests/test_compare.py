@@ -306,3 +306,11 @@ def test_compare_targets_propagates_a_run_usage_error(tmp_path: Path) -> None:
         or "unknown requirement" in completed.stderr  # suites and catalogue out of step
     assert completed.stdout.count("== linux") == 1  # the second run never started
     assert not (tmp_path / "run" / "compare.json").exists()
+
+
+def test_frames_may_differ_in_ttl_and_df_in_every_case() -> None:
+    a = results("linux", ("t", "pass", {"expect.1": segment(ttl=64, df=True)}))
+    b = results("lwip", ("t", "pass", {"expect.1": segment(ttl=255, df=False)}))
+    assert kinds(a, b) == {"t": "allowed"}
+    c = results("lwip", ("t", "pass", {"expect.1": segment(ttl=255, df=False, seq=1001)}))
+    assert kinds(a, c) == {"t": "differs"}

@@ -83,3 +83,5 @@ def test_frame_choices_remove_only_their_aspect() -> None:
     assert without_choices(reset, ["frame.rst_ack"]) == {"flags": "R", "seq": 7, "ack": None,
                                                           "window": 0}
     assert without_choices(data, ["frame.rst_ack"]) == data
+    datagram = {"df": False, "ttl": 255, "ip_len": 31}
+    assert without_choices(datagram, ["frame.ttl", "frame.df"]) == {"ip_len": 31}

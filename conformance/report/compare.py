@@ -8,7 +8,8 @@ Each case falls in one of these kinds:
   n/a) where every observation that differs is a choice: the case checks a MAY, or it
   names the observation as a choice the RFCs leave open (`observe(..., choice=True)`),
   or the observation is a frame that differs only in aspects the case names with
-  `@choices("frame.psh", ...)`;
+  `@choices("frame.psh", ...)` or in those open in every case (TTL and DF,
+  `EVERY_CASE_CHOICES`);
 * `deviation`: the verdicts differ and one of them is fail, warn or error;
 * `differs`: any other difference: the same passing verdict with an observation that no
   choice explains (a larger flight, a timing beyond the tolerance, another segment),
@@ -29,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance.testbench.observed import without_choices
+from conformance.testbench.observed import EVERY_CASE_CHOICES, without_choices
 
 TIMING_TOLERANCE = 0.25  # relative
 FAILING = ("fail", "warn", "error")
@@ -168,7 +169,8 @@ def compare_results(results_a: dict[str, Any], results_b: dict[str, Any]) -> Com
                                               b.get("observations") or {})
         kind, note = classify(a["verdict"], b["verdict"], differences,
                               level=a.get("level") or b.get("level"),
-                              choices={*(a.get("choices") or ()), *(b.get("choices") or ())})
+                              choices={*EVERY_CASE_CHOICES, *(a.get("choices") or ()),
+                                       *(b.get("choices") or ())})
         compared.append(CaseComparison(case_id, a.get("level"), a["verdict"], b["verdict"],
                                        kind, differences, note))
     return Comparison(run_label(results_a), run_label(results_b), compared)

@@ -117,14 +117,16 @@ def _without_psh(fields: dict[str, Any]) -> dict[str, Any]:
     return {**fields, "flags": str(fields.get("flags", "")).replace("P", "")}
 
 
-def _without_window(fields: dict[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in fields.items() if name != "window"}
-
-
 def _without_syn_options(fields: dict[str, Any]) -> dict[str, Any]:
     if "S" not in str(fields.get("flags", "")):
         return fields
     return {name: value for name, value in fields.items() if name not in ("options", "ip_len")}
+
+
+def _without_field(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def without(fields: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in fields.items() if key != name}
+    return without
 
 
 def _without_rst_ack(fields: dict[str, Any]) -> dict[str, Any]:
@@ -140,7 +142,7 @@ FRAME_CHOICES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     # record marker, and a sender may collapse successive pushes.
     "psh": _without_psh,
     # RFC 9293 3.8.6: the receiver manages its window; how much it offers is its choice.
-    "window": _without_window,
+    "window": _without_field("window"),
     # RFC 9293 3.7.1 (MSS), RFC 7323, RFC 2018: the options a SYN offers beyond MSS, and
     # the header length that follows from them, are the opener's choice.
     "syn_options": _without_syn_options,
@@ -148,9 +150,15 @@ FRAME_CHOICES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     # that SEQ is what makes it acceptable (3.10.7.4); an ACK bit beside it (lwIP's
     # RST,ACK) changes nothing for the receiver, which checks RST before ACK.
     "rst_ack": _without_rst_ack,
+    # RFC 1122 3.2.1.7: the TTL a host sends with is its own (configurable, not zero).
+    "ttl": _without_field("ttl"),
+    # RFC 1191 3, RFC 9293 3.7.2: path MTU discovery, and with it DF, is the host's to use.
+    "df": _without_field("df"),
 }
 FRAME_CHOICE_PREFIX = "frame."
 FRAME_CHOICE_NAMES = tuple(FRAME_CHOICE_PREFIX + name for name in FRAME_CHOICES)
+# Open in every case: the cases that check TTL or DF judge them in their verdicts.
+EVERY_CASE_CHOICES = ("frame.ttl", "frame.df")
 
 
 def without_choices(fields: dict[str, Any], choices: Sequence[str]) -> dict[str, Any]:
