@@ -17,7 +17,7 @@ import pytest
 from tests.suite_runner import REPOSITORY, SUITES
 
 REFERENCES = REPOSITORY / "pcaps" / "reference"
-TARGETS = ("ref", "linux", "lwip")
+TARGETS = ("ref", "linux", "lwip", "gvisor")
 CAPTURES = sorted(path for target in TARGETS for path in (REFERENCES / target).glob("*.pcapng"))
 
 pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
