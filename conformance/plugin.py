@@ -200,7 +200,8 @@ def conformance_case(request: pytest.FixtureRequest) -> Iterator[CaseContext]:
     capture: Capture | None = None
     try:
         started = target.start(lab, run.spec.options)
-        tb = Testbench.on_wire(started.wire, record, dut=started.host)
+        tb = Testbench.on_wire(started.wire, record, dut=started.host,
+                               barrier_grace_s=started.barrier_grace_s)
         capture = tb.capture
         record.environment["sysctls_applied"] = run.spec.options.sysctls
         record.environment["ref_settings_applied"] = run.spec.options.settings

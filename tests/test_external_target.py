@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from conformance import cli
 from conformance.errors import UsageError
 from conformance.targets import get_target, registered_targets
+from conformance.targets.base import StartedDut
 from conformance.targets.external import LWIP_AGENT, ExternalTarget, parse_agent, substitute
 from conformance.verdicts import EXIT_ENVIRONMENT, EXIT_OK, EXIT_USAGE
 
@@ -53,6 +54,18 @@ def test_placeholders_take_the_values_of_the_lab_variables() -> None:
     assert substitute(["agent", "--fd={CF_TAP_FD}", "{CF_DUT_ADDR}/{CF_PREFIX}", "{CF_NONE}",
                        '{"json": 1}'], environment) == [
         "agent", "--fd=5", "192.0.2.1/24", "{CF_NONE}", '{"json": 1}']
+
+
+@pytest.mark.parametrize(("hello", "grace_s"), [
+    ({}, 0.0), ({"barrier_grace_ms": 100}, 0.1), ({"barrier_grace_ms": 2.5}, 0.0025),
+    ({"barrier_grace_ms": 5000}, 1.0), ({"barrier_grace_ms": -3}, 0.0),
+    ({"barrier_grace_ms": "100"}, 0.0), ({"barrier_grace_ms": True}, 0.0),
+])
+def test_an_agent_declares_its_barrier_grace_in_hello(hello: dict[str, Any],
+                                                      grace_s: float) -> None:
+    started = StartedDut(host=None, wire=None, agent=None, lab=None,  # type: ignore[arg-type]
+                         hello=hello)
+    assert started.barrier_grace_s == grace_s
 
 
 def test_external_without_an_agent_is_a_usage_error() -> None:

@@ -86,6 +86,7 @@ def test_udp_and_tcp_handshake_cases_pass_and_facts_are_recorded(
     assert hello["facts"]["tcp_sack"] is True
     assert hello["facts"]["ip_default_ttl"] == 64
     assert "listen(n)" in hello["facts"]["listen_backlog"]
+    assert hello["barrier_grace_ms"] == 100
 
 
 # One deviation of each kind netstack has, as suites/expectations/gvisor.toml explains it.

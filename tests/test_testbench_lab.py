@@ -1,5 +1,6 @@
 """The testbench on a real lab with the Linux kernel: ARP, expectations, and cleanup."""
 
+import base64
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from pyroute2 import netns
-from scapy.layers.inet import IP, UDP
+from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.l2 import Ether
 
 from conformance.evidence.record import CaseRecord
 from conformance.lab.netns import Lab, list_labs
@@ -15,7 +17,7 @@ from conformance.targets.base import TargetOptions
 from conformance.targets.dut import Dut
 from conformance.targets.linux import LinuxTarget
 from conformance.testbench.bench import ExpectationFailed, StepFailed, Testbench
-from conformance.wire.capture import Capture
+from conformance.wire.capture import Capture, WireFrame
 from tests.suite_runner import privileged
 
 pytestmark = privileged
@@ -84,6 +86,39 @@ def test_expect_none_judges_every_frame_up_to_the_barrier_answer(bench: Bench) -
     bench.dut.sendto(sock, b"late", bench.tb.ip, 9)
     with pytest.raises(ExpectationFailed, match="the DUT sent frame"):
         bench.tb.expect_none(UDP(dport=9), within=0.0, why="nothing may be sent")
+
+
+def send_after_the_echo_reply(bench: Bench) -> None:
+    """Have the DUT send a datagram to port 9 as soon as its first echo reply is seen: a
+    frame that follows the barrier's answer, as an answer handled apart from ICMP can."""
+    sock = bench.dut.socket("udp")
+    answer_arp = bench.capture.on_dut_frame
+    started = []
+
+    def hook(frame: WireFrame) -> None:
+        if answer_arp is not None:
+            answer_arp(frame)
+        packet = Ether(frame.data)
+        if ICMP in packet and packet[ICMP].type == 0 and not started:
+            started.append(bench.dut.agent.start("sendto", {
+                "sock": sock, "data": base64.b64encode(b"late").decode(),
+                "addr": bench.tb.ip, "port": 9, "flags": []}))
+
+    bench.capture.on_dut_frame = hook
+
+
+def test_a_barrier_grace_judges_what_follows_the_answer(bench: Bench) -> None:
+    send_after_the_echo_reply(bench)
+    bench.tb.barrier_grace_s = 1.0
+    with pytest.raises(ExpectationFailed, match="the DUT sent frame"):
+        bench.tb.expect_none(UDP(dport=9), why="nothing may be sent")
+
+
+def test_without_a_grace_what_follows_the_answer_is_not_judged(bench: Bench) -> None:
+    send_after_the_echo_reply(bench)
+    bench.tb.expect_none(UDP(dport=9), why="nothing may be sent before the answer")
+    # The datagram did come, after the answer: the check above did not look at it.
+    bench.tb.expect(IP(dst=bench.tb.ip) / UDP(dport=9), within=1.0, why="the late datagram")
 
 
 @pytest.mark.parametrize("bench", [{"net.ipv4.icmp_echo_ignore_all": "1"}], indirect=True)

@@ -9,6 +9,9 @@ from conformance.lab.addressing import Host
 from conformance.lab.netns import Lab
 from conformance.wire.capture import Wire
 
+# An agent's barrier grace is capped: a longer one would hide nothing more, only slow.
+MAX_BARRIER_GRACE_MS = 1000.0
+
 
 @dataclass
 class StartedDut:
@@ -19,6 +22,15 @@ class StartedDut:
     agent: AgentClient
     lab: Lab
     hello: dict[str, Any] = field(default_factory=dict)  # the agent's answer to hello
+
+    @property
+    def barrier_grace_s(self) -> float:
+        """The agent's `barrier_grace_ms` (docs/agent-protocol.md), in seconds: 0 unless it
+        gives a number from 0 to 1000."""
+        grace = self.hello.get("barrier_grace_ms", 0)
+        if isinstance(grace, bool) or not isinstance(grace, int | float):
+            return 0.0
+        return min(max(float(grace), 0.0), MAX_BARRIER_GRACE_MS) / 1000
 
     def snapshot(self) -> dict[str, Any]:
         """The DUT's state for the evidence (sockets, settings); never fails the case."""

@@ -8,7 +8,7 @@ commented as such.
 
 import struct
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv4Network
@@ -96,8 +96,13 @@ class Testbench:
 
     """The peer on the wire: the tester hosts, the router, and what they see."""
 
-    def __init__(self, capture: Capture, record: CaseRecord, dut: Host = addressing.DUT):
+    def __init__(self, capture: Capture, record: CaseRecord, dut: Host = addressing.DUT,
+                 barrier_grace_s: float = 0.0):
         self.capture = capture
+        # How long after a barrier's answer the DUT may still send what it owes for frames
+        # before the probe: 0 for a stack that handles frames in order; the agent's
+        # `barrier_grace_ms` for one whose transport runs apart from its ICMP echo.
+        self.barrier_grace_s = barrier_grace_s
         self.record = record
         self.dut_host = dut
         self.host = addressing.TESTER
@@ -109,10 +114,11 @@ class Testbench:
         self._barriers = 0
 
     @classmethod
-    def on_wire(cls, wire: Wire, record: CaseRecord, dut: Host = addressing.DUT) -> "Testbench":
+    def on_wire(cls, wire: Wire, record: CaseRecord, dut: Host = addressing.DUT,
+                barrier_grace_s: float = 0.0) -> "Testbench":
         """A testbench capturing `wire`, with its ARP responder answering at once."""
         capture = Capture(wire)
-        testbench = cls(capture, record, dut)
+        testbench = cls(capture, record, dut, barrier_grace_s)
         capture.on_dut_frame = testbench.answer_arp
         capture.start()
         return testbench
@@ -232,7 +238,7 @@ class Testbench:
                 pass
         start = self._cursor if since is None else since.number
         answer = self.pass_barrier(barrier or self.echo_barrier(templates[0]), why)
-        index = self._first_match(templates, start, answer.number - 1)
+        index = self.first_match_before_barrier(templates, start, answer)
         if index is None:
             return None
         label = self._label("expect", templates, why)
@@ -265,7 +271,7 @@ class Testbench:
             culprit = offending()
         if culprit is None:
             answer = self.pass_barrier(barrier or self.echo_barrier(template), why)
-            culprit = offending(answer.number - 1)
+            culprit = self.first_match_before_barrier([template], start, answer)
         number = self._expectations
         self.record.observe(f"expect.{number}", "none" if culprit is None else "sent")
         if culprit is not None:
@@ -320,6 +326,24 @@ class Testbench:
         frame.claimed = True
         frame.comments.append(f"dut: barrier answer ({barrier.description})")
         return frame
+
+    def first_match_before_barrier(self, templates: list[Packet], start: int,
+                                   answer: WireFrame) -> int | None:
+        """The first unclaimed DUT frame from `start` matching a template among the frames
+        judged with the barrier's `answer` (barrier_end)."""
+        def found() -> bool:
+            return self._first_match(templates, start, len(self.capture.frames)) is not None
+        return self._first_match(templates, start, self.barrier_end(answer, found))
+
+    def barrier_end(self, answer: WireFrame, found: Callable[[], bool]) -> int:
+        """Where the frames a negative check judges end: at the barrier's answer, or, for a
+        DUT with a barrier grace, once `found()` holds or the grace after the answer is
+        over (the barrier's answer itself is claimed, so never judged)."""
+        if self.barrier_grace_s <= 0:
+            return answer.number - 1
+        deadline = answer.monotonic_ns + int(self.barrier_grace_s * 1e9)
+        self.capture.wait(found, deadline)
+        return len(self.capture.frames)
 
     # ---- matching --------------------------------------------------------------------
 

@@ -308,7 +308,7 @@ def test_no_new_data_beyond_a_shrunk_window(dut: Dut, tb: Testbench) -> None:
     tb.capture.wait(lambda: beyond() is not None, deadline)
     answer = tb.pass_barrier(tb.echo_barrier(flow.template()),
                              "no new data while the window is shrunk")
-    offending = beyond(answer.number - 1)
+    offending = beyond(tb.barrier_end(answer, lambda: beyond() is not None))
     tb.observe("new_data_while_shrunk", "none" if offending is None else {
         "seq": flow.relative_seq(offending), "octets": len(payload(offending))})
     if offending is not None:

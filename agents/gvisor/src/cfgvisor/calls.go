@@ -159,9 +159,15 @@ func (a *agent) block(w *waiting, deadline <-chan time.Time) (timedOut bool, fai
 
 // --- calls ---------------------------------------------------------------------------
 
+// barrierGraceMs: netstack answers an echo request on its link dispatcher at once but
+// handles TCP segments on its processor goroutines, so a TCP answer to a segment sent
+// before the tester's barrier can follow the echo reply (docs/agent-protocol.md).
+const barrierGraceMs = 100
+
 func (a *agent) hello(args) (interface{}, reply) {
 	return map[string]interface{}{
 		"agent": "gvisor", "protocol": 1, "calls": callNames, "facts": a.facts,
+		"barrier_grace_ms": barrierGraceMs,
 	}, nil
 }
 
