@@ -28,6 +28,7 @@ from conformance.report.results import gather_results, write_junit, write_result
 from conformance.requirements.catalogue import Catalogue
 from conformance.run import layout
 from conformance.run.cases import case_doc, case_id, frame_choices, marker_problems, requirement_ids
+from conformance.run.durations import longest_first, reference_durations
 from conformance.run.spec import RunSpec, build_spec
 from conformance.targets import get_target
 from conformance.targets.base import StartedDut, TargetOptions
@@ -165,6 +166,12 @@ def pytest_collection_modifyitems(
         if deselected:
             config.hook.pytest_deselected(items=deselected)
             items[:] = kept
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # pytest-xdist hands out cases in this order: the longest first, so the run ends
+        # near the longest case's end.
+        order = longest_first([case_id(item) for item in items],
+                              reference_durations(run.target))
+        items[:] = [items[index] for index in order]
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

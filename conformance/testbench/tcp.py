@@ -17,6 +17,7 @@ from scapy.packet import Packet
 from conformance.lab.addressing import Host
 from conformance.testbench.bench import ANSWER_S, ExpectationFailed, Received, Testbench
 from conformance.testbench.tcp_sequence import TcpSequence
+from conformance.wire.capture import WireFrame
 
 
 class TcpFlow(TcpSequence):
@@ -118,9 +119,10 @@ class TcpFlow(TcpSequence):
         self.send("A", why="ACK completing the handshake")
         return synack
 
-    def expect_synack(self, *, within: float) -> Received:
-        synack = self.expect("SA", ack=self.snd_nxt, within=within, why="SYN-ACK")
-        return synack
+    def expect_synack(self, *, within: float, since: WireFrame | None = None) -> Received:
+        """The DUT's SYN-ACK; with `since`, looked for from that frame on, whatever was
+        matched after it (a DUT may answer several connections' SYNs in any order)."""
+        return self.expect("SA", ack=self.snd_nxt, within=within, why="SYN-ACK", since=since)
 
     # ---- expectations ------------------------------------------------------------------
 
@@ -132,11 +134,13 @@ class TcpFlow(TcpSequence):
         ack: int | None = None,
         within: float,
         why: str = "",
+        since: WireFrame | None = None,
     ) -> Received:
         """Wait for a segment of this connection from the DUT; learns the DUT's ISN from a
-        SYN and advances rcv_nxt past data and FIN that arrive in order."""
+        SYN and advances rcv_nxt past data and FIN that arrive in order. `since` as for
+        Testbench.expect."""
         received = self.tb.expect(self.template(flags, seq=seq, ack=ack), within=within,
-                                  why=why)
+                                  why=why, since=since)
         self.arrived(received)
         self.received.append(received)
         self.track()
