@@ -39,7 +39,13 @@ from conformance.run import layout
 from conformance.run.cases import collect_cases, requirement_summaries
 from conformance.run.environment import doctor_checks, environment_problem
 from conformance.run.session import EXIT_INTERRUPTED, compare_targets, run_suites
-from conformance.run.spec import RunSpec, build_spec, target_specs
+from conformance.run.spec import (
+    WORKERS_PER_CPU,
+    RunSpec,
+    build_spec,
+    default_workers,
+    target_specs,
+)
 from conformance.targets import get_target
 from conformance.targets.base import TargetOptions
 from conformance.verdicts import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_OK, EXIT_USAGE
@@ -82,8 +88,9 @@ def _require_environment() -> None:
 @ref_setting_option("ref: set a reference-stack setting, e.g. min_pmtu=68 (repeatable; "
                     "stack/settings.py lists them).")
 @click.option("--slow", is_flag=True, help="Also run cases marked slow.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Cases run in parallel (pytest-xdist), each in its own lab.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Cases run in parallel (pytest-xdist), each in its own lab, the longest "
+              f"first [default: {WORKERS_PER_CPU} per CPU, here {default_workers()}].")
 @click.option("--expectations", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Known deviations [default: suites/expectations/<target>.toml].")
 @catalogue_option("Requirement catalogue")
@@ -95,14 +102,15 @@ def _require_environment() -> None:
 def run(
     ctx: click.Context, target: str, agent: tuple[str, ...], keyword: str | None,
     out: Path | None, sysctls: dict[str, str], ref_settings: dict[str, str], slow: bool,
-    workers: int,
+    workers: int | None,
     expectations: Path | None, catalogue: Path | None, as_json: bool, spec_json: str | None,
 ) -> None:
     """Run the suites against a target and keep the evidence of every case."""
     spec = RunSpec.from_json(spec_json) if spec_json is not None else build_spec(
         target, TargetOptions(sysctls, ref_settings, agent=agent), out=out, keyword=keyword,
         slow=slow,
-        workers=workers, expectations=expectations, catalogue=catalogue)
+        workers=workers or default_workers(), expectations=expectations,
+        catalogue=catalogue)
     _require_environment()
     spec = spec.placed()
     with screen.terminal_console(sys.stderr if as_json else sys.stdout) as console:
@@ -214,7 +222,8 @@ def _split_targets(
 @keyword_option("With --targets: only cases whose name matches EXPR (pytest -k syntax).")
 @click.option("--slow", is_flag=True, help="With --targets: also run cases marked slow.")
 @click.option("--workers", type=click.IntRange(min=1),
-              help="With --targets: cases run in parallel (pytest-xdist) [default: 1].")
+              help="With --targets: cases run in parallel (pytest-xdist) [default: "
+              f"{WORKERS_PER_CPU} per CPU, here {default_workers()}].")
 @sysctl_option("With --targets: set a net.* sysctl inside the linux DUT's namespace.")
 @ref_setting_option("With --targets: set a reference-stack setting for the ref DUT.")
 @agent_option("With --targets: the agent of the external target.")
@@ -263,7 +272,8 @@ def compare(
             raise click.UsageError("give either RUN_A RUN_B or --targets A,B, not both")
         specs = target_specs(targets, TargetOptions(sysctls, ref_settings, agent=agent),
                              out=out,
-                             keyword=keyword, slow=slow, workers=workers or 1,
+                             keyword=keyword, slow=slow,
+                             workers=workers or default_workers(),
                              catalogue=catalogue)  # usage first, before any lab
         _require_environment()
         directory, comparison, erred = compare_targets(specs, out, click.echo)

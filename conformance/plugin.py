@@ -47,6 +47,7 @@ class CaseState:
 
     record: CaseRecord
     started: float = field(default_factory=time.perf_counter)
+    body_s: float = 0.0  # the case itself; the rest of its duration is its lab's
     verdict: Verdict | None = None
     message: str = ""
 
@@ -174,6 +175,15 @@ def pytest_collection_modifyitems(
         items[:] = [items[index] for index in order]
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Parallel runs hand out the longest cases first (conformance.run.scheduling)."""
+    if _run_config(config) is None:
+        return None
+    from conformance.run.scheduling import LongestFirstScheduling  # needs pytest-xdist
+    return LongestFirstScheduling(config, log)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     run = _run_config(item.config)
     if run is None:
@@ -233,11 +243,17 @@ def conformance_case(request: pytest.FixtureRequest) -> Iterator[CaseContext]:
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """A case whose checks held ends on a positive control: the DUT must still answer an
     echo request. A DUT that hears nothing, or died during the case, never passes."""
-    yield
-    context = getattr(item, "funcargs", {}).get("conformance_case")
-    if isinstance(context, CaseContext):
-        context.tb.pass_barrier(context.tb.echo_barrier(),
-                                "the DUT is still answering at the end of the case")
+    state = item.stash.get(CASE_KEY, None)
+    began = time.perf_counter()
+    try:
+        yield
+        context = getattr(item, "funcargs", {}).get("conformance_case")
+        if isinstance(context, CaseContext):
+            context.tb.pass_barrier(context.tb.echo_barrier(),
+                                    "the DUT is still answering at the end of the case")
+    finally:
+        if state is not None:
+            state.body_s = time.perf_counter() - began
 
 
 @pytest.fixture
@@ -319,12 +335,15 @@ def pytest_runtest_makereport(
         if verdict == Verdict.INFO and not state.message:
             state.message = "observed: " + (describe_observations(state.record) or "nothing")
         message = "\n".join(part for part in (state.message, note) if part)
+        duration = time.perf_counter() - state.started
         entry = {
             "doc": case_doc(item),
             "verdict": verdict.value,
             "message": message,
             "expectation": expectation,
-            "duration_s": round(time.perf_counter() - state.started, 3),
+            "duration_s": round(duration, 3),
+            # Setting up and removing the case's lab and DUT: the harness's share.
+            "lab_s": round(duration - state.body_s, 3),
         }
         write_case_evidence(run.directory, state.record, entry)
         report.user_properties.append(("conformance", json.dumps(

@@ -18,6 +18,7 @@ between two reference stacks in one process, in segments per second.
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from conformance.lab import addressing
 from conformance.lab.netns import Lab
+from conformance.run.spec import default_workers
 from conformance.targets.base import TargetOptions
 from conformance.targets.linux import LinuxTarget
 from conformance.targets.ref import RefTarget
@@ -113,25 +115,47 @@ def stack_core_rate(datagrams: int) -> dict[str, float]:
     return {"received_per_s": round(datagrams / received), "sent_per_s": round(datagrams / sent)}
 
 
-def suite_wall_time(target: str) -> dict[str, object]:
+# A case that takes this long in its body waits on a DUT timer (an RTO, a delayed ACK, a
+# probe): the time the catalogue must spend whatever the harness does.
+TIMER_CASE_S = 0.5
+
+
+def suite_run(target: str, workers: int) -> dict[str, object]:
+    """The default run of `target` with `workers`: wall time, the CPU of every process it
+    started, per-case figures from results.json, and how close the wall time comes to
+    the DUT-timer waits spread over the workers."""
     with tempfile.TemporaryDirectory() as out:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pytest", str(REPOSITORY / "suites"),
-                        "--target", target, "--out", out, "-p", "no:cacheprovider", "-q"],
+        subprocess.run([sys.executable, "-m", "conformance.cli", "run", "--target", target,
+                        "--workers", str(workers), "--out", out, "--json"],
                        cwd=REPOSITORY, capture_output=True, check=False)
         wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         results = json.loads(Path(out, target, "results.json").read_text())
-    durations = [case["duration_s"] for case in results["cases"]]
-    return {"cases": len(durations), "wall_s": round(wall, 2),
-            "sum_of_cases_s": round(sum(durations), 2),
-            "median_case_s": round(statistics.median(durations), 3),
-            "verdicts": results["run"]["verdicts"]}
+    cases = results["cases"]
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    bodies = [case["duration_s"] - case["lab_s"] for case in cases]
+    timer_waits = sum(body for body in bodies if body >= TIMER_CASE_S)
+    return {
+        "workers": workers, "cases": len(cases), "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2), "cpu_per_case_ms": round(cpu / len(cases) * 1000, 1),
+        "lab_per_case_median_ms": round(statistics.median(c["lab_s"] for c in cases) * 1000, 1),
+        "longest_case_s": round(max(case["duration_s"] for case in cases), 2),
+        "timer_cases": sum(1 for body in bodies if body >= TIMER_CASE_S),
+        "timer_waits_s": round(timer_waits, 2),
+        "wall_over_timer_waits_per_worker": round(wall / (timer_waits / workers), 2),
+        "verdicts": results["run"]["verdicts"],
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--labs", type=int, default=20)
     parser.add_argument("--skip-suite", action="store_true")
+    parser.add_argument("--targets", default="ref,linux", help="targets of the suite runs")
+    parser.add_argument("--workers", default="", help="worker counts of the suite runs, "
+                        "comma-separated [default: the default run's]")
     parser.add_argument("--datagrams", type=int, default=20000)
     parser.add_argument("--bulk-mb", type=int, default=0,
                         help="TCP transfer of this many MB each way, ref stack <-> Linux")
@@ -154,8 +178,9 @@ def main() -> int:
         "ref_core_udp": stack_core_rate(options.datagrams),
     }
     if not options.skip_suite:
-        for target in ("ref", "linux"):
-            report[f"suite_{target}"] = suite_wall_time(target)
+        counts = [int(n) for n in options.workers.split(",") if n] or [default_workers()]
+        for target in options.targets.split(","):
+            report[f"suite_{target}"] = [suite_run(target, n) for n in counts]
     print(json.dumps(report, indent=2))
     return 0
 

@@ -2,9 +2,15 @@
 run."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 from conformance.run.durations import REFERENCE_ROOT, longest_first, reference_durations
+from tests.suite_runner import REPOSITORY, SUITES, case, run_suites
 
 
 def write_reference(root: Path, target: str, durations: dict[str, float]) -> None:
@@ -43,3 +49,26 @@ def test_the_committed_reference_covers_every_default_target() -> None:
         durations = reference_durations(target)
         assert len(durations) >= 200 and max(durations.values()) > 1.0, target
     assert REFERENCE_ROOT.is_dir()
+
+
+@pytest.mark.privileged
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+def test_a_case_records_the_share_of_its_lab_in_its_duration(tmp_path: Path) -> None:
+    # The initial-RTO case waits about a second on the DUT's timer: its lab takes less.
+    results = run_suites(tmp_path, "-k", "test_initial_rto_is_about_one_second")
+    entry = case(results, "test_initial_rto_is_about_one_second")
+    assert 0 < entry["lab_s"] < entry["duration_s"] - 0.9, entry
+
+
+def test_a_parallel_run_hands_out_the_longest_cases_first(tmp_path: Path) -> None:
+    # In a pytest-xdist worker the plugin orders the collection by reference durations.
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", str(SUITES), "--target", "ref", "--collect-only",
+         "-q", "-p", "no:cacheprovider", "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=REPOSITORY, check=True,
+        env={**os.environ, "PYTEST_XDIST_WORKER": "gw0"})
+    collected = [line.split("suites/", 1)[1] for line in done.stdout.splitlines()
+                 if "::" in line]
+    durations = reference_durations("ref")
+    known = [durations[case_id] for case_id in collected if case_id in durations]
+    assert known and known == sorted(known, reverse=True)

@@ -16,7 +16,7 @@ from conformance.wire.capture import WireFrame
 # Keys of a case entry in results.json (the contract other tools read).
 RESULT_KEYS = (
     "id", "doc", "requirements", "level", "verdict", "message", "expectation",
-    "observations", "choices", "evidence", "duration_s",
+    "observations", "choices", "evidence", "duration_s", "lab_s",
 )
 
 

@@ -8,6 +8,7 @@ plugin reads it from `--run-spec`, and `compare --targets` hands it to each chil
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,15 @@ from conformance.requirements.catalogue import Catalogue, default_catalogue_path
 from conformance.run import layout
 from conformance.targets import get_target
 from conformance.targets.base import TargetOptions
+
+# Cases wait on the DUT far more than they compute; beyond this many per CPU the harness's
+# own CPU is what the run waits for (scripts/benchmark.py --workers).
+WORKERS_PER_CPU = 2
+
+
+def default_workers() -> int:
+    """How many cases run at once when the user does not say: WORKERS_PER_CPU per CPU."""
+    return max(2, WORKERS_PER_CPU * (os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
