@@ -40,6 +40,7 @@ from conformance.run.cases import collect_cases, requirement_summaries
 from conformance.run.environment import doctor_checks, environment_problem
 from conformance.run.session import EXIT_INTERRUPTED, compare_targets, run_suites
 from conformance.run.spec import (
+    CASES_PER_WORKER,
     WORKERS_PER_CPU,
     RunSpec,
     build_spec,
@@ -90,7 +91,8 @@ def _require_environment() -> None:
 @click.option("--slow", is_flag=True, help="Also run cases marked slow.")
 @click.option("--workers", type=click.IntRange(min=1),
               help="Cases run in parallel (pytest-xdist), each in its own lab, the longest "
-              f"first [default: {WORKERS_PER_CPU} per CPU, here {default_workers()}].")
+              f"first [default: {WORKERS_PER_CPU} per CPU, here {default_workers()}; fewer "
+              f"for fewer than {CASES_PER_WORKER} cases a worker].")
 @click.option("--expectations", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Known deviations [default: suites/expectations/<target>.toml].")
 @catalogue_option("Requirement catalogue")
@@ -109,8 +111,7 @@ def run(
     spec = RunSpec.from_json(spec_json) if spec_json is not None else build_spec(
         target, TargetOptions(sysctls, ref_settings, agent=agent), out=out, keyword=keyword,
         slow=slow,
-        workers=workers or default_workers(), expectations=expectations,
-        catalogue=catalogue)
+        workers=workers, expectations=expectations, catalogue=catalogue)
     _require_environment()
     spec = spec.placed()
     with screen.terminal_console(sys.stderr if as_json else sys.stdout) as console:
@@ -223,7 +224,8 @@ def _split_targets(
 @click.option("--slow", is_flag=True, help="With --targets: also run cases marked slow.")
 @click.option("--workers", type=click.IntRange(min=1),
               help="With --targets: cases run in parallel (pytest-xdist) [default: "
-              f"{WORKERS_PER_CPU} per CPU, here {default_workers()}].")
+              f"{WORKERS_PER_CPU} per CPU, here {default_workers()}; fewer for fewer than "
+              f"{CASES_PER_WORKER} cases a worker].")
 @sysctl_option("With --targets: set a net.* sysctl inside the linux DUT's namespace.")
 @ref_setting_option("With --targets: set a reference-stack setting for the ref DUT.")
 @agent_option("With --targets: the agent of the external target.")
@@ -272,8 +274,7 @@ def compare(
             raise click.UsageError("give either RUN_A RUN_B or --targets A,B, not both")
         specs = target_specs(targets, TargetOptions(sysctls, ref_settings, agent=agent),
                              out=out,
-                             keyword=keyword, slow=slow,
-                             workers=workers or default_workers(),
+                             keyword=keyword, slow=slow, workers=workers,
                              catalogue=catalogue)  # usage first, before any lab
         _require_environment()
         directory, comparison, erred = compare_targets(specs, out, click.echo)

@@ -1,9 +1,21 @@
 """The parallel run's scheduler: each worker begins with one of the longest cases, then
 takes the longest left, one at a time, as it finishes one."""
 
+import os
 from typing import Any
 
+import pytest
+
 from conformance.run.scheduling import LongestFirstScheduling
+from conformance.run.session import workers_of
+from conformance.run.spec import (
+    CASES_PER_WORKER,
+    WORKERS_PER_CPU,
+    build_spec,
+    default_workers,
+    workers_for,
+)
+from conformance.targets.base import TargetOptions
 
 
 class Config:
@@ -62,3 +74,21 @@ def test_a_worker_that_finishes_takes_the_longest_case_left() -> None:
 def test_few_cases_are_dealt_as_xdist_deals_them() -> None:
     _, nodes = scheduler_with(workers=4, cases=5)
     assert sorted(index for node in nodes for index in node.sent) == [0, 1, 2, 3, 4]
+
+
+def test_workers_follow_the_cpus_and_the_cases_selected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert default_workers() == 2 * WORKERS_PER_CPU
+    assert [workers_for(cases) for cases in (0, 1, CASES_PER_WORKER - 1)] == [1, 1, 1]
+    assert workers_for(2 * CASES_PER_WORKER) == 2
+    assert workers_for(248) == default_workers()
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert default_workers() == 2
+
+
+def test_a_run_of_one_case_is_serial_and_of_the_catalogue_parallel() -> None:
+    # The cases are counted by a collection of the run's own selection.
+    one = build_spec("ref", TargetOptions(), keyword="test_passive_open")
+    assert workers_of(one) == 1
+    assert workers_of(build_spec("ref", TargetOptions())) == default_workers()
+    assert workers_of(build_spec("ref", TargetOptions(), workers=3)) == 3

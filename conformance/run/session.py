@@ -25,7 +25,7 @@ from conformance.lab.netns import LAB_PREFIX, Lab, cleanup_labs, list_labs, remo
 from conformance.report.compare import Comparison, compare_results
 from conformance.report.console import RunProgress
 from conformance.run import layout
-from conformance.run.spec import RunSpec
+from conformance.run.spec import RunSpec, workers_for
 from conformance.verdicts import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_USAGE
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C
@@ -235,15 +235,36 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def pytest_args(spec: RunSpec) -> list[str]:
+def pytest_args(spec: RunSpec, workers: int = 1) -> list[str]:
     """pytest's command line for `spec`: the suites, the plugin given the spec, and
-    pytest's own selection (-k) and parallelism (pytest-xdist)."""
+    pytest's own selection (-k) and parallelism (pytest-xdist, with `workers`)."""
     args = [str(layout.SUITES_ROOT), *PYTEST_ISOLATION, "--run-spec", spec.to_json()]
     if spec.keyword:
         args += ["-k", spec.keyword]
-    if spec.workers > 1:
-        args += ["-p", "xdist.plugin", "-n", str(spec.workers)]
+    if workers > 1:
+        args += ["-p", "xdist.plugin", "-n", str(workers)]
     return args
+
+
+class _CountCases:
+    """A pytest plugin that counts the cases a collection selects."""
+
+    def __init__(self) -> None:
+        self.cases = 0
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.cases = len(session.items)
+
+
+def workers_of(spec: RunSpec) -> int:
+    """The workers the run uses: the spec's, or as many as the selected cases keep busy
+    (collected once here, in this process, which the run's own collection then reuses)."""
+    if spec.workers is not None:
+        return spec.workers
+    counter = _CountCases()
+    pytest.main([*pytest_args(spec), "--collect-only", "-p", "no:terminal"],
+                plugins=[counter])
+    return workers_for(counter.cases)
 
 
 @dataclass
@@ -269,7 +290,7 @@ def run_suites(spec: RunSpec, console: Console) -> Outcome:
     status: int = pytest.ExitCode.INTERNAL_ERROR
     try:
         with _sigint_handled_by(monitor):
-            status = int(pytest.main(pytest_args(spec), plugins=[monitor]))
+            status = int(pytest.main(pytest_args(spec, workers_of(spec)), plugins=[monitor]))
     except KeyboardInterrupt:  # before the session began or after it ended
         status = pytest.ExitCode.INTERRUPTED
     finally:

@@ -23,11 +23,19 @@ from conformance.targets.base import TargetOptions
 # Cases wait on the DUT far more than they compute; beyond this many per CPU the harness's
 # own CPU is what the run waits for (scripts/benchmark.py --workers).
 WORKERS_PER_CPU = 2
+# A worker costs a pytest process of its own (about a second of CPU to start): one for
+# each this many cases selected, so a run of a few cases stays serial.
+CASES_PER_WORKER = 8
 
 
 def default_workers() -> int:
-    """How many cases run at once when the user does not say: WORKERS_PER_CPU per CPU."""
+    """How many cases run at once in a full run: WORKERS_PER_CPU per CPU."""
     return max(2, WORKERS_PER_CPU * (os.cpu_count() or 1))
+
+
+def workers_for(cases: int) -> int:
+    """How many cases run at once when the user does not say, for `cases` selected."""
+    return max(1, min(default_workers(), cases // CASES_PER_WORKER))
 
 
 @dataclass(frozen=True)
@@ -40,7 +48,7 @@ class RunSpec:
     out: Path | None = None
     keyword: str | None = None  # pytest -k
     slow: bool = False
-    workers: int = 1  # pytest-xdist workers
+    workers: int | None = None  # pytest-xdist workers; None: workers_for(the cases selected)
     expectations: Path | None = None  # default: suites/expectations/<target>.toml
     catalogue: Path | None = None  # default: suites/requirements/
 
@@ -88,7 +96,7 @@ class RunSpec:
 
 def build_spec(
     target: str, options: TargetOptions, *, out: Path | None = None,
-    keyword: str | None = None, slow: bool = False, workers: int = 1,
+    keyword: str | None = None, slow: bool = False, workers: int | None = None,
     expectations: Path | None = None, catalogue: Path | None = None,
 ) -> RunSpec:
     """The run asked for, checked: a wrong request is wrong on any machine, so this comes
@@ -105,7 +113,7 @@ def build_spec(
 
 def target_specs(
     targets: list[str], offered: TargetOptions, *, out: Path | None, keyword: str | None,
-    slow: bool, workers: int, catalogue: Path | None,
+    slow: bool, workers: int | None, catalogue: Path | None,
 ) -> list[RunSpec]:
     """One spec per target of `compare --targets`, each with the options that apply to
     its target (`offered` holds those of both); all checked before any runs."""
