@@ -1,14 +1,15 @@
 """Benchmarks of the tester and the reference stack (needs root).
 
     python scripts/benchmark.py [--labs 20] [--skip-suite] [--datagrams 20000]
+                                [--targets ref,linux] [--workers 2,4]
     python scripts/benchmark.py --bulk-mb 100 [--pair-mb 20]
-
 
 Prints the per-case overhead of setting up and removing a lab (namespace, TAP device,
 Linux agent), broken down by step; the same for the reference stack (bare TAP, packet
-socket, stack process); the wall time of the default suite against each target; and the
-reference stack's core rate (UDP datagrams received and sent per second, in process,
-no I/O). Figures go in the notes; tests never assert on them.
+socket, stack process); the reference stack's core rate (UDP datagrams received and
+sent per second, in process, no I/O); and for each target and worker count the default
+run's wall time, CPU per case, lab time per case, DUT-timer waits and wall time over
+those waits per worker (suite_run). Figures go in the notes; tests never assert on them.
 
 With ``--bulk-mb`` or ``--pair-mb`` only the TCP bulk transfers run (scripts/bulk.py):
 N MB each way between the reference stack and the Linux kernel over a lab's TAP link,
