@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -25,10 +26,8 @@ def merge_results(kept: Path, new: Path) -> None:
     results = json.loads(kept.read_text())
     fresh = {case["id"]: case for case in json.loads(new.read_text())["cases"]}
     cases = [fresh.pop(case["id"], case) for case in results["cases"]] + list(fresh.values())
-    verdicts: dict[str, int] = {}
-    for case in cases:
-        verdicts[case["verdict"]] = verdicts.get(case["verdict"], 0) + 1
-    results["cases"], results["run"]["verdicts"] = cases, verdicts
+    verdicts = Counter(case["verdict"] for case in cases)
+    results["cases"], results["run"]["verdicts"] = cases, dict(verdicts)
     kept.write_text(json.dumps(results, indent=2))
 
 

@@ -25,8 +25,8 @@ class StartedDut:
 
     @property
     def barrier_grace_s(self) -> float:
-        """The agent's `barrier_grace_ms` (docs/agent-protocol.md), in seconds: 0 unless it
-        gives a number from 0 to 1000."""
+        """The agent's `barrier_grace_ms` (docs/agent-protocol.md) in seconds, held to
+        0-1000 ms; 0 when it gives none or no number."""
         grace = self.hello.get("barrier_grace_ms", 0)
         if isinstance(grace, bool) or not isinstance(grace, int | float):
             return 0.0

@@ -262,9 +262,8 @@ class Testbench:
         start = self._cursor
         deadline = time.monotonic_ns() + int(within * 1e9)
 
-        def offending(stop: int | None = None) -> int | None:
-            end = len(self.capture.frames) if stop is None else stop
-            return self._first_match([template], start, end)
+        def offending() -> int | None:
+            return self._first_match([template], start, len(self.capture.frames))
 
         culprit = None
         if within > 0 and self.capture.wait(lambda: offending() is not None, deadline):
