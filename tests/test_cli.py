@@ -6,6 +6,7 @@ check what a user relies on: exit statuses, the evidence on disk, and that no la
 agent outlives a run, interrupted or not.
 """
 
+import contextlib
 import io
 import json
 import os
@@ -400,7 +401,8 @@ def labs_of(pid: int) -> list[str]:
 
 def agents_of(pid: int) -> list[int]:
     """Agent processes serving a lab of `pid`: Linux agents by their --netns argument,
-    external agents (lwIP's) by the TAP device named in their CF_TAP."""
+    external agents (lwIP's) by the TAP device named in their CF_TAP, and the fork server
+    of any tester process of the run with every agent it forked, by their --tester."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -413,9 +415,35 @@ def agents_of(pid: int) -> list[int]:
         linux_agent = b"conformance.agent.linux" in argv and any(
             argument.startswith(f"{LAB_PREFIX}{pid}-".encode()) for argument in argv)
         external_agent = f"CF_TAP=cf{pid}t".encode() in b"\0".join(environment)
-        if linux_agent or external_agent:
+        forked = b"conformance.agent.forkserver" in argv and str(pid).encode() in argv
+        if linux_agent or external_agent or forked:
             found.append(int(entry.name))
     return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process descended from it now (the run's pytest-xdist workers and
+    what they started)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                # The command may hold spaces and parentheses: the ppid follows the last ")".
+                parents[int(entry.name)] = int((entry / "stat").read_text()
+                                               .rpartition(")")[2].split()[1])
+    tree = [pid]
+    for member in tree:
+        tree.extend(child for child, parent in parents.items() if parent == member)
+    return tree
+
+
+def leftovers_of(pids: list[int]) -> list[str | int]:
+    """The labs and agent processes any of `pids` owned that still exist."""
+    return [found for pid in pids for found in [*labs_of(pid), *agents_of(pid)]]
+
+
+def first_case_done(out: Path) -> Callable[[], bool]:
+    return lambda: any(path.name != "results.json" for path in out.glob("*.json"))
 
 
 def wait_until(condition: Callable[[], bool], *, within: float) -> bool:
@@ -514,12 +542,10 @@ class TestPrivileged:
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
-            first_case = wait_until(
-                lambda: any(path.name != "results.json"
-                            for path in (out / target).glob("*.json")),
-                within=60.0,
-            )
-            assert first_case, "no case finished within 60 s"
+            assert wait_until(first_case_done(out / target), within=60.0), \
+                "no case finished within 60 s"
+            owners = process_tree(child.pid)  # the run's workers own labs too
+            assert len(owners) > 1, "the run has started no worker"
             child.send_signal(signal.SIGINT)
             stdout, stderr = child.communicate(timeout=60)
         finally:
@@ -533,7 +559,33 @@ class TestPrivileged:
         assert results["cases"], "the finished cases are kept"
         assert "interrupted" in stderr
         assert not labs_of(child.pid)
-        assert wait_until(lambda: not agents_of(child.pid), within=5.0), agents_of(child.pid)
+        assert wait_until(lambda: not leftovers_of(owners), within=5.0), leftovers_of(owners)
+
+    def test_a_killed_worker_leaves_no_lab_agent_or_fork_server(self, tmp_path: Path) -> None:
+        """SIGKILL of one pytest-xdist worker mid-run: the run goes on and ends, and
+        nothing the dead worker set up (labs, its fork server, forked agents) remains."""
+        out = tmp_path / "run"
+        child = subprocess.Popen(
+            conformance_command("run", "--target", "ref", "--workers", "2", "-k", "tcp",
+                                "--out", str(out)),
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            assert wait_until(first_case_done(out / "ref"), within=60.0), \
+                "no case finished within 60 s"
+            owners = process_tree(child.pid)
+            workers = [pid for pid in owners
+                       if any(labs_of(pid)) or any(agents_of(pid))]
+            assert workers, f"no worker holds a lab or an agent among {owners}"
+            os.kill(workers[0], signal.SIGKILL)
+            stdout, stderr = child.communicate(timeout=RUN_TIMEOUT_S)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        assert "Traceback" not in stderr
+        assert (out / "ref" / "results.json").exists(), stdout + stderr
+        assert wait_until(lambda: not leftovers_of(owners), within=5.0), leftovers_of(owners)
 
     def test_doctor_finds_everything_required(self) -> None:
         result = invoke("doctor")

@@ -18,6 +18,8 @@ import threading
 from dataclasses import dataclass
 from typing import IO, Any
 
+from conformance.agent import forkserver
+
 STDERR_TAIL_CHARS = 2000
 # Calls a stack may legitimately keep waiting (for a handshake, data, buffer space, a
 # lingering close, poll's timeout). Any other call unanswered means the agent hung.
@@ -105,10 +107,8 @@ class AgentClient:
         fcntl.fcntl(self._stderr.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
         try:
             # A session of its own: close() ends the agent's children with it.
-            self._process = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-                pass_fds=pass_fds, env=env, start_new_session=True,
-            )
+            self._process = forkserver.launch(
+                argv, stderr=self._stderr, pass_fds=pass_fds, env=env)
         except OSError as exc:
             self._stderr.close()
             raise AgentError(f"{name}: cannot start {argv!r}: {exc}") from exc
