@@ -23,7 +23,7 @@ from conformance.errors import HarnessError, UsageError
 from conformance.evidence.record import CaseRecord
 from conformance.evidence.writer import read_case_documents, write_case_evidence
 from conformance.expectations import Deviation, judge_expectation
-from conformance.lab.netns import Lab, cleanup_labs, install_exit_handlers
+from conformance.lab.netns import Lab, cleanup_labs, install_exit_handlers, remove_live_labs
 from conformance.report.results import gather_results, write_junit, write_results
 from conformance.requirements.catalogue import Catalogue
 from conformance.run import layout
@@ -236,7 +236,7 @@ def conformance_case(request: pytest.FixtureRequest) -> Iterator[CaseContext]:
             if started is not None:
                 started.stop()
                 record.agent_log = started.agent.stderr_text
-            lab.remove()
+            lab.remove_soon()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -397,6 +397,7 @@ def target_facts(run: RunConfig) -> dict[str, Any]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    remove_live_labs()  # the labs still queued for removal (Lab.remove_soon), in each worker
     run = _run_config(session.config)
     if run is None or not _is_controller(session.config) or session.config.option.collectonly:
         return

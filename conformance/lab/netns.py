@@ -8,14 +8,16 @@ next run and `conformance cleanup` remove it, with any process still inside.
 import atexit
 import contextlib
 import os
+import queue
 import re
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyroute2 import IPRoute, NetNS, netns
+from pyroute2 import IPRoute, netns
 
 from conformance.errors import EnvironmentProblem, HarnessError
 from conformance.lab.addressing import Host
@@ -44,6 +46,9 @@ class Lab:
     name: str
     fds: list[int] = field(default_factory=list)
     removed: bool = False
+    # Held while removing: a second remover (exit handlers) waits for the first to finish.
+    _removing: threading.RLock = field(default_factory=threading.RLock, repr=False,
+                                       compare=False)
 
     @classmethod
     def create(cls) -> "Lab":
@@ -54,15 +59,15 @@ class Lab:
         _live_labs[name] = lab
         try:
             netns.create(name)
-            lab.set_sysctls(
-                {
-                    # No IPv6 until it is in scope: no router or neighbour solicitations.
-                    "net.ipv6.conf.all.disable_ipv6": "1",
-                    "net.ipv6.conf.default.disable_ipv6": "1",
-                }
-            )
-            with NetNS(name) as ns:
-                ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+
+            def set_up() -> None:
+                # No IPv6 until it is in scope: no router or neighbour solicitations.
+                _write_sysctls({"net.ipv6.conf.all.disable_ipv6": "1",
+                                "net.ipv6.conf.default.disable_ipv6": "1"})
+                with IPRoute() as ipr:
+                    ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+
+            run_in_namespace(name, set_up)
         except BaseException as error:
             lab.remove()
             if isinstance(error, OSError):
@@ -97,47 +102,60 @@ class Lab:
         # IFNAMSIZ allows 15 characters; the device lives in the root namespace only
         # until it is moved, so the lab number modulo 1000 is unique enough.
         ifname = f"cf{owner}t{int(number) % 1000}x{index}"
-        fd = open_tap(ifname)
-        self.fds.append(fd)
-        with IPRoute() as ipr:
-            ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], net_ns_fd=self.name)
-        with NetNS(self.name) as ns:
-            link = ns.link_lookup(ifname=ifname)[0]
-            if host is not None:
-                ns.link("set", index=link, address=host.mac)
-            ns.link("set", index=link, mtu=mtu, state="up")
-            if host is not None:
-                ns.addr("add", index=link, address=host.ip, prefixlen=24)
-            for destination, gateway in routes:
-                ns.route("add", dst=destination, gateway=gateway)
-        return fd, ifname
+        opened: list[int] = []
+
+        def create_and_configure() -> None:
+            # Opened from inside the namespace, the device is created there: no move
+            # between namespaces (a move costs ~30 ms of device re-registration).
+            opened.append(open_tap(ifname))
+            self.fds.append(opened[0])
+            with IPRoute() as ipr:
+                link = ipr.link_lookup(ifname=ifname)[0]
+                if host is not None:
+                    ipr.link("set", index=link, address=host.mac)
+                ipr.link("set", index=link, mtu=mtu, state="up")
+                if host is not None:
+                    ipr.addr("add", index=link, address=host.ip, prefixlen=24)
+                for destination, gateway in routes:
+                    ipr.route("add", dst=destination, gateway=gateway)
+
+        run_in_namespace(self.name, create_and_configure)
+        return opened[0], ifname
 
     def set_sysctls(self, values: dict[str, str]) -> None:
         """Write net.* sysctls inside the namespace; the host's values never change."""
-
-        def write() -> None:
-            for name, value in values.items():
-                sysctl_path(name).write_text(value)
-
-        run_in_namespace(self.name, write)
+        run_in_namespace(self.name, lambda: _write_sysctls(values))
 
     def remove(self) -> None:
         """Close the descriptors (their TAP devices vanish), kill what runs inside, delete."""
-        if self.removed:
-            return
-        self.removed = True
-        for fd in self.fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self.fds.clear()
-        _remove_namespace(self.name)
-        _live_labs.pop(self.name, None)
+        with self._removing:
+            if self.removed:
+                return
+            self.removed = True
+            for fd in self.fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self.fds.clear()
+            _remove_namespace(self.name)
+            _live_labs.pop(self.name, None)
+
+    def remove_soon(self) -> None:
+        """Remove the lab on this process's remover thread, off the caller's critical
+        path: a TAP device's unregistration alone takes 25-35 ms. The lab stays
+        registered until it is gone, so `remove_live_labs` (at exit) finishes the job."""
+        _remover().put(self)
 
     def __enter__(self) -> "Lab":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
+
+
+def _write_sysctls(values: dict[str, str]) -> None:
+    """Write net.* sysctls from a thread inside a namespace (`run_in_namespace`)."""
+    for name, value in values.items():
+        sysctl_path(name).write_text(value)
 
 
 def sysctl_path(name: str) -> Path:
@@ -222,9 +240,36 @@ def cleanup_labs(*, everything: bool = False) -> list[str]:
     return removed
 
 
+_removals: "queue.SimpleQueue[Lab] | None" = None
+_removals_owner = 0
+_removals_lock = threading.Lock()
+
+
+def _remover() -> "queue.SimpleQueue[Lab]":
+    """This process's queue of labs to remove, and the daemon thread that empties it."""
+    global _removals, _removals_owner
+    with _removals_lock:
+        if _removals is None or _removals_owner != os.getpid():
+            _removals = queue.SimpleQueue()
+            _removals_owner = os.getpid()
+            threading.Thread(target=_remove_queued, args=(_removals,), name="lab-remover",
+                             daemon=True).start()
+        return _removals
+
+
+def _remove_queued(removals: "queue.SimpleQueue[Lab]") -> None:
+    while True:
+        lab = removals.get()
+        try:
+            lab.remove()
+        except Exception as error:  # no case to fail any more; cleanup_labs finds it later
+            print(f"conformance: cannot remove lab {lab.name}: {error}", file=sys.stderr)
+
+
 def remove_live_labs() -> None:
-    """Remove the labs this process created. A forked child (pyroute2 forks to create a
-    namespace) inherits the registry but owns none of it, and must not touch it."""
+    """Remove the labs this process created, those queued by `remove_soon` included. A
+    forked child (pyroute2 forks to create a namespace) inherits the registry but owns
+    none of it, and must not touch it."""
     for lab in list(_live_labs.values()):
         if lab.name.startswith(f"{LAB_PREFIX}{os.getpid()}-"):
             lab.remove()
