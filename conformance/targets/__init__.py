@@ -44,6 +44,8 @@ def _loader(entry_point: metadata.EntryPoint) -> Callable[[], Target]:
 
 
 def get_target(name: str) -> Target:
+    if name in BUILT_IN:  # no scan of the installed packages' entry points (3 ms a case)
+        return BUILT_IN[name]()
     targets = registered_targets()
     try:
         factory = targets[name]
