@@ -18,6 +18,7 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
+from conformance.errors import HarnessError
 from conformance.evidence.record import CaseRecord
 from conformance.lab import addressing
 from conformance.lab.addressing import Host
@@ -112,6 +113,7 @@ class Testbench:
         self._expectations = 0
         self._dissected: dict[int, Packet] = {}
         self._barriers = 0
+        self._last_sent: WireFrame | None = None
 
     @classmethod
     def on_wire(cls, wire: Wire, record: CaseRecord, dut: Host = addressing.DUT,
@@ -122,6 +124,14 @@ class Testbench:
         capture.on_dut_frame = testbench.answer_arp
         capture.start()
         return testbench
+
+    @property
+    def last_sent(self) -> WireFrame:
+        """The frame of the tester's latest send. Not `capture.frames[-1]`: the DUT's
+        answer may already be behind it when the case looks."""
+        if self._last_sent is None:
+            raise HarnessError("the case asked for the tester's last frame before any send")
+        return self._last_sent
 
     @property
     def ip(self) -> str:
@@ -164,6 +174,7 @@ class Testbench:
             source_mac = owner.mac if owner is not None else self.router.mac  # off-link
             packet = Ether(src=source_mac, dst=link_destination or self.dut_host.mac) / packet
         frame = self.capture.inject(bytes(packet), f"tester: {why}")
+        self._last_sent = frame
         return Ether(frame.data)
 
     def icmp_error(

@@ -59,7 +59,7 @@ def two_segments_reversed(dut: Dut, tb: Testbench, sport: int) -> tuple[Connecti
                else flow.relative_ack(duplicate))
     flow.send("A", DATA[:100], why="octets 1-100: the gap filled")
     flow.snd_nxt = 201
-    filled = tb.capture.frames[-1].number
+    filled = tb.last_sent.number
     cumulative = tb.expect_or_none(flow.template("A", ack=201), within=ANSWER_S,
                                    why="the ACK of 201 after the gap was filled")
     end = cumulative.frame.number if cumulative is not None else len(tb.capture.frames)

@@ -35,7 +35,7 @@ def small_segment_delays(connection: Connection, rounds: int) -> list[float]:
     flow, delays = connection.flow, []
     for n in range(rounds):
         flow.send("PA", b"%02d" % n, why=f"small segment {n + 1}")
-        frame = flow.tb.capture.frames[-1]
+        frame = flow.tb.last_sent
         ack = ack_of(flow, within=ANSWER_S, why=f"ACK of small segment {n + 1}")
         delays.append(round(ack.time_s - frame.time_s, 4))
     return delays
@@ -199,7 +199,7 @@ def test_nagle_holds_a_small_write_while_data_is_unacknowledged(
     flow = connection.flow
     tb.expect_none(flow.template(seq=6), why="Nagle: the second small write is held")
     flow.send("A", why="ACK of the first write")
-    ack_frame = tb.capture.frames[-1]
+    ack_frame = tb.last_sent
     second = flow.expect(seq=6, within=ANSWER_S, why="the second write, released by the ACK")
     delay = round(second.time_s - ack_frame.time_s, 4)
     tb.observe("released_after_s", delay)

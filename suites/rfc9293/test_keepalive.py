@@ -78,7 +78,7 @@ def test_keepalive_probes_an_idle_connection(dut: Dut, tb: Testbench) -> None:
     assert flow.relative_seq(first) == snd_nxt - 1, (
         f"probe sequence {flow.relative_seq(first)}, SND.NXT {snd_nxt}")
     flow.send("A", why="ACK answering the keep-alive")
-    answered = tb.capture.frames[-1]
+    answered = tb.last_sent
     second = probe(connection, "after the answer and another idle period")
     gap = round(second.time_s - answered.time_s, 3)
     tb.observe("second_probe_after_answer_s", gap)

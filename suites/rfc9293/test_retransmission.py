@@ -183,7 +183,7 @@ def test_third_duplicate_ack_triggers_fast_retransmit(dut: Dut, tb: Testbench) -
         flight_until_quiet(flow)  # what the window opened by the ACK lets out
     for n in range(3):
         flow.send("A", why=f"duplicate ACK {n + 1} (segment 2 missing)")
-    third = tb.capture.frames[-1]
+    third = tb.last_sent
     again = flow.expect(seq=flow.relative_seq(lost), within=ANSWER_S,
                         why="segment 2 again: fast retransmit")
     delay = round(again.time_s - third.time_s, 3)

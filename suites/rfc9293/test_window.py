@@ -118,7 +118,7 @@ def test_zero_window_probes_back_off(dut: Dut, tb: Testbench) -> None:
     once: at least 0.1 s), and the intervals between probes grow exponentially (each at
     least 1.5 times the one before)."""
     connection, _, _ = closed_window(dut, tb, 43501)
-    closed = tb.capture.frames[-1]  # the tester's ACK that closed the window
+    closed = tb.last_sent  # the tester's ACK that closed the window
     probes = answered_probes(connection, PROBES)
     first = round(probes[0].time_s - closed.time_s, 3)
     gaps = [round(b.time_s - a.time_s, 3) for a, b in itertools.pairwise(probes)]
@@ -140,7 +140,7 @@ def test_sender_does_not_fill_a_small_window_opening_at_once(dut: Dut, tb: Testb
     waiting = len(written) - (flow.rcv_nxt - 1)
     assert waiting > 100, f"only {waiting} octets wait in the send buffer"
     flow.send("A", why="window update: 100 octets", window=100)
-    opened = tb.capture.frames[-1]
+    opened = tb.last_sent
     segment = next_data(flow, within=SMALL_WINDOW_SENT_WITHIN_S,
                         why="data into the small window, in the end")
     delay = round(segment.time_s - opened.time_s, 3)
