@@ -134,6 +134,7 @@ class ForkServer:
                 stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
             )
         self._socket = ours
+        self._owner = os.getpid()
         self._spawn_lock = threading.Lock()  # one spawn at a time: replies come in order
         self.exits = threading.Condition()  # guards _children, _replies, _gone
         self._children: dict[int, ForkedProcess] = {}
@@ -174,6 +175,8 @@ class ForkServer:
         return child
 
     def close(self) -> None:
+        if os.getpid() != self._owner:
+            return  # a forked copy of the tester (at exit): a shutdown would end the server
         # shutdown first: the reader thread's recv holds the socket open past a close.
         with contextlib.suppress(OSError):
             self._socket.shutdown(socket.SHUT_RDWR)
@@ -315,10 +318,10 @@ def _run_child(module: str, argv: list[str], fds: list[int], numbers: list[int])
         moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, floor) for fd in fds]
         for fd, number in zip(moved, numbers, strict=True):
             os.dup2(fd, number)
-        keep = sorted(set(numbers))
-        for low, high in zip([-1, *keep], [*keep, os.sysconf("SC_OPEN_MAX")], strict=True):
-            if high - low > 1:
-                os.closerange(max(low + 1, 0), high)
+        for open_fd in map(int, os.listdir("/proc/self/fd")):
+            if open_fd not in numbers:
+                with contextlib.suppress(OSError):  # the listing's own, closed already
+                    os.close(open_fd)
         random.seed()  # not the server's state: each agent draws its own ports and ISNs
         sys.argv = [module.removesuffix(".__main__"), *argv]
         code = importlib.import_module(module).main(argv)

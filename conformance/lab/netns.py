@@ -16,12 +16,15 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from pyroute2 import IPRoute, netns
 
 from conformance.errors import EnvironmentProblem, HarnessError
 from conformance.lab.addressing import Host
 from conformance.lab.tap import open_tap
+
+T = TypeVar("T")
 
 LAB_PREFIX = "cf-"
 LAB_NAME = re.compile(r"^cf-(\d+)-(\d+)$")
@@ -99,16 +102,15 @@ class Lab:
     ) -> tuple[int, str]:
         index = len(self.fds)
         owner, number = self.name.removeprefix(LAB_PREFIX).split("-")
-        # IFNAMSIZ allows 15 characters; the device lives in the root namespace only
-        # until it is moved, so the lab number modulo 1000 is unique enough.
+        # IFNAMSIZ allows 15 characters. The name need only be unique in the lab; it
+        # names the owner so that its agents can be traced to it (CF_TAP).
         ifname = f"cf{owner}t{int(number) % 1000}x{index}"
-        opened: list[int] = []
 
-        def create_and_configure() -> None:
+        def create_and_configure() -> int:
             # Opened from inside the namespace, the device is created there: no move
             # between namespaces (a move costs ~30 ms of device re-registration).
-            opened.append(open_tap(ifname))
-            self.fds.append(opened[0])
+            fd = open_tap(ifname)
+            self.fds.append(fd)  # removed with the lab if what follows fails
             with IPRoute() as ipr:
                 link = ipr.link_lookup(ifname=ifname)[0]
                 if host is not None:
@@ -118,9 +120,9 @@ class Lab:
                     ipr.addr("add", index=link, address=host.ip, prefixlen=24)
                 for destination, gateway in routes:
                     ipr.route("add", dst=destination, gateway=gateway)
+            return fd
 
-        run_in_namespace(self.name, create_and_configure)
-        return opened[0], ifname
+        return run_in_namespace(self.name, create_and_configure), ifname
 
     def set_sysctls(self, values: dict[str, str]) -> None:
         """Write net.* sysctls inside the namespace; the host's values never change."""
@@ -165,18 +167,20 @@ def sysctl_path(name: str) -> Path:
     return Path("/proc/sys") / name.replace(".", "/")
 
 
-def run_in_namespace(name: str, work: Callable[[], None]) -> None:
-    """Run `work` on a thread that has entered the namespace.
+def run_in_namespace(name: str, work: Callable[[], T]) -> T:
+    """Run `work` on a thread that has entered the namespace; its result.
 
     setns() changes only the calling thread, and /proc/sys/net shows the namespace of the
-    thread that opens it, so sysctls are read and written without a child process.
+    thread that opens it (so do the netlink sockets and TAP devices it opens), so a lab
+    is set up without a child process.
     """
     failure: list[BaseException] = []
+    results: list[T] = []
 
     def enter_and_work() -> None:
         try:
             netns.setns(name, flags=0)  # never create one that is missing
-            work()
+            results.append(work())
         except BaseException as error:
             failure.append(error)
 
@@ -188,6 +192,7 @@ def run_in_namespace(name: str, work: Callable[[], None]) -> None:
         if isinstance(error, HarnessError):
             raise error
         raise HarnessError(f"in namespace {name}: {error}") from error
+    return results[0]
 
 
 def _pids_in_namespace(name: str) -> list[int]:

@@ -19,17 +19,14 @@ class PacketSocketWire:
     """A packet socket on an interface inside a lab namespace."""
 
     def __init__(self, lab: Lab, ifname: str) -> None:
-        created: list[socket.socket] = []
-
-        def open_socket() -> None:
+        def open_socket() -> socket.socket:
             # A packet socket belongs to the namespace of the thread that creates it.
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
             sock.bind((ifname, ETH_P_ALL))
             sock.setblocking(False)
-            created.append(sock)
+            return sock
 
-        run_in_namespace(lab.name, open_socket)
-        self._socket = created[0]
+        self._socket = run_in_namespace(lab.name, open_socket)
 
     def fileno(self) -> int:
         return self._socket.fileno()
