@@ -6,9 +6,11 @@ Each case gets its own lab. Verdicts are decided on whichever process ran the ca
 gathers the per-case files into `results.json` and `junit.xml` at the end.
 """
 
+import contextlib
 import datetime
 import json
 import os
+import subprocess
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
@@ -18,16 +20,29 @@ from typing import Any
 import pytest
 
 from conformance import __version__
-from conformance.agent.client import Unsupported
+from conformance.agent.client import Unsupported, describe_exit
 from conformance.errors import HarnessError, UsageError
 from conformance.evidence.record import CaseRecord
-from conformance.evidence.writer import read_case_documents, write_case_evidence
+from conformance.evidence.writer import (
+    UNFINISHED,
+    discard_unfinished_cases,
+    mark_unfinished_case,
+    read_case_documents,
+    write_case_evidence,
+)
 from conformance.expectations import Deviation, judge_expectation
 from conformance.lab.netns import Lab, cleanup_labs, install_exit_handlers, remove_live_labs
 from conformance.report.results import gather_results, write_junit, write_results
 from conformance.requirements.catalogue import Catalogue
 from conformance.run import layout
-from conformance.run.cases import case_doc, case_id, frame_choices, marker_problems, requirement_ids
+from conformance.run.cases import (
+    case_doc,
+    case_id,
+    case_id_of_node,
+    frame_choices,
+    marker_problems,
+    requirement_ids,
+)
 from conformance.run.durations import longest_first, reference_durations
 from conformance.run.spec import RunSpec, build_spec
 from conformance.targets import get_target
@@ -50,9 +65,12 @@ class CaseState:
     body_s: float = 0.0  # the case itself; the rest of its duration is its lab's
     verdict: Verdict | None = None
     message: str = ""
+    death: str | None = None  # how the DUT's agent died during the case, if it did
 
 
 CASE_KEY = pytest.StashKey[CaseState]()
+SELECTED_KEY = pytest.StashKey[list[str]]()
+CRASHED_WORKER_WAIT_S = 2.0  # for the exit status of a worker pytest-xdist saw die
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -194,6 +212,19 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         level=run.catalogue.level_of(ids), choices=frame_choices(item),
     )
     item.stash[CASE_KEY] = CaseState(record)
+    # In place until the verdict replaces it: a tester that dies mid-case leaves the case
+    # as an error in results.json, not a gap (the controller adds how the worker died).
+    write_case_evidence(run.directory, record, {
+        "doc": case_doc(item), "verdict": Verdict.ERROR.value, "expectation": None,
+        "message": f"the case did not finish: {_tester_name(item.config)} died during it",
+        "duration_s": None, "lab_s": None, UNFINISHED: True,
+    })
+
+
+def _tester_name(config: pytest.Config) -> str:
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    where = f"the pytest-xdist worker {worker}" if worker else "the tester"
+    return f"{where} (pid {os.getpid()}) running it"
 
 
 @dataclass
@@ -236,6 +267,7 @@ def conformance_case(request: pytest.FixtureRequest) -> Iterator[CaseContext]:
             if started is not None:
                 started.stop()
                 record.agent_log = started.agent.stderr_text
+                state.death = started.agent.death
             lab.remove_soon()
 
 
@@ -329,6 +361,11 @@ def pytest_runtest_makereport(
     if run is None or state is None:
         return report
     _judge_phase(state, call.when, call, run.catalogue)
+    if call.when == "teardown" and state.death is not None:
+        # Whatever the case concluded, it concluded about a DUT that was no longer there.
+        state.verdict = Verdict.ERROR
+        state.message = "\n".join(part for part in (
+            f"the agent died during the case: {state.death}", state.message) if part)
     if call.when == "teardown":
         verdict = state.verdict or Verdict.ERROR
         expectation, note = judge_expectation(state.record.case_id, verdict, run.deviations)
@@ -354,6 +391,24 @@ def pytest_runtest_makereport(
 
 
 @pytest.hookimpl(optionalhook=True)
+def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+    """pytest-xdist, on the controller: a worker died running `crashitem`. Its case stays
+    an error (the document written at its set-up) and says how the worker ended."""
+    run = _run_config(report.node.config) if hasattr(report, "node") else None
+    if run is None:
+        return
+    worker = report.node
+    how = "crashed"
+    popen = getattr(getattr(worker.gateway, "_io", None), "popen", None)  # execnet's child
+    if popen is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            how = describe_exit(popen.wait(timeout=CRASHED_WORKER_WAIT_S), who="it")
+    mark_unfinished_case(run.directory, case_id_of_node(worker.config.rootpath, crashitem),
+                         f"the case did not finish: the pytest-xdist worker "
+                         f"{worker.gateway.id} running it died ({how})")
+
+
+@pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """pytest-xdist, on the controller: every worker writes into the same run directory."""
     run = _run_config(node.config)
@@ -366,6 +421,29 @@ def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> N
 
 
 INTERRUPTED: list[bool] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """pytest-xdist, on the controller: the cases selected (every worker collects the same)."""
+    if _run_config(node.config) is not None:
+        node.config.stash.setdefault(
+            SELECTED_KEY, [case_id_of_node(node.config.rootpath, nodeid) for nodeid in ids])
+
+
+def write_cases_never_run(run: RunConfig, selected: list[str]) -> None:
+    """A case pytest-xdist never handed out (it gave up replacing dead workers) is still a
+    case of the run: an error, so that results.json lists every selected case."""
+    finished = {document["id"] for document in read_case_documents(run.directory)}
+    for identifier in selected:
+        if identifier in finished:
+            continue
+        record = CaseRecord(case_id=identifier, target=run.target, requirements=[], level="")
+        write_case_evidence(run.directory, record, {
+            "doc": "", "verdict": Verdict.ERROR.value, "expectation": None,
+            "message": "the case never ran: the run ended before a worker took it",
+            "duration_s": None, "lab_s": None,
+        })
 
 
 def _is_controller(config: pytest.Config) -> bool:
@@ -402,6 +480,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if run is None or not _is_controller(session.config) or session.config.option.collectonly:
         return
     cleanup_labs()  # labs of workers that died
+    if INTERRUPTED:
+        discard_unfinished_cases(run.directory)
+    else:
+        write_cases_never_run(run, session.config.stash.get(SELECTED_KEY, []))
     run_info = {
         "target": run.target,
         "started": session.config.stash.get(STARTED_KEY, None),

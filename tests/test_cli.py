@@ -443,7 +443,60 @@ def leftovers_of(pids: list[int]) -> list[str | int]:
 
 
 def first_case_done(out: Path) -> Callable[[], bool]:
-    return lambda: any(path.name != "results.json" for path in out.glob("*.json"))
+    """Whether a case has its verdict (a set-up writes an unfinished document first)."""
+    def done() -> bool:
+        for path in out.glob("*.json"):
+            with contextlib.suppress(OSError, ValueError):
+                document = json.loads(path.read_text())
+                if path.name != "results.json" and not document.get("unfinished"):
+                    return True
+        return False
+    return done
+
+
+def case_begun(directory: Path, case_name: str) -> Callable[[], bool]:
+    """Whether the case's set-up has written its unfinished document."""
+    def begun() -> bool:
+        for path in directory.glob(f"*__{case_name}.json"):
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads(path.read_text()).get("unfinished"):
+                    return True
+        return False
+    return begun
+
+
+def dut_agents_of(pids: list[int]) -> list[int]:
+    """The agents among `pids`: forked by a fork server, or started with a CF_TAP."""
+    servers = {pid for pid in pids if b"conformance.agent.forkserver" in _cmdline(pid)}
+    found = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            state, parent = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[:2]
+            environment = Path(f"/proc/{pid}/environ").read_bytes()
+            # An agent that has exited but is not reaped yet (a zombie) is not running.
+            if state != "Z" and (int(parent) in servers or b"CF_TAP=" in environment):
+                found.append(pid)
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def packets_in(lab: str) -> int:
+    """The packets the lab's devices have sent and received (its /proc/net/dev)."""
+    listing = subprocess.run(["ip", "netns", "exec", lab, "cat", "/proc/net/dev"],
+                             capture_output=True, text=True, check=False).stdout
+    total = 0
+    for line in listing.splitlines()[2:]:
+        device, _, counters = line.partition(":")
+        if device.strip() != "lo":
+            fields = counters.split()
+            total += int(fields[1]) + int(fields[9])
+    return total
 
 
 def wait_until(condition: Callable[[], bool], *, within: float) -> bool:
@@ -584,8 +637,67 @@ class TestPrivileged:
                 child.kill()
                 child.wait()
         assert "Traceback" not in stderr
-        assert (out / "ref" / "results.json").exists(), stdout + stderr
         assert wait_until(lambda: not leftovers_of(owners), within=5.0), leftovers_of(owners)
+        # The case the worker was running is an error that says so; none is missing.
+        assert child.returncode == EXIT_FAIL, stdout + stderr
+        results = json.loads((out / "ref" / "results.json").read_text())
+        selected = json.loads(run_conformance("list", "-k", "tcp", "--json",
+                                              cwd=tmp_path).stdout)
+        assert len(results["cases"]) == len(selected)
+        [crashed] = [case for case in results["cases"] if case["verdict"] == "error"]
+        assert re.search(r"worker gw\d running it died \(it was killed by SIGKILL\)",
+                         crashed["message"]), crashed
+        junit = (out / "ref" / "junit.xml").read_text()
+        assert junit.count("<testcase ") == len(selected) and junit.count("<error ") == 1
+
+    @pytest.mark.parametrize("target", ["ref", "linux", "lwip"])
+    def test_an_agent_killed_mid_case_makes_the_case_an_error(
+        self, tmp_path: Path, target: str
+    ) -> None:
+        """SIGKILL of the DUT's agent (the reference stack itself, the Linux agent, the
+        lwIP process) once the case's frames flow: that case is an error naming the
+        signal, and the run goes on to the next case and exits 1."""
+        long_case = "test_unanswered_syn_is_retransmitted_with_backoff"  # seconds of SYNs
+        out = tmp_path / "run"
+        child = subprocess.Popen(
+            conformance_command("run", "--target", target, "--workers", "1", "-k",
+                                f"{long_case} or test_abort_sends_rst", "--out", str(out)),
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            # Serial: once the long case has begun (its set-up wrote its unfinished
+            # document), the only agent left is its own.
+            begun = case_begun(out / target, long_case)
+            assert wait_until(lambda: begun() or child.poll() is not None, within=60.0), \
+                "the long case never began"
+            assert child.poll() is None, child.communicate()
+            assert wait_until(lambda: len(dut_agents_of(process_tree(child.pid))) == 1,
+                              within=30.0), "no agent started within 30 s"
+            # The newest lab is the case's (the one before may still be being removed).
+            lab = max(labs_of(child.pid), key=lambda name: int(name.rpartition("-")[2]))
+            # The kernel's own frames (IPv6 solicitations) may come first: count from here.
+            before = packets_in(lab)
+            # The SYNs go out at 0, 1, 3 and 7 s (ref): one more frame is mid-case.
+            assert wait_until(lambda: packets_in(lab) > before, within=30.0), \
+                "the case's frames never flowed"
+            # Asked again: an agent seen before may have been the last case's, exiting.
+            [agent] = dut_agents_of(process_tree(child.pid))
+            os.kill(agent, signal.SIGKILL)
+            stdout, stderr = child.communicate(timeout=RUN_TIMEOUT_S)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        assert child.returncode == EXIT_FAIL, stdout + stderr
+        assert "Traceback" not in stderr
+        cases = {case["id"].partition("::")[2]: case for case in
+                 json.loads((out / target / "results.json").read_text())["cases"]}
+        assert set(cases) == {long_case, "test_abort_sends_rst"}
+        killed = cases[long_case]
+        assert killed["verdict"] == "error"
+        assert killed["message"].startswith("the agent died during the case: "), killed
+        assert "was killed by SIGKILL" in killed["message"].split("\n")[0], killed
+        assert cases["test_abort_sends_rst"]["verdict"] == "pass"
 
     def test_doctor_finds_everything_required(self) -> None:
         result = invoke("doctor")

@@ -124,7 +124,8 @@ def test_every_case_has_a_reference_capture(target: str) -> None:
                  if "::" in line}
     captured = {case_document(capture)["id"] for capture in CAPTURES
                 if capture.parent.name == target}
-    assert collected and collected == captured, (
+    assert collected, f"collecting the {target} cases failed:\n{done.stdout}{done.stderr}"
+    assert collected == captured, (
         "run scripts/refresh_reference_pcaps.py: "
         f"missing {sorted(collected - captured)}, stale {sorted(captured - collected)}"
     )

@@ -46,6 +46,17 @@ class StillBlocked(AgentError):
     """The agent is alive but the call has not returned: the DUT never let it finish."""
 
 
+def describe_exit(returncode: int, who: str = "agent") -> str:
+    """`agent was killed by SIGKILL` or `agent exited with status 3` (a Popen returncode)."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"{who} was killed by {name}"
+    return f"{who} exited with status {returncode}"
+
+
 class Unsupported(Exception):
     """The agent answered "unsupported"; the message is its reason."""
 
@@ -118,6 +129,7 @@ class AgentClient:
         self._waiters: dict[int, _Waiter] = {}
         self._gone: str | None = None  # why no further response can come
         self._closed = False
+        self._death: str | None = None  # how the agent ended before close(), if it did
         self._reader = threading.Thread(
             target=self._read_responses, name=f"{name}-reader", daemon=True
         )
@@ -131,6 +143,12 @@ class AgentClient:
     def exit_status(self) -> int | None:
         """The agent's exit status; None while it runs."""
         return self._process.poll()
+
+    @property
+    def death(self) -> str | None:
+        """How the agent ended on its own, before `close()` (killed by a signal, exited,
+        closed its output), with the end of its stderr; None if it ran until closed."""
+        return self._death
 
     @property
     def stderr_text(self) -> str:
@@ -277,10 +295,14 @@ class AgentClient:
                 waiter.deliver(response)
             elif not known:  # an unknown id (a known one: a call that timed out, late)
                 self._protocol_fault(f"agent answered id {request_id}, never asked")
+        with self._lock:
+            on_its_own = not self._closed
         try:
-            why = f"agent exited with status {self._process.wait(timeout=1.0)}"
+            why = describe_exit(self._process.wait(timeout=1.0))
         except subprocess.TimeoutExpired:
             why = "agent closed its output"
+        if on_its_own:  # final once close() has joined this thread
+            self._death = f"{self.name} (pid {self.pid}): {why}{self._stderr_tail()}"
         self._fail_all(why, gone=True)
 
     def _protocol_fault(self, why: str) -> None:

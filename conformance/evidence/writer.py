@@ -20,6 +20,10 @@ RESULT_KEYS = (
 )
 
 
+# In the document a case's set-up writes, until its verdict replaces it.
+UNFINISHED = "unfinished"
+
+
 def case_file_stem(case_id: str) -> str:
     """`rfc1122/test_x.py::test_y[p]` -> `rfc1122__test_x__test_y-p`."""
     stem = case_id.replace(".py::", "__").replace("/", "__").replace("::", "__")
@@ -96,6 +100,39 @@ def write_case_evidence(directory: Path, record: CaseRecord, entry: dict[str, An
     temporary.write_text(json.dumps(document, indent=2, default=str))
     temporary.replace(json_path)
     return json_path
+
+
+def mark_unfinished_case(directory: Path, case_id: str, message: str) -> bool:
+    """Give the case's unfinished document (a verdict never replaced it) `message`; False
+    when the case has no such document."""
+    path = directory / f"{case_file_stem(case_id)}.json"
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    if not document.get(UNFINISHED):
+        return False
+    document["message"] = message
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(document, indent=2, default=str))
+    temporary.replace(path)
+    return True
+
+
+def discard_unfinished_cases(directory: Path) -> list[str]:
+    """Remove the documents (and empty captures) of cases whose verdict never came: an
+    interrupted run reports the cases it finished. Returns their IDs."""
+    discarded = []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(document, dict) and document.get(UNFINISHED):
+            discarded.append(str(document.get("id")))
+            path.unlink(missing_ok=True)
+            (directory / str(document.get("evidence", ""))).unlink(missing_ok=True)
+    return discarded
 
 
 def read_case_documents(directory: Path) -> list[dict[str, Any]]:

@@ -16,12 +16,22 @@ from conformance.verdicts import EXIT_FAIL, EXIT_USAGE
 
 def case_id(item: pytest.Item) -> str:
     """The case's ID: its node ID relative to the suites directory."""
-    path = Path(str(item.path))
+    return _case_id(Path(str(item.path)), item.name)
+
+
+def case_id_of_node(rootpath: Path, nodeid: str) -> str:
+    """The ID of the case a pytest node ID (relative to `rootpath`) names, for a process
+    that has not collected it (pytest-xdist's controller)."""
+    path, _, name = nodeid.partition("::")
+    return _case_id(rootpath / path, name)
+
+
+def _case_id(path: Path, name: str) -> str:
     try:
         relative = path.relative_to(layout.SUITES_ROOT).as_posix()
     except ValueError:
         relative = path.name
-    return f"{relative}::{item.name}"
+    return f"{relative}::{name}"
 
 
 def requirement_ids(item: pytest.Item) -> list[str]:

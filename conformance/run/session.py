@@ -106,7 +106,9 @@ class RunMonitor:
         self._durations[report.nodeid] = self._durations.get(report.nodeid, 0.0) + report.duration
         if report.failed:
             self._failed.add(report.nodeid)
-        if report.when == "teardown":
+        # pytest-xdist reports a case whose worker died in a phase of its own.
+        crashed = report.when not in ("setup", "call", "teardown")
+        if report.when == "teardown" or crashed:
             duration = self._durations.pop(report.nodeid, None)
             failed = report.nodeid in self._failed
             self._failed.discard(report.nodeid)
@@ -116,7 +118,7 @@ class RunMonitor:
                     entry.get("id") or _display_id(report.nodeid),
                     entry.get("verdict") or ("error" if failed else "pass"),
                     duration,
-                    entry.get("message") or "",
+                    entry.get("message") or (report.longreprtext if crashed else ""),
                     entry.get("expectation"),
                     running_as=_display_id(report.nodeid),
                 )
