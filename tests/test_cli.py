@@ -650,12 +650,12 @@ class TestPrivileged:
         junit = (out / "ref" / "junit.xml").read_text()
         assert junit.count("<testcase ") == len(selected) and junit.count("<error ") == 1
 
-    @pytest.mark.parametrize("target", ["ref", "linux", "lwip"])
+    @pytest.mark.parametrize("target", ["ref", "linux", "lwip", "gvisor"])
     def test_an_agent_killed_mid_case_makes_the_case_an_error(
         self, tmp_path: Path, target: str
     ) -> None:
         """SIGKILL of the DUT's agent (the reference stack itself, the Linux agent, the
-        lwIP process) once the case's frames flow: that case is an error naming the
+        lwIP and netstack processes) once the case's frames flow: that case is an error naming the
         signal, and the run goes on to the next case and exits 1."""
         long_case = "test_unanswered_syn_is_retransmitted_with_backoff"  # seconds of SYNs
         out = tmp_path / "run"
