@@ -5,7 +5,8 @@
                                 [--out DIR] [-k EXPR] [--serial-too]
 
 For each target: the runs' wall times, the cases whose verdict changed between runs
-(with the verdicts seen) and the cases whose observations changed. With ``--serial-too``
+(with the verdicts seen) and the cases whose observations changed as `conformance
+compare` judges them (timings within its tolerance), with the values seen. With ``--serial-too``
 one more run with ``--workers 1`` is compared against the parallel ones: a verdict a
 serial run gives differently is a scheduling artefact. Prints JSON; exit status 1 when a
 verdict changed. The runs stay under DIR (default: a temporary directory, removed).
@@ -20,6 +21,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from conformance.report.compare import observation_differences
 
 
 def one_run(target: str, out: Path, workers: int | None, select: str | None) -> dict[str, Any]:
@@ -42,22 +45,32 @@ def one_run(target: str, out: Path, workers: int | None, select: str | None) -> 
 
 
 def changes(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per case, the distinct verdicts and observations over `runs` (those with more
-    than one), and the cases some run lacks."""
+    """Per case, the distinct verdicts over `runs` (where there is more than one; a case
+    some run lacks counts as `missing`), and the observations that differ from the first
+    run's as `conformance compare` judges them (timings within its tolerance), each with
+    the values seen."""
     verdicts: dict[str, list[str]] = defaultdict(list)
-    observations: dict[str, list[str]] = defaultdict(list)
+    observations: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     every = set().union(*(run["cases"] for run in runs))
+    first = runs[0]["cases"]
     for run in runs:
         for case_id in every:
             case = run["cases"].get(case_id)
             verdicts[case_id].append(case["verdict"] if case else "missing")
-            observations[case_id].append(
-                json.dumps(case.get("observations", {}), sort_keys=True) if case else "")
+            if case is None or case_id not in first:
+                continue
+            differences = observation_differences(first[case_id].get("observations") or {},
+                                                  case.get("observations") or {})
+            for name, (seen_first, seen_here) in differences.items():
+                values = observations[case_id][name]
+                for value in (json.dumps(seen_first), json.dumps(seen_here)):
+                    if value not in values:
+                        values.append(value)
     return {
         "verdict_changes": {case_id: sorted(set(seen)) for case_id, seen in verdicts.items()
                             if len(set(seen)) > 1},
-        "observation_changes": sorted(case_id for case_id, seen in observations.items()
-                                      if len(set(seen)) > 1),
+        "observation_changes": {case_id: dict(names)
+                                for case_id, names in sorted(observations.items())},
     }
 
 

@@ -137,6 +137,17 @@ def test_timings_nested_in_lists_and_dicts_compare_within_the_tolerance() -> Non
     assert kinds(a, octets) == {"t": "differs"}  # only timings get the tolerance
 
 
+def test_timings_within_the_resolution_are_equal_whatever_their_ratio() -> None:
+    """Sub-millisecond timings differ by large ratios between two runs of one stack: the
+    tester's scheduling, not the stack's. Beyond 50 ms the tolerance is relative again."""
+    a = results("a", ("t", "pass", {"released_after_s": 0.0005, "lags_s": [0.003]}))
+    noise = results("b", ("t", "pass", {"released_after_s": 0.002, "lags_s": [0.015]}))
+    slower = results("b", ("t", "pass", {"released_after_s": 0.06, "lags_s": [0.003]}))
+    assert kinds(a, noise) == {"t": "same"}
+    assert compare_results(a, slower).cases[0].differences == {
+        "released_after_s": (0.0005, 0.06)}
+
+
 def test_markdown_lists_every_case_with_its_differences() -> None:
     a = results("ref", ("open", "info", {"policy": "drop"}), choices=("policy",))
     b = results("linux", ("open", "info", {"policy": "reset"}), choices=("policy",))
@@ -290,6 +301,31 @@ def test_compare_targets_runs_both_and_compares(tmp_path: Path) -> None:
     assert "# linux (A) against linux-2 (B)" in (out / "compare.md").read_text()
     assert "same: 2" in completed.stdout
     assert f"Written: {out / 'compare.json'}, {out / 'compare.md'}" in completed.stdout
+
+
+@pytest.mark.privileged
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+@pytest.mark.parametrize("target", ["ref", "linux", "lwip", "gvisor"])
+def test_a_stack_compared_with_itself_is_the_same_in_every_case(
+    tmp_path: Path, target: str
+) -> None:
+    """Two default runs of the whole catalogue on one target: every case `same`, so a
+    difference between two stacks is never noise (timings at the resolution judged,
+    ports the stack picks, reads the DUT's timing splits, ISN distances)."""
+    out = tmp_path / "run"
+    completed = subprocess.run(
+        [sys.executable, "-m", "conformance.cli", "compare", "--targets",
+         f"{target},{target}", "--out", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "COLUMNS": "400", "PYTHONPATH": str(REPOSITORY)},
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    written = json.loads((out / "compare.json").read_text())
+    selected = len(json.loads((out / target / "results.json").read_text())["cases"])
+    assert selected > 200
+    not_same = {case["id"]: (case["kind"], case["note"], case["differences"])
+                for case in written["cases"] if case["kind"] != "same"}
+    assert not_same == {}
 
 
 @pytest.mark.privileged

@@ -34,3 +34,13 @@ def owner_of(ip: str) -> Host | None:
         if host.ip == ip:
             return host
     return None
+
+# Ports a stack picks for itself differ between runs and targets (Linux 32768-60999, lwIP
+# and IANA 49152-65535, gVisor's netstack 16000-65535): observations record that a port
+# was ephemeral, not its number. The cases' own fixed ports for the DUT lie below.
+EPHEMERAL_FROM = 16000
+
+
+def stable_port(port: int) -> int | str:
+    """A port as observations record it: `ephemeral` for one the stack may have picked."""
+    return "ephemeral" if port >= EPHEMERAL_FROM else port

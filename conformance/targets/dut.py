@@ -21,7 +21,7 @@ from conformance.agent.client import (
 )
 from conformance.errors import HarnessError
 from conformance.evidence.record import CallRecord, CaseRecord
-from conformance.lab.addressing import Host
+from conformance.lab.addressing import Host, stable_port
 
 __all__ = [
     "Ancillary", "Dut", "ErrQueueEntry", "Errno", "Message", "PacketInfo", "PendingCall",
@@ -86,6 +86,14 @@ def _summarise(value: Any) -> Any:
     return value
 
 
+def _with_stable_ports(value: Any) -> Any:
+    """A call's result as observed: a port the stack may have picked as `ephemeral`."""
+    if isinstance(value, dict):
+        return {key: stable_port(item) if key == "port" and isinstance(item, int)
+                else _with_stable_ports(item) for key, item in value.items()}
+    return value
+
+
 def _data_arg(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -141,13 +149,16 @@ class DutCallBlocked(AssertionError):
 class PendingCall:
     """A call started in the background (an accept waiting for a handshake, ...)."""
 
-    def __init__(self, dut: "Dut", entry: CallRecord, pending: Pending) -> None:
+    def __init__(self, dut: "Dut", entry: CallRecord, pending: Pending, *,
+                 observed: bool = True) -> None:
         self._dut = dut
         self._entry = entry
         self._pending = pending
+        self._observed = observed
 
     def result(self, timeout: float = DEFAULT_CALL_TIMEOUT_S) -> Any:
-        return self._dut._finish(self._entry, lambda: self._pending.result(timeout))
+        return self._dut._finish(self._entry, lambda: self._pending.result(timeout),
+                                 observed=self._observed)
 
     def done(self) -> bool:
         return self._pending.done()
@@ -194,8 +205,9 @@ class Dut:
         return self.call("sendto", sock=sock, data=_data_arg(data), addr=addr, port=port,
                          flags=list(flags))
 
-    def recv(self, sock: int, size: int, flags: Sequence[str] = ()) -> Any:
-        return self.call("recv", sock=sock, size=size, flags=list(flags))
+    def recv(self, sock: int, size: int, flags: Sequence[str] = (), *,
+             observed: bool = True) -> Any:
+        return self.call("recv", sock=sock, size=size, flags=list(flags), observed=observed)
 
     def recvfrom(self, sock: int, size: int, flags: Sequence[str] = ()) -> Any:
         return self.call("recvfrom", sock=sock, size=size, flags=list(flags))
@@ -245,15 +257,19 @@ class Dut:
 
     # ---- plumbing -------------------------------------------------------------------------
 
-    def call(self, call: str, *, timeout: float = DEFAULT_CALL_TIMEOUT_S, **args: Any) -> Any:
-        """Perform one call and wait for its result (a value, or an `Errno`)."""
+    def call(self, call: str, *, timeout: float = DEFAULT_CALL_TIMEOUT_S,
+             observed: bool = True, **args: Any) -> Any:
+        """Perform one call and wait for its result (a value, or an `Errno`). With
+        `observed` False the call log keeps it but no `call.*` observation is recorded:
+        for reads whose split the DUT's timing decides, where the case observes the total."""
         entry = self._log(call, args)
-        return self._finish(entry, lambda: self.agent.call(call, args, timeout=timeout))
+        return self._finish(entry, lambda: self.agent.call(call, args, timeout=timeout),
+                            observed=observed)
 
-    def start(self, call: str, **args: Any) -> PendingCall:
+    def start(self, call: str, *, observed: bool = True, **args: Any) -> PendingCall:
         """Start a call that may block; collect it later with `.result(timeout)`."""
         entry = self._log(call, args)
-        return PendingCall(self, entry, self.agent.start(call, args))
+        return PendingCall(self, entry, self.agent.start(call, args), observed=observed)
 
     def _log(self, call: str, args: dict[str, Any]) -> CallRecord:
         for name, value in args.items():
@@ -268,7 +284,7 @@ class Dut:
         self.record.calls.append(entry)
         return entry
 
-    def _finish(self, entry: CallRecord, wait: Any) -> Any:
+    def _finish(self, entry: CallRecord, wait: Any, *, observed: bool = True) -> Any:
         try:
             raw = wait()
         except Unsupported as reason:
@@ -294,10 +310,11 @@ class Dut:
                 {**raw, "data": f"<{len(base64.b64decode(raw['data']))} bytes>"}
                 if isinstance(raw, dict) and "data" in raw else raw
             )
-        # Handles are the agent's own numbers and differ between targets: observe "ok".
-        observed = "ok" if entry.call in HANDLE_CALLS or entry.value is None else entry.value
-        self.record.observe(
-            call_observation_name(entry),
-            entry.value if entry.outcome == "errno" else observed,
-        )
+        if observed:
+            # Handles are the agent's own numbers and differ between targets: "ok".
+            value = "ok" if entry.call in HANDLE_CALLS or entry.value is None else entry.value
+            self.record.observe(
+                call_observation_name(entry),
+                entry.value if entry.outcome == "errno" else _with_stable_ports(value),
+            )
         return _decode(entry.call, raw)

@@ -25,6 +25,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP
 from scapy.packet import Packet
 
+from conformance.lab.addressing import stable_port
 from conformance.wire.capture import WireFrame
 
 MOD = 1 << 32
@@ -32,15 +33,7 @@ ETH_P_IP = 0x0800
 IPPROTO_TCP = 6
 TCP_SYN = 0x02
 
-# Ports a stack picks for itself (Linux 32768-60999, IANA 49152-65535) differ between
-# runs and targets: observations record that the port was ephemeral, not its number.
-EPHEMERAL_FROM = 32768
-
 Endpoints = tuple[str, int, str, int]  # source address and port, destination address and port
-
-
-def _stable_port(port: int) -> int | str:
-    return "ephemeral" if port >= EPHEMERAL_FROM else port
 
 
 def _syn_sequence(data: bytes) -> tuple[Endpoints, int] | None:
@@ -97,7 +90,7 @@ def key_fields(packet: Packet, frames: Sequence[WireFrame] = ()) -> dict[str, An
         dut_isn, tester_isn = initial_sequence_numbers(
             frames, (packet[IP].src, tcp.sport, packet[IP].dst, tcp.dport))
         fields.update(
-            sport=_stable_port(tcp.sport), dport=tcp.dport, flags=str(tcp.flags),
+            sport=stable_port(tcp.sport), dport=tcp.dport, flags=str(tcp.flags),
             seq=_relative(tcp.seq, dut_isn),
             # The acknowledgement field means nothing without ACK (RFC 9293 3.1).
             ack=_relative(tcp.ack, tester_isn) if tcp.flags.A else None,
@@ -105,7 +98,7 @@ def key_fields(packet: Packet, frames: Sequence[WireFrame] = ()) -> dict[str, An
         )
     elif UDP in packet:
         udp = packet[UDP]
-        fields.update(sport=_stable_port(udp.sport), dport=udp.dport, payload=len(udp.payload))
+        fields.update(sport=stable_port(udp.sport), dport=udp.dport, payload=len(udp.payload))
     elif ICMP in packet:
         fields.update(icmp_type=packet[ICMP].type, icmp_code=packet[ICMP].code)
     elif ARP in packet:

@@ -135,12 +135,13 @@ class TcpFlow(TcpSequence):
         within: float,
         why: str = "",
         since: WireFrame | None = None,
+        observed: bool = True,
     ) -> Received:
         """Wait for a segment of this connection from the DUT; learns the DUT's ISN from a
-        SYN and advances rcv_nxt past data and FIN that arrive in order. `since` as for
-        Testbench.expect."""
+        SYN and advances rcv_nxt past data and FIN that arrive in order. `since` and
+        `observed` as for Testbench.expect."""
         received = self.tb.expect(self.template(flags, seq=seq, ack=ack), within=within,
-                                  why=why, since=since)
+                                  why=why, since=since, observed=observed)
         self.arrived(received)
         self.received.append(received)
         self.track()

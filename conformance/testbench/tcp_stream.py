@@ -21,14 +21,16 @@ def payload(received: Received) -> bytes:
     return bytes(received[TCP].payload)
 
 
-def next_data(flow: TcpFlow, *, within: float, why: str = "a data segment") -> Received:
-    """The next segment of the flow that carries data (pure ACKs on the way are skipped)."""
+def next_data(flow: TcpFlow, *, within: float, why: str = "a data segment",
+              observed: bool = True) -> Received:
+    """The next segment of the flow that carries data (pure ACKs on the way are skipped);
+    `observed` as for Testbench.expect."""
     deadline = time.monotonic() + within
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ExpectationFailed(f"no data segment from the DUT within {within}s ({why})")
-        segment = flow.expect(within=remaining, why=why)
+        segment = flow.expect(within=remaining, why=why, observed=observed)
         if len(segment[TCP].payload) > 0:
             return segment
 
@@ -41,12 +43,14 @@ def next_data_or_none(flow: TcpFlow, *, within: float, why: str) -> Received | N
 
 
 def receive_stream(flow: TcpFlow, length: int, *, within: float, ack: bool = True,
-                   window: int | None = None) -> list[Received]:
+                   window: int | None = None, observed: bool = True) -> list[Received]:
     """Data segments until the DUT's first `length` data octets have all arrived in order,
-    acknowledging each (unless `ack` is False). Returns every data segment seen."""
+    acknowledging each (unless `ack` is False). Returns every data segment seen;
+    `observed` as for Testbench.expect."""
     segments: list[Received] = []
     while flow.rcv_nxt < 1 + length:
-        segment = next_data(flow, within=within, why=f"data up to octet {length}")
+        segment = next_data(flow, within=within, why=f"data up to octet {length}",
+                            observed=observed)
         segments.append(segment)
         if ack:
             flow.send("A", why=f"ACK of the DUT's data up to {flow.rcv_nxt}", window=window)
@@ -54,13 +58,14 @@ def receive_stream(flow: TcpFlow, length: int, *, within: float, ack: bool = Tru
 
 
 def dut_writes(dut: Dut, connection: Connection, data: bytes, *,
-               within: float = ANSWER_S) -> list[Received]:
+               within: float = ANSWER_S, observed: bool = True) -> list[Received]:
     """The DUT's application writes `data` while the tester receives and acknowledges it
     all (a blocking send returns once the send buffer took the last octet, which a small
-    buffer does only as the tester acknowledges). Returns the data segments."""
+    buffer does only as the tester acknowledges). Returns the data segments; `observed`
+    as for Testbench.expect."""
     sending = dut.start("send", sock=connection.sock, data=base64.b64encode(data).decode(),
                          flags=[])
-    segments = receive_stream(connection.flow, len(data), within=within)
+    segments = receive_stream(connection.flow, len(data), within=within, observed=observed)
     sent = sending.result(timeout=within)
     assert sent == len(data), f"send of {len(data)} octets returned {sent}"
     return segments

@@ -95,8 +95,8 @@ def test_application_learns_the_maximum_datagram_size(dut: Dut, tb: Testbench) -
 @requirement("API-UDP-e")
 def test_unbound_socket_gets_an_ephemeral_port(dut: Dut, tb: Testbench) -> None:
     """Twenty unbound sockets that send are given distinct ports, each the one getsockname
-    names, from the stack's ephemeral range: the lowest and highest seen are observed, and
-    the narrowest known range holding them all."""
+    names, from the stack's ephemeral range: the narrowest known range holding them all is
+    observed (the numbers themselves differ between runs; the capture has them)."""
     ports = []
     for number in range(UNBOUND_SENDERS):
         sock = dut.socket("udp")
@@ -107,11 +107,8 @@ def test_unbound_socket_gets_an_ephemeral_port(dut: Dut, tb: Testbench) -> None:
         ports.append(port)
     with step(DELIVER, "sockets open at once have distinct ports"):
         assert len(set(ports)) == len(ports), f"ports handed out twice: {sorted(ports)}"
-    # The numbers differ between runs; the range they lie in is the stack's choice.
     lowest, highest = min(ports), max(ports)
     # RFC 6335 6: the range is the host's choice.
-    tb.observe("ephemeral_ports_lowest", lowest, choice=True)
-    tb.observe("ephemeral_ports_highest", highest, choice=True)
     tb.observe("ephemeral_range", next(
         (name for name, (low, high) in KNOWN_RANGES.items() if low <= lowest <= highest <= high),
         "other (no known range holds them all)"), choice=True)

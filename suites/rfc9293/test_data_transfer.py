@@ -104,7 +104,9 @@ def test_queued_segments_are_processed_before_the_ack(dut: Dut, tb: Testbench) -
 
 def bulk_to_tester(dut: Dut, tb: Testbench, sport: int, mss: int | None) -> list[Received]:
     connection = open_passive(dut, tb, PORT, sport=sport, mss=mss)
-    segments = dut_writes(dut, connection, DATA)
+    # The segments are observed as what the cases judge, their sizes (where PSH goes
+    # varies from run to run of one stack).
+    segments = dut_writes(dut, connection, DATA, observed=False)
     assert data_of(segments, connection.flow)[: len(DATA)] == DATA, "the data arrived damaged"
     tb.observe("segment_sizes", [len(payload(segment)) for segment in segments])
     return segments

@@ -272,12 +272,12 @@ def test_isn_follows_a_clock(dut: Dut, tb: Testbench) -> None:
     pairs = list(itertools.pairwise(synacks))
     steps = [int(later[TCP].seq - earlier[TCP].seq) % MOD for earlier, later in pairs]
     elapsed = [later.time_s - earlier.time_s for earlier, later in pairs]
-    tb.observe("isn_steps", steps)
     tb.observe("isn_steps_increase", [0 < step < HALF for step in steps])
     assert all(0 < step < HALF for step in steps), f"ISN steps {steps} do not all increase"
     rates = [step / seconds for step, seconds in zip(steps, elapsed, strict=True)]
     agreement = max(rates) / min(rates)
-    tb.observe("isn_clock_tick_us", round(1e6 / (sum(steps) / sum(elapsed)), 3))
+    # Two significant figures: the ISN steps themselves depend on when the SYNs came.
+    tb.observe("isn_clock_tick_us", float(f"{1e6 / (sum(steps) / sum(elapsed)):.2g}"))
     tb.observe("isn_rates_agree", agreement <= CLOCK_RATE_AGREEMENT)
     assert agreement <= CLOCK_RATE_AGREEMENT, (
         f"ISN steps {steps} over {[round(e, 3) for e in elapsed]} s: rates "
