@@ -53,7 +53,7 @@ from conformance.targets.linux import parse_sysctls
 from conformance.targets.ref import parse_settings
 from conformance.testbench.bench import StepFailed, Testbench
 from conformance.verdicts import Verdict, exit_status, verdict_for_level
-from conformance.wire.capture import Capture
+from conformance.wire.capture import Capture, DutFlooded
 
 
 @dataclass
@@ -66,6 +66,7 @@ class CaseState:
     verdict: Verdict | None = None
     message: str = ""
     death: str | None = None  # how the DUT's agent died during the case, if it did
+    flood: str | None = None  # the DUT flooded the wire during the case, if it did
 
 
 CASE_KEY = pytest.StashKey[CaseState]()
@@ -264,6 +265,8 @@ def conformance_case(request: pytest.FixtureRequest) -> Iterator[CaseContext]:
             if capture is not None:
                 capture.stop()
                 record.frames = list(capture.frames)
+                if isinstance(capture.failure, DutFlooded):
+                    state.flood = str(capture.failure)
             if started is not None:
                 started.stop()
                 record.agent_log = started.agent.stderr_text
@@ -366,6 +369,11 @@ def pytest_runtest_makereport(
         state.verdict = Verdict.ERROR
         state.message = "\n".join(part for part in (
             f"the agent died during the case: {state.death}", state.message) if part)
+    if call.when == "teardown" and state.flood is not None and state.flood not in state.message:
+        # The case's checks saw a capture that stopped holding the DUT's frames.
+        state.verdict = Verdict.ERROR
+        state.message = "\n".join(part for part in (
+            f"DutFlooded: {state.flood}", state.message) if part)
     if call.when == "teardown":
         verdict = state.verdict or Verdict.ERROR
         expectation, note = judge_expectation(state.record.case_id, verdict, run.deviations)

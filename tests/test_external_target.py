@@ -264,6 +264,51 @@ class TestAgentHygiene:
         assert "agent" in document["message"]
         assert [call["outcome"] for call in document["calls"]][:1] == ["result"]
 
+    def test_an_over_long_line_is_an_error_not_a_growing_buffer(
+        self, tmp_path: Path, lwip_agent: Path
+    ) -> None:
+        # After its answer to hello, a line of 17 MiB (over the 16 MiB limit) with no end.
+        command = (f"sh -c '{lwip_agent} | {{ read -r line; echo \"$line\"; "
+                   "head -c 17825792 /dev/zero | tr \"\\\\0\" x; exec cat; }'")
+        document = run_case_with_agent(tmp_path, command)
+        assert document["verdict"] == "error"
+        assert "a line longer than 16777216 bytes" in document["message"], document["message"]
+
+    def test_an_agent_that_never_answers_is_an_error(
+        self, tmp_path: Path, lwip_agent: Path
+    ) -> None:
+        # It answers hello, then nothing more: the case's first call waits in vain.
+        command = (f"sh -c '{lwip_agent} | {{ read -r line; echo \"$line\"; "
+                   "exec sleep 3018.25; }'")
+        document = run_case_with_agent(tmp_path, command)
+        assert document["verdict"] == "error"
+        assert "got no response within" in document["message"], document["message"]
+        assert "the agent hung" in document["message"]
+        assert processes_with("sleep\0" + "3018.25") == []
+
+    def test_a_dut_that_floods_the_wire_is_an_error_and_the_capture_stays_bounded(
+        self, tmp_path: Path, lwip_agent: Path
+    ) -> None:
+        # Beside lwIP, on its TAP descriptor, frames without end (dd writes each block of
+        # 60 octets as one frame); the case lasts seconds (SYNs at 0, 1, 3 s...).
+        frames = tmp_path / "frames.bin"
+        frames.write_bytes((bytes.fromhex("ffffffffffff02000000000188b5") + bytes(46)) * 1000)
+        flood = (f"while :; do dd if={frames} bs=60 status=none; done "
+                 ">&$CF_TAP_FD")
+        completed = run_conformance(
+            "run", "--target", "external", "--agent",
+            f"bash -c '{flood} & exec {lwip_agent}'",
+            "-k", "test_unanswered_syn_is_retransmitted_with_backoff",
+            "--out", str(tmp_path / "run"), cwd=tmp_path)
+        assert completed.returncode == 1, completed.stdout + completed.stderr
+        [path] = (tmp_path / "run" / "external").glob("rfc9293__*.json")
+        document = json.loads(path.read_text())
+        assert document["verdict"] == "error"
+        assert "the DUT flooded the wire: more than 5000 frames" in document["message"], (
+            document["message"])
+        assert len([frame for frame in document["frames"] if frame["sender"] == "dut"]) == 5000
+        assert processes_with(f"if={frames}") == []
+
     def test_what_an_agent_starts_ends_with_the_case(
         self, tmp_path: Path, lwip_agent: Path
     ) -> None:

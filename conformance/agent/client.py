@@ -21,6 +21,9 @@ from typing import IO, Any
 from conformance.agent import forkserver
 
 STDERR_TAIL_CHARS = 2000
+# The longest response line taken (docs/agent-protocol.md): far above any case's data in
+# base64, and a bound on what an agent that never ends its line makes the tester hold.
+MAX_LINE_BYTES = 16 * 1024 * 1024
 # Calls a stack may legitimately keep waiting (for a handshake, data, buffer space, a
 # lingering close, poll's timeout). Any other call unanswered means the agent hung.
 CALLS_THAT_MAY_BLOCK = frozenset(
@@ -273,7 +276,12 @@ class AgentClient:
         """Reader thread: hands each response to the waiter of its id."""
         stdout = self._process.stdout
         assert stdout is not None
-        for line in stdout:
+        while line := stdout.readline(MAX_LINE_BYTES + 1):
+            if len(line) > MAX_LINE_BYTES:
+                self._protocol_fault(f"agent wrote a line longer than {MAX_LINE_BYTES} bytes")
+                while len(stdout.readline(MAX_LINE_BYTES)) == MAX_LINE_BYTES:
+                    pass  # the rest of that line, read and dropped
+                continue
             try:
                 response = json.loads(line)
             except ValueError:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from conformance.errors import HarnessError
+
 Sender = Literal["dut", "tester"]
 
 
@@ -66,6 +68,14 @@ class WireFrame:
 
 FrameHook = Callable[[WireFrame], None]
 
+# No case needs a fraction of this (the busiest, 131 frames from lwIP): a DUT that
+# sends more floods the wire, and the capture stops holding its frames (they are drained).
+MAX_DUT_FRAMES = 5000
+
+
+class DutFlooded(HarnessError):
+    """The DUT sent more than MAX_DUT_FRAMES in one case: the case cannot be judged."""
+
 
 class Capture:
     """Reads the wire on a thread; holds every frame; lets callers wait for frames."""
@@ -78,6 +88,7 @@ class Capture:
         self._stop_read, self._stop_write = os.pipe()
         self._thread = threading.Thread(target=self._read_loop, name="capture", daemon=True)
         self.failure: BaseException | None = None
+        self._tester_frames = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -94,6 +105,7 @@ class Capture:
         """Write a frame to the DUT and record it in wire order."""
         with self._changed:
             frame = self._append("tester", data, comment)
+            self._tester_frames += 1
             self._wire.write_frame(data)
         return frame
 
@@ -117,8 +129,17 @@ class Capture:
                 if self._stop_read in ready:
                     return
                 while (data := self._wire.read_frame()) is not None:
+                    if self.failure is not None:
+                        continue  # flooded: drained, not held
                     with self._changed:
                         frame = self._append("dut", data, None)
+                        if frame.number - self._tester_frames > MAX_DUT_FRAMES:
+                            self.frames.pop()
+                            self.failure = DutFlooded(
+                                f"the DUT flooded the wire: more than {MAX_DUT_FRAMES} frames "
+                                f"in one case (the capture holds the first {MAX_DUT_FRAMES})")
+                            self._changed.notify_all()
+                            continue
                     if self.on_dut_frame is not None:
                         self.on_dut_frame(frame)
         except BaseException as error:  # reported by the next wait, as a harness error
@@ -130,10 +151,14 @@ class Capture:
         """Wait until `predicate()` holds (checked whenever a frame arrives) or the deadline."""
         with self._changed:
             while not predicate():
+                if isinstance(self.failure, DutFlooded):
+                    raise self.failure
                 if self.failure is not None:
                     raise RuntimeError(f"capture thread failed: {self.failure!r}")
                 remaining = (deadline_monotonic_ns - time.monotonic_ns()) / 1e9
                 if remaining <= 0:
+                    if isinstance(self.failure, DutFlooded):
+                        raise self.failure
                     return predicate()
                 self._changed.wait(remaining)
             return True
