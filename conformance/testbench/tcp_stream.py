@@ -35,9 +35,10 @@ def next_data(flow: TcpFlow, *, within: float, why: str = "a data segment",
             return segment
 
 
-def next_data_or_none(flow: TcpFlow, *, within: float, why: str) -> Received | None:
+def next_data_or_none(flow: TcpFlow, *, within: float, why: str,
+                      observed: bool = True) -> Received | None:
     try:
-        return next_data(flow, within=within, why=why)
+        return next_data(flow, within=within, why=why, observed=observed)
     except ExpectationFailed:
         return None
 
