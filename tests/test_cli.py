@@ -333,6 +333,24 @@ def test_show_prints_a_hand_made_case(hand_made_run: Path, where: str) -> None:
     assert str((hand_made_run / "linux" / "fake_send.pcapng").resolve()) in text
 
 
+@pytest.mark.parametrize(("option", "text", "message"), [
+    ("--expectations", "this is = not [toml\n", "not a valid expectations file: Expected '='"),
+    ("--catalogue", "this is = not [toml\n", "cannot read the requirement catalogue"),
+    ("--catalogue", "[[requirement]]\nid = 3\n", "level must be one of"),
+])
+def test_a_malformed_toml_file_is_a_usage_error_naming_it(
+    tmp_path: Path, option: str, text: str, message: str
+) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text(text)
+    result = invoke("run", "--target", "ref", option, str(broken), "-k", "abort",
+                    "--out", str(tmp_path / "run"))
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert str(broken) in result.stderr and message in result.stderr, result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_show_an_unknown_case_lists_the_cases(hand_made_run: Path) -> None:
     result = invoke("show", "no_such_case", "--run", str(hand_made_run))
     assert result.exit_code == EXIT_USAGE
