@@ -215,6 +215,12 @@ def run_case_with_agent(tmp_path: Path, command: str) -> dict[str, Any]:
     return document
 
 
+def after_hello(agent: Path, then: str) -> str:
+    """An agent command: `agent`'s answer to hello passed on, then the shell's `then`
+    writing the rest of its stdout."""
+    return f"sh -c '{agent} | {{ read -r line; echo \"$line\"; {then}; }}'"
+
+
 def processes_with(marker: str) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -268,9 +274,8 @@ class TestAgentHygiene:
         self, tmp_path: Path, lwip_agent: Path
     ) -> None:
         # After its answer to hello, a line of 17 MiB (over the 16 MiB limit) with no end.
-        command = (f"sh -c '{lwip_agent} | {{ read -r line; echo \"$line\"; "
-                   "head -c 17825792 /dev/zero | tr \"\\\\0\" x; exec cat; }'")
-        document = run_case_with_agent(tmp_path, command)
+        document = run_case_with_agent(tmp_path, after_hello(
+            lwip_agent, "head -c 17825792 /dev/zero | tr \"\\\\0\" x; exec cat"))
         assert document["verdict"] == "error"
         assert "a line longer than 16777216 bytes" in document["message"], document["message"]
 
@@ -278,9 +283,7 @@ class TestAgentHygiene:
         self, tmp_path: Path, lwip_agent: Path
     ) -> None:
         # It answers hello, then nothing more: the case's first call waits in vain.
-        command = (f"sh -c '{lwip_agent} | {{ read -r line; echo \"$line\"; "
-                   "exec sleep 3018.25; }'")
-        document = run_case_with_agent(tmp_path, command)
+        document = run_case_with_agent(tmp_path, after_hello(lwip_agent, "exec sleep 3018.25"))
         assert document["verdict"] == "error"
         assert "got no response within" in document["message"], document["message"]
         assert "the agent hung" in document["message"]
