@@ -309,10 +309,9 @@ def test_compare_targets_runs_both_and_compares(tmp_path: Path) -> None:
 def test_a_stack_compared_with_itself_is_the_same_in_every_case(
     tmp_path: Path, target: str
 ) -> None:
-    """Two default runs of the whole catalogue on one target: every case `same` (or
-    `allowed` for where PSH went alone), so a difference between two stacks is never
-    noise (timings at the resolution judged, ports the stack picks, reads the DUT's
-    timing splits, ISN distances)."""
+    """Two default runs of the whole catalogue on one target: every case `same`, so a
+    difference between two stacks is never noise (timings at the resolution judged, ports
+    the stack picks, streams and reads the DUT's timing splits, ISN distances)."""
     out = tmp_path / "run"
     completed = subprocess.run(
         [sys.executable, "-m", "conformance.cli", "compare", "--targets",
@@ -326,20 +325,8 @@ def test_a_stack_compared_with_itself_is_the_same_in_every_case(
     assert selected > 200
     not_same = {case["id"]: (case["kind"], case["note"], case["differences"])
                 for case in written["cases"]
-                if case["kind"] != "same" and not only_psh_differs(case)}
+                if case["kind"] != "same"}
     assert not_same == {}
-
-
-def only_psh_differs(case: dict[str, Any]) -> bool:
-    """An allowed difference in where PSH went alone: Linux places it by timing in the
-    streams still observed frame by frame (a named choice, RFC 9293 3.9.1)."""
-    def psh_only(a: Any, b: Any) -> bool:
-        return (isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys()
-                and {key for key in a if a[key] != b[key]} == {"flags"}
-                and a["flags"].replace("P", "") == b["flags"].replace("P", ""))
-    return case["kind"] == "allowed" and all(
-        name.startswith("expect.") and psh_only(a, b)
-        for name, (a, b) in case["differences"].items())
 
 
 @pytest.mark.privileged
