@@ -1,5 +1,5 @@
-"""The `conformance` command: run, list, coverage, show, compare, agent-check, doctor,
-cleanup.
+"""The `conformance` command: run, list, coverage, show, compare, agent-check, fuzz,
+doctor, cleanup.
 
 Exit status (ARCHITECTURE.md, "Verdicts"): 0 no fail and no error; 1 a fail, an error, or
 an expectation that no longer holds (also: a suite module that cannot be collected);
@@ -12,6 +12,7 @@ spec (spec.py), the pytest session (session.py), its files (layout.py).
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -29,11 +30,13 @@ from conformance.cli_options import (
     sysctl_option,
 )
 from conformance.errors import EnvironmentProblem
+from conformance.fuzz.session import DEFAULT_CHECK_EVERY, FuzzSession
 from conformance.lab.netns import cleanup_labs, install_exit_handlers, list_labs
 from conformance.report import console as screen
 from conformance.report.agent_check import render_agent_check
 from conformance.report.compare import compare_results, write_comparison
 from conformance.report.coverage import build_coverage, check_rfcs
+from conformance.report.fuzz import fuzz_progress, render_fuzz_summary
 from conformance.requirements.catalogue import Catalogue, default_catalogue_path
 from conformance.run import layout
 from conformance.run.cases import collect_cases, requirement_summaries
@@ -326,6 +329,77 @@ def agent_check(ctx: click.Context, target: str | None, agent: tuple[str, ...],
     else:
         render_agent_check(screen.stdout_console(), report, name)
     ctx.exit(EXIT_OK if report.passed else EXIT_FAIL)
+
+
+# --- fuzz ------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--target", default="ref", show_default=True, metavar="NAME",
+              help="The device under test, as for `run`.")
+@agent_option("external: the agent of the stack under test, as a shell would split it.")
+@click.option("--frames", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="How many mutated frames to send.")
+@click.option("--seed", type=click.IntRange(min=0), help="The random seed: the same seed "
+              "sends the same frames [default: a new one, printed].")
+@click.option("--check-every", type=click.IntRange(min=1), default=DEFAULT_CHECK_EVERY,
+              show_default=True, help="Frames between liveness checks.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Where summary.json and a reproducer go [default: "
+              "pcaps/fuzz/<YYYYmmdd-HHMMSS>-<target>].")
+@sysctl_option("linux: set a net.* sysctl inside the DUT namespace (repeatable).")
+@ref_setting_option("ref: set a reference-stack setting (repeatable).")
+@click.option("--ref-patch", "ref_patches", multiple=True, metavar="FILE:FUNCTION",
+              hidden=True, help="ref: a patch applied to the stack (the project's tests).")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout.")
+@click.pass_context
+def fuzz(ctx: click.Context, target: str, agent: tuple[str, ...], frames: int,
+         seed: int | None, check_every: int, out: Path | None, sysctls: dict[str, str],
+         ref_settings: dict[str, str], ref_patches: tuple[str, ...], as_json: bool) -> None:
+    """Send mutated frames to a target and check that it stays alive.
+
+    \b
+    conformance fuzz --target lwip --frames 100000 --seed 7
+
+    The frames are mutations of the suites' probes (Ethernet, ARP, IPv4 with options,
+    fragments, ICMP, UDP, TCP with options) aimed at the DUT's open sockets, a listener
+    and a connection held open. Every --check-every frames the DUT must answer an echo
+    request, a UDP exchange and a new TCP connection with data both ways. The first
+    failed check stops the run and keeps the frames since the last good one as
+    reproducer.pcapng; summary.json has the figures, the DUT's memory included.
+
+    Exit status: 0 the DUT stayed alive; 1 it lost liveness (or the harness failed);
+    2 usage error; 3 environment problem; 130 interrupted (the lab is removed).
+    """
+    chosen = get_target(target)
+    options = TargetOptions(sysctls, ref_settings, ref_patches, agent)
+    chosen.check_options(options)
+    _require_environment()
+    install_exit_handlers()
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "big")
+    directory = out or Path("pcaps/fuzz") / f"{layout.run_stamp()}-{target}"
+    directory.mkdir(parents=True, exist_ok=True)
+    console = screen.terminal_console(sys.stderr if as_json else sys.stdout)
+    with console as shown:
+        shown.print(f"fuzzing {target} with {frames:,} frames, seed {seed} "
+                    f"(repeat: --seed {seed})")
+        try:
+            with FuzzSession(chosen, options, seed=seed, frames=frames,
+                             check_every=check_every, out=directory) as session, \
+                    fuzz_progress(shown, frames) as progress:
+                summary = session.run(progress)
+                agent_log = session.agent_log()
+        except KeyboardInterrupt:
+            fail("interrupted; the lab is removed", EXIT_INTERRUPTED)
+        document = {**summary.to_json(),
+                    "dut_stderr_tail": "" if summary.alive else agent_log[-4000:]}
+        (directory / "summary.json").write_text(json.dumps(document, indent=2) + "\n")
+        if as_json:
+            click.echo(json.dumps(document, indent=2))
+        else:
+            render_fuzz_summary(shown, summary, directory, agent_log)
+    ctx.exit(EXIT_OK if summary.alive else EXIT_FAIL)
 
 
 # --- doctor, cleanup -------------------------------------------------------------------
