@@ -29,7 +29,9 @@ from conformance.cli_options import (
     ref_setting_option,
     sysctl_option,
 )
-from conformance.errors import EnvironmentProblem
+from conformance.errors import EnvironmentProblem, UsageError
+from conformance.evidence.pcapng import read_pcapng
+from conformance.fuzz.frames import FrameSource, Mutator, Replay
 from conformance.fuzz.session import DEFAULT_CHECK_EVERY, FuzzSession
 from conformance.lab.netns import cleanup_labs, install_exit_handlers, list_labs
 from conformance.report import console as screen
@@ -344,6 +346,9 @@ def agent_check(ctx: click.Context, target: str | None, agent: tuple[str, ...],
               "sends the same frames [default: a new one, printed].")
 @click.option("--check-every", type=click.IntRange(min=1), default=DEFAULT_CHECK_EVERY,
               show_default=True, help="Frames between liveness checks.")
+@click.option("--replay", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Send the fuzzed frames of a reproducer.pcapng again (instead of new "
+              "ones), then check liveness.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Where summary.json and a reproducer go [default: "
               "pcaps/fuzz/<YYYYmmdd-HHMMSS>-<target>].")
@@ -354,7 +359,8 @@ def agent_check(ctx: click.Context, target: str | None, agent: tuple[str, ...],
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout.")
 @click.pass_context
 def fuzz(ctx: click.Context, target: str, agent: tuple[str, ...], frames: int,
-         seed: int | None, check_every: int, out: Path | None, sysctls: dict[str, str],
+         seed: int | None, check_every: int, replay: Path | None, out: Path | None,
+         sysctls: dict[str, str],
          ref_settings: dict[str, str], ref_patches: tuple[str, ...], as_json: bool) -> None:
     """Send mutated frames to a target and check that it stays alive.
 
@@ -374,20 +380,27 @@ def fuzz(ctx: click.Context, target: str, agent: tuple[str, ...], frames: int,
     chosen = get_target(target)
     options = TargetOptions(sysctls, ref_settings, ref_patches, agent)
     chosen.check_options(options)
+    source: FrameSource
+    if replay is not None:
+        source, seed = replayed_frames(replay), None
+        frames = len(source.frames)
+        started = f"replaying the {frames} fuzzed frames of {replay} on {target}"
+    else:
+        seed = int.from_bytes(os.urandom(4), "big") if seed is None else seed
+        source = Mutator(seed)
+        started = f"fuzzing {target} with {frames:,} frames, seed {seed} (repeat: --seed {seed})"
     _require_environment()
     install_exit_handlers()
-    if seed is None:
-        seed = int.from_bytes(os.urandom(4), "big")
     directory = out or Path("pcaps/fuzz") / f"{layout.run_stamp()}-{target}"
     directory.mkdir(parents=True, exist_ok=True)
     console = screen.terminal_console(sys.stderr if as_json else sys.stdout)
     with console as shown:
-        shown.print(f"fuzzing {target} with {frames:,} frames, seed {seed} "
-                    f"(repeat: --seed {seed})")
+        shown.print(started)
         try:
-            with FuzzSession(chosen, options, seed=seed, frames=frames,
+            with FuzzSession(chosen, options, source, seed=seed, frames=frames,
                              check_every=check_every, out=directory) as session, \
                     fuzz_progress(shown, frames) as progress:
+                session.summary.replayed = str(replay) if replay is not None else None
                 summary = session.run(progress)
                 agent_log = session.agent_log()
         except KeyboardInterrupt:
@@ -400,6 +413,17 @@ def fuzz(ctx: click.Context, target: str, agent: tuple[str, ...], frames: int,
         else:
             render_fuzz_summary(shown, summary, directory, agent_log)
     ctx.exit(EXIT_OK if summary.alive else EXIT_FAIL)
+
+
+def replayed_frames(path: Path) -> Replay:
+    """The fuzzed frames of a reproducer; a usage error for a file without any."""
+    try:
+        replay = Replay([(frame.data, frame.comment) for frame in read_pcapng(path)])
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    if not replay.frames:
+        raise UsageError(f"{path} holds no fuzzed frames (comments 'tester: fuzz frame N')")
+    return replay
 
 
 # --- doctor, cleanup -------------------------------------------------------------------

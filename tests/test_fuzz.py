@@ -112,6 +112,7 @@ def test_fixed_checksums_are_valid_by_scapys_arithmetic() -> None:
 def fuzz(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """`conformance fuzz ... --json`; its result and summary.json (which it must equal)."""
     out = tmp_path / "fuzz"
+    tmp_path.mkdir(exist_ok=True)
     child = subprocess.Popen(conformance_command("fuzz", *args, "--out", str(out), "--json"),
                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env={**os.environ, "COLUMNS": "400"})
@@ -173,6 +174,17 @@ def test_a_wedged_stack_loses_liveness_and_its_round_becomes_the_reproducer(
     assert any("ip.options" in comment for comment in comments if "fuzz frame" in comment)
     assert summary["checks_passed"] == summary["rounds"]  # every round but the last passed
 
+    # The reproducer replayed: the broken stack wedges again, a sound one stays alive.
+    again, replayed = fuzz(tmp_path / "again", "--target", "ref", "--replay",
+                           summary["reproducer"], "--ref-patch",
+                           f"{PATCHES}:wedged_by_ip_options")
+    assert again.returncode == EXIT_FAIL and replayed["alive"] is False, again.stderr
+    assert replayed["frames_sent"] <= len(numbers) and replayed["seed"] is None
+    sound, healthy = fuzz(tmp_path / "sound", "--target", "ref", "--replay",
+                          summary["reproducer"])
+    assert sound.returncode == EXIT_OK and healthy["alive"] is True, sound.stderr
+    assert healthy["frames_sent"] == len(numbers) and healthy["checks_passed"] == 2
+
 
 @pytest.mark.privileged
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
@@ -189,6 +201,7 @@ def test_a_stack_that_dies_is_reported_with_its_stderr(tmp_path: Path) -> None:
     (["--frames", "0"], "--frames"),
     (["--target", "no-such-target"], "unknown target"),
     (["--target", "ref", "--sysctl", "net.ipv4.tcp_sack=0"], "--sysctl applies to the linux"),
+    (["--replay", __file__], "not a little-endian pcapng file"),
 ])
 def test_bad_fuzz_options_are_usage_errors_before_any_lab(tmp_path: Path, args: list[str],
                                                           says: str) -> None:

@@ -87,3 +87,34 @@ def write_pcapng(
     temporary = path.with_suffix(".tmp")
     temporary.write_bytes(data)
     temporary.replace(path)
+
+
+def read_pcapng(path: Path) -> list[PcapFrame]:
+    """The packets of a pcapng file with their comments (Enhanced Packet Blocks of a
+    little-endian section, as `encode_pcapng` writes them; other blocks are skipped).
+    ValueError for a file that is not one."""
+    data = path.read_bytes()
+    if len(data) < 28 or data[:4] != b"\x0a\x0d\x0d\x0a" or data[8:12] != b"\x4d\x3c\x2b\x1a":
+        raise ValueError(f"{path}: not a little-endian pcapng file")
+    frames: list[PcapFrame] = []
+    position = 0
+    while position + 12 <= len(data):
+        block_type, length = struct.unpack_from("<II", data, position)
+        if length < 12 or length % 4 or position + length > len(data):
+            raise ValueError(f"{path}: a block at offset {position} has length {length}")
+        if block_type == 0x00000006:
+            body = data[position + 8:position + length - 4]
+            high, low, captured = struct.unpack_from("<III", body, 4)
+            packet = body[20:20 + captured]
+            comment = ""
+            options = 20 + captured + (-captured % 4)
+            while options + 4 <= len(body):
+                code, size = struct.unpack_from("<HH", body, options)
+                if code == OPT_ENDOFOPT:
+                    break
+                if code == OPT_COMMENT:
+                    comment = body[options + 4:options + 4 + size].decode(errors="replace")
+                options += 4 + size + (-size % 4)
+            frames.append(PcapFrame((high << 32) | low, packet, comment))
+        position += length
+    return frames

@@ -21,8 +21,9 @@ follow that connection's (the DUT's ISN differs between runs).
 
 import random
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
@@ -504,3 +505,32 @@ class Mutator:
         top = 2 ** (8 * field.width) - 1
         number = rng.choice((0, 1, top, top - 1, top // 2, top // 2 + 1, rng.randint(0, top)))
         return number.to_bytes(field.width, "big")
+
+
+class FrameSource(Protocol):
+    """Where a fuzzing run's frames come from: a Mutator, or a Replay."""
+
+    def aim(self, aim: Aim) -> None: ...
+    def next_frame(self) -> FuzzFrame: ...
+
+
+REPLAYED_PREFIX = "tester: fuzz frame "
+
+
+class Replay:
+    """The fuzzed frames of a reproducer (the comments `fuzz frame N: ...` name them), in
+    order. They keep the sequence numbers of the run they came from: the connection the
+    new run holds has other ISNs."""
+
+    def __init__(self, frames: Sequence[tuple[bytes, str]]) -> None:
+        self.frames = [FuzzFrame(data, "replayed " + comment.removeprefix("tester: "))
+                       for data, comment in frames if comment.startswith(REPLAYED_PREFIX)]
+        self._next = 0
+
+    def aim(self, aim: Aim) -> None:
+        """Nothing to aim: the frames are sent as they were."""
+
+    def next_frame(self) -> FuzzFrame:
+        frame = self.frames[self._next % len(self.frames)]
+        self._next += 1
+        return frame

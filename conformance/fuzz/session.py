@@ -33,7 +33,7 @@ from conformance.fuzz.frames import (
     LIVE_TCP_PORT,
     LIVE_UDP_PORT,
     Aim,
-    Mutator,
+    FrameSource,
 )
 from conformance.lab.netns import Lab
 from conformance.targets.base import StartedDut, Target, TargetOptions
@@ -63,7 +63,7 @@ class MemorySample:
 @dataclass
 class FuzzSummary:
     target: str
-    seed: int
+    seed: int | None  # None for a replay
     frames_requested: int
     frames_sent: int = 0
     rounds: int = 0
@@ -76,6 +76,7 @@ class FuzzSummary:
     loss: str | None = None  # how the first failed liveness check failed
     lost_after_frame: int | None = None  # the number of the last frame sent before it
     reproducer: str | None = None
+    replayed: str | None = None  # the reproducer whose frames were sent again
     memory: list[MemorySample] = field(default_factory=list)
     seeds: dict[str, int] = field(default_factory=dict)  # frames sent per seed kind
 
@@ -126,13 +127,13 @@ class FuzzSession:
     """One DUT in one lab, fuzzed round by round. Use as a context manager: the lab, the
     DUT and the capture are removed on every exit path."""
 
-    def __init__(self, target: Target, options: TargetOptions, *, seed: int, frames: int,
-                 check_every: int, out: Path) -> None:
+    def __init__(self, target: Target, options: TargetOptions, source: FrameSource, *,
+                 seed: int | None, frames: int, check_every: int, out: Path) -> None:
         self.target = target
         self.options = options
         self.out = out
         self.check_every = check_every
-        self.mutator = Mutator(seed)
+        self.mutator = source
         self.summary = FuzzSummary(target.name, seed, frames)
         self._seeds: Counter[str] = Counter()
         self._lab: Lab | None = None
@@ -350,6 +351,11 @@ class FuzzSession:
         finally:
             dut.close(sock)
 
+    def _origin(self) -> str:
+        if self.summary.replayed is not None:
+            return f"--replay {self.summary.replayed}"
+        return f"--seed {self.summary.seed}"
+
     def _write_reproducer(self, tb: Testbench, round_number: int) -> Path:
         """The round's frames (those since the last good check), commented, as pcapng."""
         self.out.mkdir(parents=True, exist_ok=True)
@@ -357,8 +363,8 @@ class FuzzSession:
         frames: list[WireFrame] = tb.capture.snapshot()
         write_pcapng(
             path, [PcapFrame(f.timestamp_ns, f.data, frame_comment(f)) for f in frames],
-            section_comment=(f"conformance fuzz --target {self.target.name} --seed "
-                             f"{self.summary.seed}: round {round_number}, the frames since the "
+            section_comment=(f"conformance fuzz --target {self.target.name} "
+                             f"{self._origin()}: round {round_number}, the frames since the "
                              f"last good liveness check; {self.summary.loss}"),
             interface_name="lab", application=f"conformance {__version__}")
         return path

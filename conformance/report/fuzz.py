@@ -53,7 +53,7 @@ def render_fuzz_summary(console: Console, summary: FuzzSummary, directory: Path,
                else f"[red]LIVENESS LOST[/red] after frame {summary.lost_after_frame}")
     rows: list[tuple[str, Any]] = [
         ("target", summary.target),
-        ("seed", summary.seed),
+        ("replayed", summary.replayed) if summary.replayed else ("seed", summary.seed),
         ("outcome", outcome),
         ("frames sent", f"{summary.frames_sent:,} of {summary.frames_requested:,} "
                         f"({summary.frames_per_second:,.0f} per second, "
