@@ -147,9 +147,12 @@ class Reassembler:
         if header.more_fragments and len(packet.payload) % 8:
             return Reassembled(drop_reason="ipv4.fragment_not_multiple_of_8")
         partial = self._partials.get(key)
+        # The memory limit counts the buffer a fragment needs, up to its end: a fragment
+        # far into a datagram costs that much, whatever its own length.
+        growth = max(0, end - (len(partial.data) if partial is not None else 0))
+        if self.memory() + growth > self.settings.reassembly_memory:
+            return Reassembled(drop_reason="ipv4.reassembly_memory_full")
         if partial is None:
-            if self._memory() + len(packet.payload) > self.settings.reassembly_memory:
-                return Reassembled(drop_reason="ipv4.reassembly_memory_full")
             partial = self._partials[key] = _Partial(first_arrival=now)
         if not header.more_fragments:
             if partial.total_length is not None and partial.total_length != end:
@@ -199,7 +202,8 @@ class Reassembler:
     def pending(self) -> int:
         return len(self._partials)
 
-    def _memory(self) -> int:
+    def memory(self) -> int:
+        """Octets the datagrams being reassembled hold (their buffers, gaps included)."""
         return sum(len(partial.data) for partial in self._partials.values())
 
     @staticmethod

@@ -353,6 +353,27 @@ def test_reassembly_memory_limit_refuses_new_datagrams() -> None:
     assert received(link, sock) == [bytes(1600)]
 
 
+def test_reassembly_memory_limit_counts_the_buffer_a_far_fragment_needs() -> None:
+    """Found by `conformance fuzz`: a mutated fragment offset made an 8-octet fragment
+    take a 16 KB buffer while the limit counted 8 octets, so reassemblies could hold
+    many times the limit. A fragment's cost is the buffer up to its end, for a new
+    datagram and for one under way."""
+    link = Link(Settings(reassembly_memory=20_000))
+    far = 2000  # in units of 8 octets: 16,000 octets in
+    link.inject(IP(src=PEER_IP, dst=DUT_IP, id=1, proto=17, flags="MF", frag=far)
+                / Raw(bytes(8)))
+    assert link.host.reassembler.memory() == 16_008
+    link.inject(IP(src=PEER_IP, dst=DUT_IP, id=2, proto=17, flags="MF", frag=far)
+                / Raw(bytes(8)))
+    assert link.last_drop() == "ipv4.reassembly_memory_full"
+    link.inject(IP(src=PEER_IP, dst=DUT_IP, id=3, proto=17, flags="MF", frag=0) / Raw(bytes(8)))
+    assert link.host.reassembler.pending() == 2
+    link.inject(IP(src=PEER_IP, dst=DUT_IP, id=3, proto=17, flags="MF", frag=1000)
+                / Raw(bytes(8)))
+    assert link.last_drop() == "ipv4.reassembly_memory_full"
+    assert link.host.reassembler.memory() <= 20_000
+
+
 def test_fragment_not_multiple_of_8_is_dropped() -> None:
     link = Link()
     datagram = udp_datagram(bytes(range(200)))
