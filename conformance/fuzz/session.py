@@ -191,7 +191,7 @@ class FuzzSession:
                 self._send_frames(tb, count, progress)
                 self._check(dut, tb, sockets)
                 if held is not None:
-                    dut.close(held)
+                    self._release(dut, *held)
             except LivenessLost as lost:
                 summary.alive, summary.loss = False, str(lost)
                 summary.lost_after_frame = summary.frames_sent
@@ -245,7 +245,14 @@ class FuzzSession:
         self._ports_used += 1
         return ports[self._ports_used % len(ports)]
 
-    def _hold_connection(self, dut: Dut, tb: Testbench) -> int | None:
+    def _release(self, dut: Dut, sock: int, flow: TcpFlow) -> None:
+        """The round's held connection reset by the tester, then closed by the DUT: no
+        connection of a round lingers in the DUT (a close alone would leave it in
+        FIN-WAIT-1, retransmitting its FIN to a tester that no longer answers)."""
+        flow.send("R", why="the held connection reset at the end of the round")
+        dut.close(sock)
+
+    def _hold_connection(self, dut: Dut, tb: Testbench) -> tuple[int, TcpFlow] | None:
         """A connection to the fuzzed listener for the round's frames to aim at (None
         when it does not open: the fuzzed listener's queue may be full of fuzzed SYNs)."""
         accepting = dut.start("accept", sock=self._sockets["fuzz_tcp"])
@@ -260,7 +267,7 @@ class FuzzSession:
         self.mutator.aim(Aim(flow.sport, (flow.isn + flow.snd_nxt) % 2**32,
                              (dut_isn + flow.rcv_nxt) % 2**32))
         accepted = accepting.result(timeout=ANSWER_S)
-        return None if isinstance(accepted, Errno) else int(accepted[0])
+        return None if isinstance(accepted, Errno) else (int(accepted[0]), flow)
 
     def _send_frames(self, tb: Testbench, count: int, progress: OnProgress | None) -> None:
         summary = self.summary
