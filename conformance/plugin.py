@@ -44,7 +44,7 @@ from conformance.run.cases import (
     requirement_ids,
 )
 from conformance.run.durations import longest_first, reference_durations
-from conformance.run.spec import RunSpec, build_spec
+from conformance.run.spec import RunSpec, build_spec, in_shard
 from conformance.targets import get_target
 from conformance.targets.base import StartedDut, TargetOptions
 from conformance.targets.dut import Dut
@@ -186,6 +186,12 @@ def pytest_collection_modifyitems(
         if deselected:
             config.hook.pytest_deselected(items=deselected)
             items[:] = kept
+    if run.spec.shard is not None:
+        chosen = in_shard([case_id(item) for item in items], run.spec.shard)
+        deselected = [item for item in items if case_id(item) not in chosen]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if case_id(item) in chosen]
     if os.environ.get("PYTEST_XDIST_WORKER"):
         # pytest-xdist hands out cases in this order: the longest first, so the run ends
         # near the longest case's end.
@@ -503,6 +509,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "ref_settings_applied": run.spec.options.settings,
         "ref_patch": list(run.spec.options.patches),
         "interrupted": bool(INTERRUPTED),
+        "shard": None if run.spec.shard is None else "{}/{}".format(*run.spec.shard),
     }
     results = gather_results(run.directory, run_info)
     write_results(run.directory, results)

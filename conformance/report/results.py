@@ -5,6 +5,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
 
+from conformance.errors import UsageError
 from conformance.evidence.writer import RESULT_KEYS, read_case_documents
 
 RESULTS_FORMAT = 1
@@ -47,10 +48,15 @@ def write_junit(directory: Path, results: dict[str, Any]) -> Path:
             suite, "testcase", classname=module.removesuffix(".py").replace("/", "."),
             name=name, time=f"{case['duration_s'] or 0:.3f}",
         )
-        ElementTree.SubElement(element, "properties").extend(
+        properties = ElementTree.SubElement(element, "properties")
+        properties.extend(
             ElementTree.Element("property", name="requirement", value=requirement)
             for requirement in case["requirements"]
         )
+        properties.extend([
+            ElementTree.Element("property", name="level", value=str(case.get("level"))),
+            ElementTree.Element("property", name="verdict", value=case["verdict"]),
+        ])
         message = case.get("message") or ""
         verdict = case["verdict"]
         if case.get("expectation") == "expected":
@@ -69,3 +75,15 @@ def write_junit(directory: Path, results: dict[str, Any]) -> Path:
     path = directory / "junit.xml"
     ElementTree.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
     return path
+
+
+def target_directories(run: Path) -> dict[str, Path]:
+    """The target directories of a run directory by label (or the one given, if it is
+    one): those holding a results.json."""
+    if (run / "results.json").exists():
+        return {run.name: run}
+    found = {child.name: child for child in sorted(run.iterdir())
+             if child.is_dir() and (child / "results.json").exists()}
+    if not found:
+        raise UsageError(f"{run}: no results.json in it or in a directory under it")
+    return found

@@ -51,6 +51,7 @@ class RunSpec:
     workers: int | None = None  # pytest-xdist workers; None: workers_for(the cases selected)
     expectations: Path | None = None  # default: suites/expectations/<target>.toml
     catalogue: Path | None = None  # default: suites/requirements/
+    shard: tuple[int, int] | None = None  # (K, N): the K-th of N shards of the selection
 
     @property
     def directory(self) -> Path:
@@ -89,7 +90,9 @@ class RunSpec:
         options = fields.pop("options")
         paths = {name: None if fields[name] is None else Path(fields[name])
                  for name in ("out", "expectations", "catalogue")}
-        return cls(**{**fields, **paths}, options=TargetOptions(
+        shard = fields.pop("shard", None)
+        return cls(**{**fields, **paths}, shard=tuple(shard) if shard else None,
+                   options=TargetOptions(
             options["sysctls"], options["settings"], tuple(options["patches"]),
             tuple(options["agent"])))
 
@@ -98,13 +101,14 @@ def build_spec(
     target: str, options: TargetOptions, *, out: Path | None = None,
     keyword: str | None = None, slow: bool = False, workers: int | None = None,
     expectations: Path | None = None, catalogue: Path | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> RunSpec:
     """The run asked for, checked: a wrong request is wrong on any machine, so this comes
     before the environment is looked at. UsageError says what is wrong."""
     get_target(target).check_options(options)
     spec = RunSpec(target, options, out.resolve() if out is not None else None, keyword,
                    slow, workers, expectations.resolve() if expectations else None,
-                   catalogue.resolve() if catalogue else None)
+                   catalogue.resolve() if catalogue else None, shard)
     spec.load_catalogue()
     if expectations is not None:
         spec.load_deviations()
@@ -120,3 +124,18 @@ def target_specs(
     chosen = [get_target(target) for target in targets]
     return [build_spec(target.name, target.applicable(offered), out=out, keyword=keyword,
                        slow=slow, workers=workers, catalogue=catalogue) for target in chosen]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`K/N` (the K-th of N shards, 1 <= K <= N) as (K, N); UsageError otherwise."""
+    index, slash, count = text.partition("/")
+    if not (slash and index.isdigit() and count.isdigit()) or not 1 <= int(index) <= int(count):
+        raise UsageError(f"{text!r}: want K/N with 1 <= K <= N, such as 2/3")
+    return int(index), int(count)
+
+
+def in_shard(case_ids: list[str], shard: tuple[int, int]) -> set[str]:
+    """The cases of shard (K, N): every N-th of the selection sorted by ID, from the
+    K-th, so that N shards of one selection take each case exactly once, on any machine."""
+    index, count = shard
+    return {case for position, case in enumerate(sorted(case_ids)) if position % count == index - 1}
