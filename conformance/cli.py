@@ -1,5 +1,5 @@
-"""The `conformance` command: run, list, coverage, show, compare, agent-check, fuzz,
-doctor, cleanup.
+"""The `conformance` command: run, merge, report, list, coverage, show, compare,
+agent-check, fuzz, doctor, cleanup.
 
 Exit status (ARCHITECTURE.md, "Verdicts"): 0 no fail and no error; 1 a fail, an error, or
 an expectation that no longer holds (also: a suite module that cannot be collected);
@@ -39,10 +39,12 @@ from conformance.report.agent_check import render_agent_check
 from conformance.report.compare import compare_results, write_comparison
 from conformance.report.coverage import build_coverage, check_rfcs
 from conformance.report.fuzz import fuzz_progress, render_fuzz_summary
+from conformance.report.html import write_report
 from conformance.requirements.catalogue import Catalogue, default_catalogue_path
 from conformance.run import layout
 from conformance.run.cases import collect_cases, requirement_summaries
 from conformance.run.environment import doctor_checks, environment_problem
+from conformance.run.merge import merge_runs
 from conformance.run.session import EXIT_INTERRUPTED, compare_targets, run_suites
 from conformance.run.spec import (
     CASES_PER_WORKER,
@@ -50,11 +52,19 @@ from conformance.run.spec import (
     RunSpec,
     build_spec,
     default_workers,
+    parse_shard,
     target_specs,
 )
 from conformance.targets import get_target
 from conformance.targets.base import TargetOptions
-from conformance.verdicts import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_OK, EXIT_USAGE
+from conformance.verdicts import (
+    EXIT_ENVIRONMENT,
+    EXIT_FAIL,
+    EXIT_OK,
+    EXIT_USAGE,
+    Verdict,
+    exit_status,
+)
 
 
 @click.group(cls=ConformanceGroup)
@@ -101,6 +111,10 @@ def _require_environment() -> None:
 @click.option("--expectations", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Known deviations [default: suites/expectations/<target>.toml].")
 @catalogue_option("Requirement catalogue")
+@click.option("--shard", metavar="K/N", callback=lambda ctx, param, value: None
+              if value is None else _shard(value),
+              help="Run only the K-th of N shards of the selected cases (every N-th by "
+              "case ID); `conformance merge` joins the shards' runs.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print results.json on stdout instead of the summary.")
 @click.option("--spec", "spec_json", hidden=True, help="The whole run as RunSpec JSON "
@@ -110,13 +124,14 @@ def run(
     ctx: click.Context, target: str, agent: tuple[str, ...], keyword: str | None,
     out: Path | None, sysctls: dict[str, str], ref_settings: dict[str, str], slow: bool,
     workers: int | None,
-    expectations: Path | None, catalogue: Path | None, as_json: bool, spec_json: str | None,
+    expectations: Path | None, catalogue: Path | None, shard: tuple[int, int] | None,
+    as_json: bool, spec_json: str | None,
 ) -> None:
     """Run the suites against a target and keep the evidence of every case."""
     spec = RunSpec.from_json(spec_json) if spec_json is not None else build_spec(
         target, TargetOptions(sysctls, ref_settings, agent=agent), out=out, keyword=keyword,
-        slow=slow,
-        workers=workers, expectations=expectations, catalogue=catalogue)
+        slow=slow, workers=workers, expectations=expectations, catalogue=catalogue,
+        shard=shard)
     _require_environment()
     spec = spec.placed()
     with screen.terminal_console(sys.stderr if as_json else sys.stdout) as console:
@@ -126,14 +141,93 @@ def run(
         if outcome.ended is not None:
             raise outcome.ended
         if outcome.results is not None:
+            index = _write_run_report(spec.directory)
             if as_json:
                 click.echo(outcome.results)
             else:
                 console.print()
                 screen.render_run_summary(console, json.loads(outcome.results), spec.directory)
+                if index is not None:
+                    console.print(f"Report: {index}", soft_wrap=True)
         if outcome.code == EXIT_INTERRUPTED:
             click.echo("conformance: interrupted; the labs of this run are removed", err=True)
     ctx.exit(outcome.code)
+
+
+def _write_run_report(directory: Path) -> Path | None:
+    """The run's HTML report, beside its target directory (report/index.html); a report
+    that cannot be written costs the run nothing but a warning."""
+    try:
+        return write_report([directory], directory.parent / "report")
+    except Exception as error:  # the results are written; the report is a view of them
+        click.echo(f"conformance: warning: no HTML report: {type(error).__name__}: {error}",
+                   err=True)
+        return None
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the report goes [default: report/ in the first run directory].")
+@catalogue_option("Requirement catalogue (for the requirements' texts)")
+def report(runs: tuple[Path, ...], out: Path | None, catalogue: Path | None) -> None:
+    """Write the HTML report of one or more runs (a directory that opens from disk).
+
+    \b
+    conformance report pcaps/runs/20261203-101500
+    conformance report pcaps/reference/ref pcaps/reference/linux --out /tmp/report
+
+    index.html: verdicts per target, the requirement x target matrix and every case,
+    filtered by verdict, RFC and level; a page per case and target with its ladder
+    diagram; compare.html for two or more targets, deviations first.
+    """
+    first = runs[0]
+    directory = out or (first.parent if (first / "results.json").exists() else first) / "report"
+    index = write_report(list(runs), directory,
+                         Catalogue.load(catalogue or default_catalogue_path()))
+    click.echo(f"Written: {index}")
+
+
+def _shard(value: str) -> tuple[int, int]:
+    try:
+        return parse_shard(value)
+    except UsageError as error:
+        raise click.BadParameter(str(error)) from error
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The run directory to write (new or empty).")
+@click.pass_context
+def merge(ctx: click.Context, runs: tuple[Path, ...], out: Path) -> None:
+    """Join the runs of `run --shard K/N` into one run directory.
+
+    \b
+    conformance run --target linux --shard 1/3 --out shard1   # on three machines
+    conformance merge shard1 shard2 shard3 --out merged
+
+    Each target's case files are copied side by side, and results.json and junit.xml
+    written from them as one run of every case would write them. Exit status as for
+    `run`: 0 no fail and no error, 1 otherwise (or a shard of N missing), 2 usage error
+    (a case in two runs, shards of different counts).
+    """
+    merged = merge_runs(list(runs), out)
+    status = EXIT_OK
+    for label, results in merged.results.items():
+        shards = ", ".join(merged.shards[label]) or "no shards"
+        click.echo(f"{out / label}: {merged.cases[label]} cases from {shards}")
+        if merged.missing.get(label):
+            click.echo(f"conformance: {label}: shards missing: "
+                       f"{', '.join(merged.missing[label])}", err=True)
+            status = EXIT_FAIL
+        counted = [Verdict(case["verdict"]) for case in results["cases"]
+                   if case["expectation"] != "expected"]
+        unexpected = sum(case["expectation"] == "unexpected" for case in results["cases"])
+        status = max(status, exit_status(counted, unexpected=unexpected))
+    ctx.exit(status)
 
 
 # --- list, coverage, show --------------------------------------------------------------

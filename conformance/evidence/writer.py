@@ -82,6 +82,9 @@ def write_case_evidence(directory: Path, record: CaseRecord, entry: dict[str, An
         "choices": record.choices,
         "evidence": pcap_path.name,
         "calls": [asdict(call) for call in record.calls],
+        # When the first frame came, in the calls' time (seconds since the case started).
+        "first_frame_s": round((start_ns - record.started_monotonic_ns) / 1e9, 6)
+        if record.frames else None,
         "frames": [
             {
                 "number": f.number,
