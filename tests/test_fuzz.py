@@ -10,9 +10,13 @@ from typing import Any
 
 import pytest
 from scapy.layers.inet import IP, in4_chksum
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
 from scapy.utils import checksum
 
+from conformance.evidence.pcapng import PcapFrame, write_pcapng
 from conformance.fuzz.frames import CHOSEN_ADDRESSES, LIVENESS_PORTS, Aim, Mutator
+from conformance.lab import addressing
 from conformance.verdicts import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 from tests.test_cli import agents_of, conformance_command, labs_of
 
@@ -195,6 +199,36 @@ def test_a_stack_that_dies_is_reported_with_its_stderr(tmp_path: Path) -> None:
     assert summary["alive"] is False and "the DUT died" in summary["loss"]
     assert "RuntimeError: a UDP datagram without a checksum" in summary["dut_stderr_tail"]
     assert Path(summary["reproducer"]).exists()
+
+
+@pytest.mark.privileged
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+def test_a_reproducer_of_lwips_udp_lite_assertion_replays_as_its_death(tmp_path: Path) -> None:
+    """What `conformance fuzz --target lwip --seed 20261203` found at frame 301,408: a
+    UDP-Lite datagram (protocol 136) whose checksum coverage (49152) runs past its end
+    (RFC 3828 3.1: MUST be discarded). Debian's lwIP 2.1.3 (LWIP_UDPLITE 1) fails
+    `LWIP_ASSERT("delete me", chksum_len < 0x7fff)` in inet_chksum.c and aborts. Replayed
+    from a reproducer with that frame alone: the DUT's death, with the assertion from
+    its stderr; the control after it, that the same run with a coverage inside the
+    datagram leaves lwIP alive."""
+    def reproducer(coverage: int, name: str) -> Path:
+        header = struct.pack("!HHHH", 1281, 20611, coverage, 0x0203)
+        frame = bytes(Ether(src=addressing.ROUTER.mac, dst=addressing.DUT.mac)
+                      / IP(src=addressing.ROUTER.ip, dst=addressing.DUT.ip, proto=136)
+                      / Raw(header + bytes(28)))
+        path = tmp_path / f"{name}.pcapng"
+        write_pcapng(path, [PcapFrame(0, frame, "tester: fuzz frame 1: udp-lite coverage")],
+                     section_comment="test", interface_name="lab", application="test")
+        return path
+
+    completed, summary = fuzz(tmp_path / "past", "--target", "lwip", "--replay",
+                              str(reproducer(0xC000, "past-the-end")))
+    assert completed.returncode == EXIT_FAIL, completed.stdout + completed.stderr
+    assert "the DUT died" in summary["loss"] and "SIGABRT" in summary["loss"]
+    assert 'Assertion "delete me" failed' in summary["dut_stderr_tail"]
+    control, alive = fuzz(tmp_path / "inside", "--target", "lwip", "--replay",
+                          str(reproducer(8, "inside")))
+    assert control.returncode == EXIT_OK and alive["alive"] is True, control.stderr
 
 
 @pytest.mark.parametrize(("args", "says"), [

@@ -1,17 +1,22 @@
 /* cf-lwip-agent: reads requests (one JSON object per line) on stdin, answers each with one
  * line on stdout, in the order received; a request with "background": true runs on a
- * thread of its own and answers when it completes. Diagnostics go to stderr. At the end
- * of input it stops the waiting calls, closes every socket and exits 0. */
+ * thread of its own and answers when it completes. Diagnostics go to stderr, and so does
+ * whatever lwIP itself prints (its assertions print on stdout): the responses have the
+ * original stdout to themselves. At the end of input it stops the waiting calls, closes
+ * every socket and exits 0. */
 #define _GNU_SOURCE
 #include "agent.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+static FILE *responses; /* the original stdout */
 static pthread_mutex_t output_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t threads_done = PTHREAD_COND_INITIALIZER;
@@ -64,9 +69,9 @@ static void send_response(json_t *id, json_t *reply)
     char *line = json_dumps(response, JSON_COMPACT);
     json_decref(response);
     pthread_mutex_lock(&output_lock);
-    fputs(line, stdout);
-    fputc('\n', stdout);
-    fflush(stdout);
+    fputs(line, responses);
+    fputc('\n', responses);
+    fflush(responses);
     pthread_mutex_unlock(&output_lock);
     free(line);
 }
@@ -130,15 +135,64 @@ static void handle_line(const char *line)
     json_decref(request);
 }
 
+static void append(char **line, size_t *capacity, size_t *length, const char *from, size_t count)
+{
+    if (*length + count + 1 > *capacity) {
+        *capacity = (*length + count + 1) * 2;
+        *line = realloc(*line, *capacity);
+        if (*line == NULL) {
+            fprintf(stderr, "cf-lwip-agent: out of memory\n");
+            exit(2);
+        }
+    }
+    memcpy(*line + *length, from, count);
+    *length += count;
+    (*line)[*length] = '\0';
+}
+
+/* One line of input, without its newline, into *line; -1 at the end of input. Read with
+ * read(2), not stdio: a stream blocked in a read holds its lock, and lwIP's
+ * LWIP_PLATFORM_ASSERT flushes every stream (fflush(NULL)) before abort(), so it would
+ * wait for that lock for ever instead of ending the process. */
+static ssize_t read_line(char **line, size_t *capacity)
+{
+    static char buffer[65536];
+    static size_t start, end;
+    size_t length = 0;
+    append(line, capacity, &length, "", 0);
+    for (;;) {
+        char *newline = memchr(buffer + start, '\n', end - start);
+        if (newline != NULL) {
+            append(line, capacity, &length, buffer + start, (size_t)(newline - (buffer + start)));
+            start = (size_t)(newline - buffer) + 1;
+            return (ssize_t)length;
+        }
+        append(line, capacity, &length, buffer + start, end - start);
+        start = end = 0;
+        ssize_t got = read(STDIN_FILENO, buffer, sizeof buffer);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return length > 0 ? (ssize_t)length : -1;
+        end = (size_t)got;
+    }
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* a closed pipe is an error on write, never a signal */
+    int out = dup(STDOUT_FILENO);
+    responses = out >= 0 ? fdopen(out, "w") : NULL;
+    if (responses == NULL || dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+        perror("cf-lwip-agent: stdout");
+        return 2;
+    }
     if (!start_stack())
         return 2;
     char *line = NULL;
     size_t capacity = 0;
     ssize_t length;
-    while ((length = getline(&line, &capacity, stdin)) >= 0) {
+    while ((length = read_line(&line, &capacity)) >= 0) {
         while (length > 0 && (line[length - 1] == '\n' || line[length - 1] == '\r'))
             line[--length] = '\0';
         if (length > 0)
