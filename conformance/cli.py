@@ -27,6 +27,7 @@ from conformance.cli_options import (
     fail,
     keyword_option,
     ref_setting_option,
+    suite_option,
     sysctl_option,
 )
 from conformance.errors import EnvironmentProblem, UsageError
@@ -52,6 +53,7 @@ from conformance.run.spec import (
     RunSpec,
     build_spec,
     default_workers,
+    load_catalogue,
     parse_shard,
     target_specs,
 )
@@ -111,6 +113,8 @@ def _require_environment() -> None:
 @click.option("--expectations", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Known deviations [default: suites/expectations/<target>.toml].")
 @catalogue_option("Requirement catalogue")
+@suite_option("A directory of your own cases, run beside the suites (repeatable); its "
+              "requirements.toml (or requirements/) holds the requirements they check.")
 @click.option("--shard", metavar="K/N", callback=lambda ctx, param, value: None
               if value is None else _shard(value),
               help="Run only the K-th of N shards of the selected cases (every N-th by "
@@ -124,14 +128,14 @@ def run(
     ctx: click.Context, target: str, agent: tuple[str, ...], keyword: str | None,
     out: Path | None, sysctls: dict[str, str], ref_settings: dict[str, str], slow: bool,
     workers: int | None,
-    expectations: Path | None, catalogue: Path | None, shard: tuple[int, int] | None,
-    as_json: bool, spec_json: str | None,
+    expectations: Path | None, catalogue: Path | None, suites: tuple[Path, ...],
+    shard: tuple[int, int] | None, as_json: bool, spec_json: str | None,
 ) -> None:
     """Run the suites against a target and keep the evidence of every case."""
     spec = RunSpec.from_json(spec_json) if spec_json is not None else build_spec(
         target, TargetOptions(sysctls, ref_settings, agent=agent), out=out, keyword=keyword,
         slow=slow, workers=workers, expectations=expectations, catalogue=catalogue,
-        shard=shard)
+        shard=shard, suites=suites)
     _require_environment()
     spec = spec.placed()
     with screen.terminal_console(sys.stderr if as_json else sys.stdout) as console:
@@ -236,11 +240,12 @@ def merge(ctx: click.Context, runs: tuple[Path, ...], out: Path) -> None:
 @cli.command("list")
 @keyword_option("Only cases whose name matches EXPR.")
 @catalogue_option("Requirement catalogue")
+@suite_option("A directory of your own cases to list too (repeatable), as for `run`.")
 @click.option("--json", "as_json", is_flag=True, help="Print the cases as JSON.")
-def list_cases(keyword: str | None, catalogue: Path | None, as_json: bool) -> None:
+def list_cases(keyword: str | None, catalogue: Path | None, suites: tuple[Path, ...],
+               as_json: bool) -> None:
     """List the cases (ID, requirements, level, intent) without running them."""
-    cases, problems = collect_cases(keyword, Catalogue.load(catalogue or
-                                                            default_catalogue_path()))
+    cases, problems = collect_cases(keyword, load_catalogue(catalogue, suites), suites)
     if as_json:
         click.echo(json.dumps(cases, indent=2))
     else:

@@ -85,3 +85,9 @@ def agent_option(help: str) -> Decorator:
 
 def keyword_option(help: str) -> Decorator:
     return click.option("-k", "keyword", metavar="EXPR", help=help)
+
+
+def suite_option(help: str) -> Decorator:
+    return click.option("--suite", "suites", multiple=True, metavar="DIR",
+                        type=click.Path(exists=True, file_okay=False, path_type=Path),
+                        help=help)

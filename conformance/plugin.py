@@ -105,7 +105,8 @@ def pytest_configure(config: pytest.Config) -> None:
                             "the RFCs leave to the DUT in this case")
     if not config.getoption("target") and not config.getoption("run_spec"):
         return
-    config.stash[CONFIG_KEY] = RunConfig.from_pytest(config)
+    config.stash[CONFIG_KEY] = run = RunConfig.from_pytest(config)
+    layout.EXTRA_SUITES[:] = list(run.spec.suites)
     install_exit_handlers()
 
 

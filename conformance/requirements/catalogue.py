@@ -59,6 +59,15 @@ class Catalogue:
             raise UsageError(f"{path}: duplicate requirement IDs: {', '.join(duplicates)}")
         return cls(requirements)
 
+    def joined(self, other: "Catalogue", where: Path) -> "Catalogue":
+        """This catalogue and `other` (read from `where`) together; an ID both define is
+        a usage error."""
+        both = sorted(set(self.requirements) & set(other.requirements))
+        if both:
+            raise UsageError(f"{where}: requirement IDs already in the catalogue: "
+                             f"{', '.join(both)}")
+        return Catalogue([*self.requirements.values(), *other.requirements.values()])
+
     def get(self, requirement_id: str) -> Requirement:
         try:
             return self.requirements[requirement_id]

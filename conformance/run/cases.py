@@ -27,11 +27,13 @@ def case_id_of_node(rootpath: Path, nodeid: str) -> str:
 
 
 def _case_id(path: Path, name: str) -> str:
-    try:
-        relative = path.relative_to(layout.SUITES_ROOT).as_posix()
-    except ValueError:
-        relative = path.name
-    return f"{relative}::{name}"
+    for root, prefix in ((layout.SUITES_ROOT, ""),
+                         *((suite, f"{suite.name}/") for suite in layout.EXTRA_SUITES)):
+        try:
+            return f"{prefix}{path.relative_to(root).as_posix()}::{name}"
+        except ValueError:
+            continue
+    return f"{path.name}::{name}"
 
 
 def requirement_ids(item: pytest.Item) -> list[str]:
@@ -85,13 +87,14 @@ class _Collector:
 
 
 def collect_cases(
-    keyword: str | None, catalogue: Catalogue
+    keyword: str | None, catalogue: Catalogue, suites: tuple[Path, ...] = (),
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """The cases of the suites (selected by `keyword`), without running any: no lab, no
-    privilege. Each: id, requirements, level (the strictest), doc, slow. Also the cases'
-    disagreements with the catalogue, which `run` would refuse."""
+    """The cases of the suites (and the user's `suites`; selected by `keyword`), without
+    running any: no lab, no privilege. Each: id, requirements, level (the strictest), doc,
+    slow. Also the cases' disagreements with the catalogue, which `run` would refuse."""
     collector = _Collector()
-    args = [str(layout.SUITES_ROOT), "--collect-only", *PYTEST_ISOLATION]
+    layout.EXTRA_SUITES[:] = [suite.resolve() for suite in suites]
+    args = [str(layout.SUITES_ROOT), *map(str, suites), "--collect-only", *PYTEST_ISOLATION]
     if keyword:
         args += ["-k", keyword]
     status = pytest.main(args, plugins=[collector])

@@ -13,6 +13,9 @@ from conformance.evidence.writer import read_case_documents
 
 # Read through the module at each use (`layout.SUITES_ROOT`): tests point it elsewhere.
 SUITES_ROOT = Path(__file__).resolve().parents[2] / "suites"
+# The user's own suites of the run in this process (`--suite`): their cases' IDs start
+# with the directory's name.
+EXTRA_SUITES: list[Path] = []
 RUNS_DIRECTORY = Path("pcaps/runs")
 RUN_FILES = ("*.json", "*.pcapng", "junit.xml")  # what a run writes into a target's directory
 

@@ -240,7 +240,8 @@ def _sigint_ignored() -> Iterator[None]:
 def pytest_args(spec: RunSpec, workers: int = 1) -> list[str]:
     """pytest's command line for `spec`: the suites, the plugin given the spec, and
     pytest's own selection (-k) and parallelism (pytest-xdist, with `workers`)."""
-    args = [str(layout.SUITES_ROOT), *PYTEST_ISOLATION, "--run-spec", spec.to_json()]
+    args = [str(layout.SUITES_ROOT), *map(str, spec.suites), *PYTEST_ISOLATION,
+            "--run-spec", spec.to_json()]
     if spec.keyword:
         args += ["-k", spec.keyword]
     if workers > 1:

@@ -52,6 +52,7 @@ class RunSpec:
     expectations: Path | None = None  # default: suites/expectations/<target>.toml
     catalogue: Path | None = None  # default: suites/requirements/
     shard: tuple[int, int] | None = None  # (K, N): the K-th of N shards of the selection
+    suites: tuple[Path, ...] = ()  # the user's own case directories, run beside ours
 
     @property
     def directory(self) -> Path:
@@ -67,7 +68,7 @@ class RunSpec:
         return dataclasses.replace(self, out=layout.new_run_directory().resolve())
 
     def load_catalogue(self) -> Catalogue:
-        return Catalogue.load(self.catalogue or default_catalogue_path())
+        return load_catalogue(self.catalogue, self.suites)
 
     def load_deviations(self) -> dict[str, Deviation]:
         """The known deviations of the target (suites/expectations/<target>.toml)."""
@@ -80,6 +81,7 @@ class RunSpec:
         fields = dataclasses.asdict(self)
         for name in ("out", "expectations", "catalogue"):
             fields[name] = None if fields[name] is None else str(fields[name])
+        fields["suites"] = [str(suite) for suite in self.suites]
         fields["options"]["patches"] = list(self.options.patches)
         fields["options"]["agent"] = list(self.options.agent)
         return json.dumps(fields)
@@ -91,7 +93,8 @@ class RunSpec:
         paths = {name: None if fields[name] is None else Path(fields[name])
                  for name in ("out", "expectations", "catalogue")}
         shard = fields.pop("shard", None)
-        return cls(**{**fields, **paths}, shard=tuple(shard) if shard else None,
+        suites = tuple(Path(suite) for suite in fields.pop("suites", []))
+        return cls(**{**fields, **paths}, shard=tuple(shard) if shard else None, suites=suites,
                    options=TargetOptions(
             options["sysctls"], options["settings"], tuple(options["patches"]),
             tuple(options["agent"])))
@@ -101,14 +104,15 @@ def build_spec(
     target: str, options: TargetOptions, *, out: Path | None = None,
     keyword: str | None = None, slow: bool = False, workers: int | None = None,
     expectations: Path | None = None, catalogue: Path | None = None,
-    shard: tuple[int, int] | None = None,
+    shard: tuple[int, int] | None = None, suites: tuple[Path, ...] = (),
 ) -> RunSpec:
     """The run asked for, checked: a wrong request is wrong on any machine, so this comes
     before the environment is looked at. UsageError says what is wrong."""
     get_target(target).check_options(options)
     spec = RunSpec(target, options, out.resolve() if out is not None else None, keyword,
                    slow, workers, expectations.resolve() if expectations else None,
-                   catalogue.resolve() if catalogue else None, shard)
+                   catalogue.resolve() if catalogue else None, shard,
+                   tuple(suite.resolve() for suite in suites))
     spec.load_catalogue()
     if expectations is not None:
         spec.load_deviations()
@@ -139,3 +143,23 @@ def in_shard(case_ids: list[str], shard: tuple[int, int]) -> set[str]:
     K-th, so that N shards of one selection take each case exactly once, on any machine."""
     index, count = shard
     return {case for position, case in enumerate(sorted(case_ids)) if position % count == index - 1}
+
+
+def load_catalogue(catalogue: Path | None, suites: tuple[Path, ...] = ()) -> Catalogue:
+    """The requirement catalogue (`catalogue`, or suites/requirements/), with those of the
+    user's suites (each suite's requirements.toml, or the TOML files of its
+    requirements/ directory)."""
+    loaded = Catalogue.load(catalogue or default_catalogue_path())
+    for suite in suites:
+        own = suite_catalogue(suite)
+        loaded = loaded.joined(Catalogue.load(own), own)
+    return loaded
+
+
+def suite_catalogue(suite: Path) -> Path:
+    """Where a user's suite keeps its requirements: requirements.toml, or requirements/."""
+    for candidate in (suite / "requirements.toml", suite / "requirements"):
+        if candidate.exists():
+            return candidate
+    raise UsageError(f"--suite {suite}: no requirements.toml or requirements/ in it (the "
+                     "requirements its cases check)")
