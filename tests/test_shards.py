@@ -15,7 +15,7 @@ from conformance.run.spec import in_shard, parse_shard
 from conformance.verdicts import EXIT_USAGE
 from tests.test_cli import conformance_command, run_conformance
 
-SELECTION = "test_udp_icmp_errors or test_ip_api"
+SELECTION = "test_udp_icmp_errors or test_ip_api or test_udp_host"
 # What differs between two runs of the same cases, whatever they found.
 RUN_DEPENDENT = ("duration_s", "lab_s")
 
