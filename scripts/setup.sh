@@ -32,6 +32,6 @@ if [ ! -x .venv/bin/python ] && ! python3 -m venv .venv 2>/dev/null; then
   apt-get install -y -qq python3-venv >/dev/null
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 ln -sf "$PWD/.venv/bin/conformance" /usr/local/bin/conformance
 hash -r
