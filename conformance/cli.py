@@ -145,7 +145,9 @@ def run(
         if outcome.ended is not None:
             raise outcome.ended
         if outcome.results is not None:
-            index = _write_run_report(spec.directory)
+            # A run of `compare --targets` (given --spec) leaves the report to compare.
+            index = _write_run_report([spec.directory], spec.directory.parent / "report") \
+                if spec_json is None else None
             if as_json:
                 click.echo(outcome.results)
             else:
@@ -158,11 +160,11 @@ def run(
     ctx.exit(outcome.code)
 
 
-def _write_run_report(directory: Path) -> Path | None:
-    """The run's HTML report, beside its target directory (report/index.html); a report
+def _write_run_report(runs: list[Path], out: Path) -> Path | None:
+    """The HTML report of a run (or of the targets of a comparison) in `out`; a report
     that cannot be written costs the run nothing but a warning."""
     try:
-        return write_report([directory], directory.parent / "report")
+        return write_report(runs, out)
     except Exception as error:  # the results are written; the report is a view of them
         click.echo(f"conformance: warning: no HTML report: {type(error).__name__}: {error}",
                    err=True)
@@ -213,12 +215,15 @@ def merge(ctx: click.Context, runs: tuple[Path, ...], out: Path) -> None:
     conformance run --target linux --shard 1/3 --out shard1   # on three machines
     conformance merge shard1 shard2 shard3 --out merged
 
-    Each target's case files are copied side by side, and results.json and junit.xml
-    written from them as one run of every case would write them. Exit status as for
+    Each target's case files are copied side by side, and results.json, junit.xml and
+    the HTML report written from them as one run of every case would write them. Exit status as for
     `run`: 0 no fail and no error, 1 otherwise (or a shard of N missing), 2 usage error
     (a case in two runs, shards of different counts).
     """
     merged = merge_runs(list(runs), out)
+    index = _write_run_report([out], out / "report")
+    if index is not None:
+        click.echo(f"Report: {index}")
     status = EXIT_OK
     for label, results in merged.results.items():
         shards = ", ".join(merged.shards[label]) or "no shards"
@@ -386,6 +391,10 @@ def compare(
     json_path, markdown_path = write_comparison(directory, comparison)
     screen.render_comparison(screen.stdout_console(), comparison)
     click.echo(f"Written: {json_path}, {markdown_path}")
+    if targets is not None:
+        index = _write_run_report([directory], directory / "report")
+        if index is not None:
+            click.echo(f"Report: {index}")
     if erred:
         fail("cases ended in error (harness or environment), so their comparison says "
              "nothing about the targets:\n  " + "\n  ".join(erred), EXIT_FAIL)

@@ -293,7 +293,9 @@ def test_compare_targets_runs_both_and_compares(tmp_path: Path) -> None:
         for case in results["cases"]:
             assert (out / label / case["evidence"]).stat().st_size > 0
     assert sorted(path.name for path in out.iterdir()) == [
-        "compare.json", "compare.md", "linux", "linux-2"]  # no staging directory left
+        "compare.json", "compare.md", "linux", "linux-2", "report"]  # no staging directory
+    report = (out / "report" / "compare.html").read_text()
+    assert "linux (A) against linux-2 (B)" in report
     written = json.loads((out / "compare.json").read_text())
     assert (written["a"], written["b"]) == ("linux", "linux-2")
     assert {case["id"]: case["kind"] for case in written["cases"]} == {

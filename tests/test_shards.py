@@ -77,6 +77,10 @@ def test_three_shards_merged_are_the_run_of_every_case(tmp_path: Path) -> None:
     assert junit_cases(tmp_path / "merged" / "linux" / "junit.xml") == \
         junit_cases(tmp_path / "whole" / "linux" / "junit.xml")
     assert f"{len(single['cases'])} cases from 1/3, 2/3, 3/3" in merged.stdout
+    pages = sorted(path.name for path in (tmp_path / "merged" / "report" / "cases").iterdir())
+    assert pages == sorted(path.name for path in
+                           (tmp_path / "whole" / "report" / "cases").iterdir())
+    assert len(pages) == len(single["cases"])
     pcaps = sorted(path.name for path in (tmp_path / "merged" / "linux").glob("*.pcapng"))
     assert pcaps == sorted(path.name for path in (tmp_path / "whole" / "linux").glob("*.pcapng"))
 
