@@ -64,8 +64,7 @@ from conformance.verdicts import (
     EXIT_FAIL,
     EXIT_OK,
     EXIT_USAGE,
-    Verdict,
-    exit_status,
+    exit_status_of,
 )
 
 
@@ -232,10 +231,7 @@ def merge(ctx: click.Context, runs: tuple[Path, ...], out: Path) -> None:
             click.echo(f"conformance: {label}: shards missing: "
                        f"{', '.join(merged.missing[label])}", err=True)
             status = EXIT_FAIL
-        counted = [Verdict(case["verdict"]) for case in results["cases"]
-                   if case["expectation"] != "expected"]
-        unexpected = sum(case["expectation"] == "unexpected" for case in results["cases"])
-        status = max(status, exit_status(counted, unexpected=unexpected))
+        status = max(status, exit_status_of(results["cases"]))
     ctx.exit(status)
 
 

@@ -52,7 +52,7 @@ from conformance.targets.external import parse_agent
 from conformance.targets.linux import parse_sysctls
 from conformance.targets.ref import parse_settings
 from conformance.testbench.bench import StepFailed, Testbench
-from conformance.verdicts import Verdict, exit_status, verdict_for_level
+from conformance.verdicts import Verdict, exit_status_of, verdict_for_level
 from conformance.wire.capture import Capture, DutFlooded
 
 
@@ -516,9 +516,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     write_results(run.directory, results)
     write_junit(run.directory, results)
     if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        counted = [Verdict(case["verdict"]) for case in results["cases"]
-                   if case["expectation"] != "expected"]
-        unexpected = sum(case["expectation"] == "unexpected" for case in results["cases"])
-        session.exitstatus = exit_status(counted, unexpected=unexpected)
+        session.exitstatus = exit_status_of(results["cases"])
 
 

@@ -1,6 +1,7 @@
 """Verdicts: how a case outcome and the level of its requirements become a judgement."""
 
 from enum import StrEnum
+from typing import Any
 
 
 class Verdict(StrEnum):
@@ -33,3 +34,11 @@ def exit_status(verdicts: list[Verdict], *, unexpected: int = 0) -> int:
     if Verdict.FAIL in verdicts or Verdict.ERROR in verdicts or unexpected:
         return EXIT_FAIL
     return EXIT_OK
+
+
+def exit_status_of(cases: list[dict[str, Any]]) -> int:
+    """exit_status of a run's results.json cases: expected deviations left out, a case
+    whose expectation no longer holds counted."""
+    counted = [Verdict(case["verdict"]) for case in cases if case["expectation"] != "expected"]
+    unexpected = sum(case["expectation"] == "unexpected" for case in cases)
+    return exit_status(counted, unexpected=unexpected)

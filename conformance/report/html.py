@@ -16,7 +16,7 @@ import jinja2
 
 from conformance.errors import UsageError
 from conformance.evidence.pcapng import read_pcapng
-from conformance.evidence.writer import case_file_stem
+from conformance.evidence.writer import case_file_stem, read_case_documents
 from conformance.report.compare import compare_results, run_label
 from conformance.report.ladder import Ladder, build_ladder
 from conformance.report.results import target_directories
@@ -76,15 +76,6 @@ def load_runs(runs: list[Path]) -> list[TargetRun]:
     return loaded
 
 
-def _case_document(directory: Path, case: dict[str, Any]) -> dict[str, Any]:
-    path = directory / f"{case_file_stem(case['id'])}.json"
-    try:
-        document: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return document
-
-
 def _ladder(directory: Path, case: dict[str, Any], document: dict[str, Any]) -> Ladder | None:
     evidence = case.get("evidence")
     if not evidence or not (directory / evidence).exists():
@@ -126,8 +117,10 @@ def write_report(runs: list[Path], out: Path, catalogue: Catalogue | None = None
                                   if case_id in t.cases}})
     matrix = _matrix(targets, catalogue)
     for target in targets:
+        documents = {document["id"]: document
+                     for document in read_case_documents(target.directory)}
         for case in target.results["cases"]:
-            document = _case_document(target.directory, case)
+            document = documents.get(case["id"], {})
             page = cases_dir / f"{target.label}--{case_file_stem(case['id'])}.html"
             page.write_text(environment.get_template("case.html").render(
                 title=f"{case['id']} on {target.label}", case=case, document=document,
