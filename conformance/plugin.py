@@ -23,6 +23,11 @@ from conformance import __version__
 from conformance.agent.client import Unsupported, describe_exit
 from conformance.errors import HarnessError, UsageError
 from conformance.evidence.record import CaseRecord
+from conformance.evidence.wireshark import (
+    WIRESHARK_OBSERVATIONS,
+    WiresharkUnavailable,
+    observe_wireshark_view,
+)
 from conformance.evidence.writer import (
     UNFINISHED,
     discard_unfinished_cases,
@@ -315,10 +320,11 @@ def msl(request: pytest.FixtureRequest) -> float:
 
 
 def describe_observations(record: CaseRecord) -> str:
-    """The case's own named observations (not the automatic call.* and expect.* ones)."""
+    """The case's own named observations (not the automatic call.*, expect.* and
+    wireshark.* ones)."""
     return ", ".join(
         f"{name}={json.dumps(value)}" for name, value in record.observations.items()
-        if not name.startswith(("call.", "expect."))
+        if not name.startswith(("call.", "expect.", WIRESHARK_OBSERVATIONS))
     )
 
 
@@ -361,6 +367,30 @@ def _judge_phase(
         state.verdict = Verdict.ERROR
 
 
+# Verdicts that a DUT frame Wireshark rejects raises to warn: the case's own checks held
+# (or did not apply), but the DUT put a frame on the wire that no receiver can read.
+RAISED_BY_A_REJECTED_FRAME = frozenset({Verdict.PASS, Verdict.INFO, Verdict.NOT_APPLICABLE})
+
+
+def _with_wireshark_view(run: RunConfig, state: CaseState, verdict: Verdict) -> Verdict:
+    """Wireshark's view of the case's frames becomes its `wireshark.*` observations. A DUT
+    frame that Wireshark calls malformed or whose checksum it rejects (RFC 1122 3.2.1.2,
+    RFC 768, RFC 9293 3.1) makes the case at least warn, naming the frame; a capture it
+    could not read makes the case an error (the evidence is incomplete)."""
+    try:
+        rejected = observe_wireshark_view(state.record, run.directory)
+    except WiresharkUnavailable as error:
+        state.record.observations[f"{WIRESHARK_OBSERVATIONS}unavailable"] = str(error)
+        state.message = "\n".join(part for part in (
+            state.message, f"Wireshark's view of the capture is missing: {error}") if part)
+        return Verdict.ERROR
+    if not rejected:
+        return verdict
+    state.message = "\n".join(part for part in (
+        state.message, "Wireshark rejects frames of the DUT: " + "; ".join(rejected)) if part)
+    return Verdict.WARN if verdict in RAISED_BY_A_REJECTED_FRAME else verdict
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -382,7 +412,7 @@ def pytest_runtest_makereport(
         state.message = "\n".join(part for part in (
             f"DutFlooded: {state.flood}", state.message) if part)
     if call.when == "teardown":
-        verdict = state.verdict or Verdict.ERROR
+        verdict = _with_wireshark_view(run, state, state.verdict or Verdict.ERROR)
         expectation, note = judge_expectation(state.record.case_id, verdict, run.deviations)
         if verdict == Verdict.INFO and not state.message:
             state.message = "observed: " + (describe_observations(state.record) or "nothing")

@@ -1,8 +1,10 @@
 """The committed captures under pcaps/reference/ are valid evidence, checked offline.
 
-Wireshark's own dissectors (tshark's JSON output) read every capture; every packet
-carries its comment; the section comment names the case and its verdict; the frames are
-the ones the case recorded; and every case of the suites has its capture.
+Wireshark's own dissectors (through pyshark, as every run reads its captures: 1,000
+captures here, under `-n 3`) read every capture; every packet carries its comment; the
+section comment names the case and its verdict; the frames are the ones the case
+recorded; Wireshark's view recorded with the case is what Wireshark says of the capture
+now; and every case of the suites has its capture.
 """
 
 import json
@@ -14,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from conformance.evidence.wireshark import dissect, view_of
 from tests.suite_runner import REPOSITORY, SUITES
 
 REFERENCES = REPOSITORY / "pcaps" / "reference"
@@ -26,14 +29,6 @@ pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark n
 def case_document(capture: Path) -> dict[str, Any]:
     document: dict[str, Any] = json.loads(capture.with_suffix(".json").read_text())
     return document
-
-
-def dissect(capture: Path) -> list[dict[str, Any]]:
-    """Each packet's layers as Wireshark's dissectors see them. tshark is run directly:
-    pyshark's asyncio handling of the tshark process crashed now and then."""
-    done = subprocess.run(["tshark", "-r", str(capture), "-T", "json"], capture_output=True,
-                          text=True, check=True)
-    return [packet["_source"]["layers"] for packet in json.loads(done.stdout or "[]")]
 
 
 def values_of(tree: Any, key: str) -> list[Any]:
@@ -92,6 +87,13 @@ def test_a_reference_capture_is_valid_evidence(capture: Path) -> None:
 
     dissected = dissect(capture)
     frames = document["frames"]
+    observations = document["observations"]
+    view = view_of(dissected)
+    assert observations["wireshark.frames"] == view.frames == len(frames)
+    assert len(observations["wireshark.expert"]) == len(view.expert)
+    assert len(observations["wireshark.bad_checksums"]) == len(view.bad_checksums)
+    # No DUT of the four sends a frame Wireshark rejects.
+    assert observations["wireshark.dut_frames_rejected"] == []
     # A case of the socket API alone (EAGAIN on an empty socket) has no frame to show.
     assert len(dissected) == len(frames)
     for layers, frame in zip(dissected, frames, strict=True):

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.evidence.wireshark import WIRESHARK_OBSERVATIONS
 from conformance.testbench.observed import EVERY_CASE_CHOICES, without_choices
 
 TIMING_TOLERANCE = 0.25  # relative
@@ -103,8 +104,12 @@ def _number(value: Any) -> bool:
 
 
 def observation_differences(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The observations that differ, Wireshark's view left out: its frame numbers and TCP
+    analysis follow timing, and a frame it rejects already shows in the verdict (warn)."""
     differences = {}
     for name in sorted(set(a) | set(b)):
+        if name.startswith(WIRESHARK_OBSERVATIONS):
+            continue
         left, right = a.get(name), b.get(name)
         if not agree(left, right, timing=is_timing(name)):
             differences[name] = (left, right)

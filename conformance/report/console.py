@@ -28,6 +28,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from conformance.evidence.wireshark import expert_messages_by_frame
 from conformance.report.compare import Comparison
 from conformance.report.coverage import Coverage
 
@@ -314,6 +315,7 @@ def render_case(
 
     frames: Sequence[Mapping[str, Any]] = document.get("frames") or []
     console.print(Text(f"capture: {len(frames)} frames", style="bold"))
+    wireshark = expert_messages_by_frame(document.get("observations") or {})
     for frame in frames:
         sender = str(frame.get("sender", "?"))
         line = Text(f"{frame.get('number', '?'):>4}  {frame.get('time_s', 0.0):10.6f}  ")
@@ -321,6 +323,8 @@ def render_case(
         line.append(f"  {frame.get('summary', '')}")
         if frame.get("comment"):
             line.append(f"  # {frame['comment']}", style="dim")
+        if frame.get("number") in wireshark:
+            line.append(f"  [Wireshark: {wireshark[frame['number']]}]", style="yellow")
         console.print(line, soft_wrap=True)
     evidence = document.get("evidence")
     if evidence:

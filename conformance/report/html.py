@@ -16,6 +16,7 @@ import jinja2
 
 from conformance.errors import UsageError
 from conformance.evidence.pcapng import read_pcapng
+from conformance.evidence.wireshark import expert_messages_by_frame
 from conformance.evidence.writer import case_file_stem, read_case_documents
 from conformance.report.compare import compare_results, run_label
 from conformance.report.ladder import Ladder, build_ladder
@@ -85,8 +86,9 @@ def _ladder(directory: Path, case: dict[str, Any], document: dict[str, Any]) -> 
     except ValueError:
         return None
     senders = [frame.get("sender", "") for frame in document.get("frames", [])]
+    wireshark = expert_messages_by_frame(document.get("observations") or {})
     return build_ladder(frames, senders, document.get("calls", []),
-                        document.get("first_frame_s"))
+                        document.get("first_frame_s"), wireshark)
 
 
 def _relative(path: Path, start: Path) -> str:

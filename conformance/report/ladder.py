@@ -26,6 +26,7 @@ class Rung:
     label: str
     comment: str
     status: str  # matched, unexpected, unmatched, tester, barrier
+    wireshark: str = ""  # Wireshark's expert information on the frame (note and above)
     y: int = 0
 
 
@@ -114,10 +115,12 @@ def _status(sender: str, comment: str) -> str:
 
 
 def build_ladder(frames: list[PcapFrame], senders: list[str], calls: list[dict[str, Any]],
-                 first_frame_s: float | None) -> Ladder:
+                 first_frame_s: float | None,
+                 wireshark: dict[int, str] | None = None) -> Ladder:
     """The ladder of a case: `frames` from its pcapng, `senders` from its JSON (who sent
     each), `calls` the DUT call log, `first_frame_s` when the first frame came in the
-    case's time (calls are timed from the case's start), if known."""
+    case's time (calls are timed from the case's start), if known; `wireshark` what
+    Wireshark says of a frame, by frame number."""
     ladder = Ladder()
     relative: dict[tuple[str, int, str, int], int] = {}
     start_ns = frames[0].timestamp_ns if frames else 0
@@ -128,7 +131,8 @@ def build_ladder(frames: list[PcapFrame], senders: list[str], calls: list[dict[s
             "tester" if frame.comment.startswith("tester") else "dut")
         time_s = (frame.timestamp_ns - start_ns) / 1e9 + offset
         rung = Rung(index + 1, sender, time_s, describe_frame(frame.data, relative),
-                    frame.comment, _status(sender, frame.comment))
+                    frame.comment, _status(sender, frame.comment),
+                    (wireshark or {}).get(index + 1, ""))
         events.append((time_s, 1, rung))
     for call in calls:
         args = call.get("args")

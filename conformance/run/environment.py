@@ -60,8 +60,9 @@ def namespace_support_check() -> Check:
 
 
 def environment_problem() -> str | None:
-    """Why this machine cannot build a lab, or None; checked before a run starts."""
-    for check in (privilege_check(), tun_check(), namespace_support_check()):
+    """Why this machine cannot build a lab or read its captures, or None; checked before
+    a run starts."""
+    for check in (privilege_check(), tun_check(), namespace_support_check(), tshark_check()):
         if check.status == "missing":
             return check.detail
     return None
@@ -82,17 +83,21 @@ def namespace_check() -> Check:
 
 
 def tshark_check() -> Check:
+    """Every case's capture is read with Wireshark's dissectors (evidence/wireshark.py)."""
     path = shutil.which("tshark")
     if path is None:
-        return Check("tshark", "warn", "not found: needed only to cross-check evidence "
-                     "with Wireshark's dissectors (apt install tshark)")
+        return Check("tshark", "missing", "tshark not found: every case's capture is read "
+                     "with Wireshark's dissectors (apt install tshark)", required=True)
     try:
         completed = subprocess.run([path, "--version"], capture_output=True, text=True,
                                    timeout=20, check=False)
         version = completed.stdout.strip().split("\n")[0]
     except (OSError, subprocess.TimeoutExpired) as error:
-        return Check("tshark", "warn", f"{path}: cannot run it: {error}")
-    return Check("tshark", "ok", f"{path}: {version}")
+        return Check("tshark", "missing", f"{path}: cannot run it: {error}", required=True)
+    if completed.returncode != 0 or not version:
+        return Check("tshark", "missing", f"{path} --version failed: "
+                     f"{completed.stderr.strip()[:200]}", required=True)
+    return Check("tshark", "ok", f"{path}: {version}", required=True)
 
 
 def _package_version(package: str) -> Check:
@@ -119,5 +124,5 @@ def doctor_checks() -> list[Check]:
     checks.append(Check("python", "info", f"{platform.python_version()} ({sys.executable})"))
     checks.append(Check("conformance", "info", __version__))
     checks.extend(_package_version(package) for package in (
-        "scapy", "pyroute2", "pytest", "pytest-xdist", "rich", "click"))
+        "scapy", "pyroute2", "pytest", "pytest-xdist", "rich", "click", "pyshark"))
     return checks

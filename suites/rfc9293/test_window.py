@@ -265,11 +265,10 @@ def test_sender_survives_a_shrunk_window(dut: Dut, tb: Testbench) -> None:
     and, once the window opens again, all the data arrives intact."""
     connection, flight, written, _ = shrunk_window(dut, tb, 43505)
     flow = connection.flow
-    # Whatever comes in the meantime (retransmissions) is part of the stream: recorded.
-    early = next_data_or_none(flow, within=0.5, why="anything sent into the shrunk window")
-    if early is not None:
-        tb.observe("first_after_shrink", {"seq": flow.relative_seq(early),
-                                          "octets": len(payload(early))})
+    # Whatever comes in the meantime (a retransmission, if the DUT's timer fires within
+    # the half second) is part of the stream; not observed: whether it comes is timing.
+    early = next_data_or_none(flow, within=0.5, why="anything sent into the shrunk window",
+                              observed=False)
     flow.rcv_nxt = 1 + MSS
     flow.send("A", why="window update: open again")
     segments = receive_stream(flow, len(written), within=3.0)
