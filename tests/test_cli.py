@@ -158,6 +158,21 @@ def test_run_reports_a_missing_facility_in_one_line(monkeypatch: pytest.MonkeyPa
     assert "Traceback" not in result.output
 
 
+@pytest.mark.privileged
+@pytest.mark.skipif(os.geteuid() != 0, reason="the privilege is checked first")
+def test_run_without_tshark_is_an_environment_problem(monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    """Every case's capture is read with Wireshark's dissectors: no tshark, no run."""
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    monkeypatch.setenv("PATH", str(bare))
+    result = invoke("run", "--target", "linux")
+    assert result.exit_code == EXIT_ENVIRONMENT
+    assert result.stderr == ("conformance: environment problem: tshark not found: every "
+                             "case's capture is read with Wireshark's dissectors "
+                             "(apt install tshark)\n")
+
+
 @pytest.mark.parametrize(
     ("status", "internal_error", "expected"),
     [
