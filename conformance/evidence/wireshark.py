@@ -1,15 +1,23 @@
 """Wireshark's view of a case's capture, read through pyshark: expert information per frame.
 
 Each capture is read by one tshark process that pyshark starts and drives, with checksum
-validation on for IPv4, ICMP, UDP and TCP. What comes back is every expert item of note
-or above (malformed, bad checksums, TCP analysis: retransmission, zero window, out of
-order, ACK of an unseen segment, ...) and every checksum Wireshark rejects.
+validation on (IPv4, UDP and TCP; ICMP's is always on). What comes back is every expert
+item of note or above (malformed, bad checksums, TCP analysis: retransmission, zero
+window, out of order, ACK of an unseen segment, ...) and every checksum Wireshark rejects.
+One process per capture: Wireshark's TCP analysis keeps its state for the whole input,
+and cases reuse addresses and ports.
 
-pyshark is used so that its known failures cannot happen: each capture gets an event loop
-of its own, passed in (pyshark then installs no child watcher and shares no loop between
-captures), the capture is a context manager, packets are not kept, and the whole read has
-a deadline. pyshark on the main thread with its default loop swapped in a SafeChildWatcher
-and closed the loop's tshark from `__del__`, which crashed now and then.
+How pyshark crashed now and then, and what is done here instead:
+* after tshark's last packet pyshark kills it, and the kill polls the process first
+  (Popen.send_signal), reaping it before asyncio's child watcher can: asyncio logs
+  "Unknown child process", reports exit status 255, and a tshark that failed passes for
+  one that read nothing. Here tshark is waited for, and killed only if it does not end;
+* its close raises on a failed tshark before forgetting the process, so `__del__` closes
+  again later, on an event loop that is gone ("Event loop is closed", "coroutine never
+  awaited"). Here the process is always forgotten;
+* without an event loop of its own it takes the thread's, and on the main thread swaps
+  the process-wide child watcher. Here each capture has a loop of its own, closed after;
+* a read has no deadline unless asked: here it has one, and packets are not kept.
 """
 
 import asyncio
@@ -84,9 +92,6 @@ class WiresharkView:
     expert: tuple[ExpertItem, ...]
     bad_checksums: tuple[BadChecksum, ...]
 
-    def malformed_frames(self) -> list[int]:
-        return sorted({item.frame for item in self.expert if item.malformed})
-
 
 def _expert_items(tree: Any, frame: int, *, in_quote: bool) -> Iterator[ExpertItem]:
     """Every `_ws.expert` entry (and `_ws.malformed`) anywhere in a packet's JSON tree."""
@@ -147,14 +152,8 @@ def _bad_checksums(tree: Any, frame: int, *, in_quote: bool) -> Iterator[BadChec
 
 
 class _Capture(pyshark.FileCapture):  # type: ignore[misc]
-    """A FileCapture that keeps tshark's exit status and always forgets its process.
-
-    pyshark kills tshark even after its last packet; the kill polls the process first
-    (Popen.send_signal), which reaps it before asyncio's child watcher can: the watcher
-    logs "Unknown child process" and a failed tshark passes for a good one. Here tshark
-    is waited for after the end of its output, and killed only if it does not end.
-    pyshark's close raises on a failed tshark before forgetting it, and its `__del__`
-    then closes again on an event loop that is gone ("Event loop is closed")."""
+    """A FileCapture that keeps tshark's exit status, always forgets its process, and
+    asks tshark's version once per process (see the module's docstring)."""
 
     def _get_tshark_version(self) -> Any:
         return _tshark_version_once()
