@@ -121,6 +121,32 @@ def stack_core_rate(datagrams: int) -> dict[str, float]:
 TIMER_CASE_S = 0.5
 
 
+def wireshark_read_cost(count: int) -> dict[str, float]:
+    """Reading a case's capture with Wireshark's dissectors (evidence/wireshark.py, one
+    tshark per capture), over the first `count` reference captures of linux: wall time
+    and CPU (tshark's and pyshark's) per capture."""
+    from conformance.evidence.wireshark import wireshark_view
+
+    captures = sorted((REPOSITORY / "pcaps" / "reference" / "linux").glob("*.pcapng"))[:count]
+    walls = []
+    before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before_self = resource.getrusage(resource.RUSAGE_SELF)
+    for capture in captures:
+        start = time.perf_counter()
+        wireshark_view(capture)
+        walls.append(time.perf_counter() - start)
+    after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after_self = resource.getrusage(resource.RUSAGE_SELF)
+    tshark = sum(getattr(after_children, f) - getattr(before_children, f)
+                 for f in ("ru_utime", "ru_stime"))
+    python = sum(getattr(after_self, f) - getattr(before_self, f)
+                 for f in ("ru_utime", "ru_stime"))
+    return {"captures": len(captures),
+            "wall_per_capture_median_ms": round(statistics.median(walls) * 1000, 1),
+            "tshark_cpu_per_capture_ms": round(tshark / len(captures) * 1000, 1),
+            "pyshark_cpu_per_capture_ms": round(python / len(captures) * 1000, 1)}
+
+
 def suite_run(target: str, workers: int) -> dict[str, object]:
     """The default run of `target` with `workers`: wall time, the CPU of every process it
     started, per-case figures from results.json, and how close the wall time comes to
@@ -153,6 +179,8 @@ def suite_run(target: str, workers: int) -> dict[str, object]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--labs", type=int, default=20)
+    parser.add_argument("--captures", type=int, default=50,
+                        help="reference captures read with Wireshark's dissectors")
     parser.add_argument("--skip-suite", action="store_true")
     parser.add_argument("--targets", default="ref,linux", help="targets of the suite runs")
     parser.add_argument("--workers", default="", help="worker counts of the suite runs, "
@@ -177,6 +205,7 @@ def main() -> int:
         "lab_overhead_linux": lab_overhead(options.labs),
         "lab_overhead_ref": ref_start_overhead(options.labs),
         "ref_core_udp": stack_core_rate(options.datagrams),
+        "wireshark_read": wireshark_read_cost(options.captures),
     }
     if not options.skip_suite:
         counts = [int(n) for n in options.workers.split(",") if n] or [default_workers()]
