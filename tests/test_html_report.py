@@ -117,6 +117,26 @@ def test_chromium_draws_a_ladder_and_takes_a_screenshot(report: Path, tmp_path: 
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
 
 
+RETRANSMITTING = ("rfc9293/test_accept_queue.py::"
+                  "test_unanswered_synack_is_retransmitted_with_backoff")
+
+
+def test_chromium_shows_wiresharks_notes_on_their_frames(report: Path) -> None:
+    """Wireshark's expert information (`wireshark.expert`) is written under the frame it
+    is about: here the DUT's SYN-ACK retransmissions."""
+    stem = case_file_stem(RETRANSMITTING)
+    document = json.loads((REFERENCE / "linux" / f"{stem}.json").read_text())
+    noted = {item["frame"] for item in document["observations"]["wireshark.expert"]
+             if item["flag"] == "tcp.analysis.retransmission"}
+    assert noted
+    page = (report / "cases" / f"linux--{stem}.html").resolve()
+    dom = chromium("--dump-dom", page.as_uri()).stdout
+    rungs = re.findall(r'<g class="rung [^"]*" data-frame="(\d+)"[^>]*>(.*?)</g>', dom, re.S)
+    marked = {int(number) for number, body in rungs
+              if "Wireshark: This frame is a (suspected) retransmission" in body}
+    assert marked == noted
+
+
 def test_report_command_writes_the_report_beside_the_runs(tmp_path: Path) -> None:
     completed = subprocess.run(conformance_command(
         "report", str(REFERENCE / "lwip"), str(REFERENCE / "gvisor"), "--out",
