@@ -84,6 +84,20 @@ def test_a_malformed_dut_frame_is_rejected(tmp_path: Path) -> None:
     record = record_of(frame(1, "dut", packet))
     rejected = observe_wireshark_view(record, tmp_path)
     assert len(rejected) == 1 and rejected[0].startswith("frame 1: Bad length value")
+    assert record.observations["wireshark.expert"][0]["protocol"] == "udp"
+
+
+def test_what_a_payload_dissector_says_is_recorded_but_not_held_against_the_dut(
+    tmp_path: Path,
+) -> None:
+    """Wireshark dissects UDP from port 27500 as QuakeWorld, which throws on a test
+    payload ("Malformed Packet"): seen in a gvisor run, whose ephemeral ports span
+    1024-65535. The datagram itself is well formed."""
+    record = record_of(frame(1, "dut", IP(src="192.0.2.1", dst="192.0.2.2")
+                             / UDP(sport=27500, dport=9) / b"xxxxx"))
+    assert observe_wireshark_view(record, tmp_path) == []
+    [item] = record.observations["wireshark.expert"]
+    assert (item["protocol"], item["group"]) == ("quakeworld", "malformed")
 
 
 def test_a_bad_checksum_inside_an_icmp_quote_is_the_testers(tmp_path: Path) -> None:

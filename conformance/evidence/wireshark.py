@@ -52,6 +52,11 @@ CHECKSUM_PREFERENCES = {"ip.check_checksum": "TRUE", "udp.check_checksum": "TRUE
                         "tcp.check_checksum": "TRUE"}
 BAD_CHECKSUM = "0"  # a `*.checksum.status` of 0 is "Bad"; 1 "Good", 2 "Unverified"
 
+# The protocols the cases judge. Wireshark also dissects payloads by port number (UDP from
+# port 27500 is QuakeWorld to it); what those dissectors say of a test payload is recorded,
+# never held against the DUT.
+JUDGED_PROTOCOLS = frozenset({"eth", "arp", "ip", "icmp", "udp", "tcp"})
+
 # A protocol's tree nested in another protocol's: the quote of an ICMP error (RFC 792: the
 # offending datagram's header and first octets, as it arrived).
 QUOTED_PROTOCOLS = frozenset({"ip", "udp", "tcp", "icmp"})
@@ -68,6 +73,7 @@ class WiresharkUnavailable(Exception):
 @dataclass(frozen=True)
 class ExpertItem:
     frame: int  # 1-based, as Wireshark numbers frames
+    protocol: str  # the dissector it came from: ip, tcp, ... or an application's
     flag: str  # the expert field: tcp.analysis.retransmission, _ws.malformed, ...
     severity: str  # note, warn or error
     group: str  # sequence, checksum, malformed, protocol, ...
@@ -93,38 +99,39 @@ class WiresharkView:
     bad_checksums: tuple[BadChecksum, ...]
 
 
-def _expert_items(tree: Any, frame: int, *, in_quote: bool) -> Iterator[ExpertItem]:
-    """Every `_ws.expert` entry (and `_ws.malformed`) anywhere in a packet's JSON tree."""
+def _expert_items(tree: Any, frame: int, protocol: str, *,
+                  in_quote: bool) -> Iterator[ExpertItem]:
+    """Every `_ws.expert` entry (and `_ws.malformed`) anywhere in a protocol's JSON tree."""
     if isinstance(tree, list):
         for child in tree:
-            yield from _expert_items(child, frame, in_quote=in_quote)
+            yield from _expert_items(child, frame, protocol, in_quote=in_quote)
         return
     if not isinstance(tree, dict):
         return
     for key, value in tree.items():
         if key == "_ws.expert":
             for entry in value if isinstance(value, list) else [value]:
-                item = _expert_item(entry, frame, in_quote)
+                item = _expert_item(entry, frame, protocol, in_quote)
                 if item is not None:
                     yield item
         elif key == "_ws.malformed":
             # A dissector ran out of packet or found it inconsistent; its own expert
             # entry, when it has one, says how.
-            found = list(_expert_items(value, frame, in_quote=in_quote))
-            yield from found or [ExpertItem(frame, "_ws.malformed", "error", "malformed",
-                                            "Malformed Packet", in_quote)]
+            found = list(_expert_items(value, frame, protocol, in_quote=in_quote))
+            yield from found or [ExpertItem(frame, protocol, "_ws.malformed", "error",
+                                            "malformed", "Malformed Packet", in_quote)]
         else:
-            yield from _expert_items(value, frame,
+            yield from _expert_items(value, frame, protocol,
                                      in_quote=in_quote or key in QUOTED_PROTOCOLS)
 
 
-def _expert_item(entry: Any, frame: int, in_quote: bool) -> ExpertItem | None:
+def _expert_item(entry: Any, frame: int, protocol: str, in_quote: bool) -> ExpertItem | None:
     if not isinstance(entry, dict):
         return None
     flags = [key for key in entry if not key.startswith("_ws.expert")]
     severity = SEVERITIES.get(_number(entry.get("_ws.expert.severity")), "unknown")
     group = GROUPS.get(_number(entry.get("_ws.expert.group")), "unknown")
-    return ExpertItem(frame, flags[0] if flags else "_ws.expert", severity, group,
+    return ExpertItem(frame, protocol, flags[0] if flags else "_ws.expert", severity, group,
                       str(entry.get("_ws.expert.message", "")), in_quote)
 
 
@@ -217,10 +224,14 @@ def view_of(frames: list[dict[str, Any]]) -> WiresharkView:
     bad: list[BadChecksum] = []
     for layers in frames:
         number = int(layers["frame"].get("frame.number", 0))
+        # A dissector that throws leaves a layer `_ws.malformed`: the thrower is the last
+        # protocol dissected.
+        last = str(layers["frame"].get("frame.protocols", "")).split(":")[-1]
         for name, trees in layers.items():  # what nests in a protocol's tree is a quote
             if name == "frame":
                 continue
-            expert.extend(item for item in _expert_items(trees, number, in_quote=False)
+            protocol = last if name == "_ws.malformed" else name
+            expert.extend(item for item in _expert_items(trees, number, protocol, in_quote=False)
                           if item.severity in KEPT_SEVERITIES and item.group != "comments")
             bad.extend(_bad_checksums(trees, number, in_quote=False))
     return WiresharkView(len(frames), tuple(_without_bare_malformed(_unique(expert))),
@@ -252,10 +263,11 @@ _TSHARK_VERSION: Any = None
 def observe_wireshark_view(record: CaseRecord, directory: Path, *,
                            timeout_s: float = DEFAULT_TIMEOUT_S) -> list[str]:
     """Read the case's frames with Wireshark's dissectors and record what it says as the
-    case's `wireshark.*` observations. Returns the DUT frames Wireshark rejects (malformed,
-    or a checksum it calls bad), one line each, outside the quote of an ICMP error (the
-    quote is the tester's datagram, which a case may have malformed on purpose).
-    Raises WiresharkUnavailable when the capture could not be read whole."""
+    case's `wireshark.*` observations. Returns the DUT frames Wireshark rejects (malformed
+    in a protocol the cases judge, or a checksum of one it calls bad), one line each,
+    outside the quote of an ICMP error (the quote is the tester's datagram, which a case
+    may have malformed on purpose). Raises WiresharkUnavailable when the capture could
+    not be read whole."""
     senders = {frame.number: frame.sender for frame in record.frames}
     if record.frames:
         capture = directory / f".{case_file_stem(record.case_id)}.wireshark.pcapng"
@@ -276,14 +288,17 @@ def observe_wireshark_view(record: CaseRecord, directory: Path, *,
     rejected = [
         f"frame {item.frame}: {item.message} ({item.flag})" for item in view.expert
         if senders.get(item.frame) == "dut" and item.malformed and not item.in_quote
+        and item.protocol in JUDGED_PROTOCOLS
     ] + [
         f"frame {bad.frame}: bad {bad.field}" for bad in view.bad_checksums
         if senders.get(bad.frame) == "dut" and not bad.in_quote
+        and bad.field.split(".")[0] in JUDGED_PROTOCOLS
     ]
     record.observe(f"{WIRESHARK_OBSERVATIONS}frames", view.frames)
     record.observe(f"{WIRESHARK_OBSERVATIONS}expert", [
-        {"frame": item.frame, "sender": senders.get(item.frame), "flag": item.flag,
-         "severity": item.severity, "group": item.group, "message": item.message,
+        {"frame": item.frame, "sender": senders.get(item.frame), "protocol": item.protocol,
+         "flag": item.flag, "severity": item.severity, "group": item.group,
+         "message": item.message,
          **({"in_quote": True} if item.in_quote else {})}
         for item in view.expert])
     record.observe(f"{WIRESHARK_OBSERVATIONS}bad_checksums", [
