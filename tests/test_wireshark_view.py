@@ -197,3 +197,43 @@ def test_a_broken_ref_is_warned_about_by_wireshark(tmp_path: Path, name: str, pa
     assert intact["verdict"] == "pass", intact["message"]
     assert intact["observations"]["wireshark.dut_frames_rejected"] == []
     assert intact["observations"]["wireshark.frames"] > 0
+
+
+def fake_tshark(directory: Path, script: str) -> Path:
+    """A `tshark` first on PATH that behaves as `script` says."""
+    directory.mkdir()
+    tshark = directory / "tshark"
+    tshark.write_text(f"#!/bin/sh\n{script}\n")
+    tshark.chmod(0o755)
+    return directory
+
+
+BROKEN_TSHARK = """case "$1" in -v) echo "TShark (Wireshark) 4.0.17."; exit 0;; esac
+echo "tshark: the capture file appears to be damaged or corrupt." >&2; exit 2"""
+
+
+@pytest.mark.parametrize("script", [
+    pytest.param(BROKEN_TSHARK, id="fails-reading"),
+    pytest.param("exit 1", id="fails-its-version"),
+])
+def test_a_tshark_that_fails_is_reported(tmp_path: Path, script: str,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", f"{fake_tshark(tmp_path / 'bin', script)}:{os.environ['PATH']}")
+    monkeypatch.setattr("conformance.evidence.wireshark._TSHARK_VERSION", None)
+    with pytest.raises(WiresharkUnavailable, match="tshark failed"):
+        wireshark_view(a_reference_capture())
+
+
+@pytest.mark.privileged
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+def test_a_case_whose_capture_tshark_cannot_read_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The evidence is incomplete: never a pass, whatever the case's checks said."""
+    monkeypatch.setenv("PATH", f"{fake_tshark(tmp_path / 'bin', BROKEN_TSHARK)}:"
+                               f"{os.environ['PATH']}")
+    name = "test_data_flows_both_ways"
+    entry = case(run_suites(tmp_path / "run", "-k", name, target="ref"), name)
+    assert entry["verdict"] == "error"
+    assert "Wireshark's view of the capture is missing: tshark failed" in entry["message"]
+    assert "damaged or corrupt" in entry["message"]

@@ -23,6 +23,7 @@ How pyshark crashed now and then, and what is done here instead:
 import asyncio
 import contextlib
 import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any
 
 import pyshark
 from pyshark.capture.capture import TSharkCrashException
-from pyshark.tshark.tshark import get_tshark_version
+from pyshark.tshark.tshark import TSharkVersionException, get_tshark_version
 
 from conformance.evidence.pcapng import PcapFrame, write_pcapng
 from conformance.evidence.record import CaseRecord
@@ -204,7 +205,8 @@ def dissect(capture: Path, *, timeout_s: float = DEFAULT_TIMEOUT_S,
     except TimeoutError as error:
         raise WiresharkUnavailable(f"tshark did not read {capture.name} within "
                                    f"{timeout_s:g} s") from error
-    except (TSharkCrashException, OSError) as error:
+    except (TSharkCrashException, TSharkVersionException, subprocess.SubprocessError,
+            OSError) as error:
         raise WiresharkUnavailable(f"tshark failed on {capture.name}: {error}") from error
     finally:
         loop.close()
