@@ -235,5 +235,5 @@ def test_a_case_whose_capture_tshark_cannot_read_is_an_error(
     name = "test_data_flows_both_ways"
     entry = case(run_suites(tmp_path / "run", "-k", name, target="ref"), name)
     assert entry["verdict"] == "error"
+    # (Which of pyshark's words come with it depends on when the fake tshark exits.)
     assert "Wireshark's view of the capture is missing: tshark failed" in entry["message"]
-    assert "damaged or corrupt" in entry["message"]
