@@ -2,6 +2,7 @@
 through pyshark, a DUT frame Wireshark rejects raising the case to warn, and pyshark used
 so that it cannot crash (its own event loop per capture, exit status kept, deadlines)."""
 
+import functools
 import gc
 import json
 import os
@@ -10,12 +11,14 @@ import warnings
 from pathlib import Path
 
 import pytest
+from pyshark.tshark.tshark import get_tshark_version
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, UDPerror
 from scapy.layers.l2 import Ether
 
 from conformance.evidence.record import CaseRecord
 from conformance.evidence.wireshark import (
     WiresharkUnavailable,
+    _tshark_version_once,
     observe_wireshark_view,
     wireshark_view,
 )
@@ -219,7 +222,9 @@ echo "tshark: the capture file appears to be damaged or corrupt." >&2; exit 2"""
 def test_a_tshark_that_fails_is_reported(tmp_path: Path, script: str,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", f"{fake_tshark(tmp_path / 'bin', script)}:{os.environ['PATH']}")
-    monkeypatch.setattr("conformance.evidence.wireshark._TSHARK_VERSION", None)
+    _tshark_version_once.cache_clear()
+    monkeypatch.setattr("conformance.evidence.wireshark._tshark_version_once",
+                        functools.cache(get_tshark_version))
     with pytest.raises(WiresharkUnavailable, match="tshark failed"):
         wireshark_view(a_reference_capture())
 

@@ -22,6 +22,7 @@ How pyshark crashed now and then, and what is done here instead:
 
 import asyncio
 import contextlib
+import functools
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -251,15 +252,10 @@ def _unique(items: list[Any]) -> list[Any]:
     return list(dict.fromkeys(items))
 
 
+@functools.cache
 def _tshark_version_once() -> Any:
     """`tshark -v` costs as much as reading a capture: asked once per process."""
-    global _TSHARK_VERSION
-    if _TSHARK_VERSION is None:
-        _TSHARK_VERSION = get_tshark_version()
-    return _TSHARK_VERSION
-
-
-_TSHARK_VERSION: Any = None
+    return get_tshark_version()
 
 
 def observe_wireshark_view(record: CaseRecord, directory: Path, *,
