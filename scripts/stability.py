@@ -6,9 +6,10 @@
 
 For each target: the runs' wall times, the cases whose verdict changed between runs
 (with the verdicts seen) and the cases whose observations changed as `conformance
-compare` judges them (timings within its tolerance), with the values seen. With ``--serial-too``
-one more run with ``--workers 1`` is compared against the parallel ones: a verdict a
-serial run gives differently is a scheduling artefact. Prints JSON; exit status 1 when a
+compare` judges them (timings within its tolerance), with the values seen and the kind
+`compare` gives each change (`allowed`: only in choices the case leaves open). With
+``--serial-too`` one more run with ``--workers 1`` is compared against the parallel ones:
+a verdict a serial run gives differently is a scheduling artefact. Prints JSON; exit status 1 when a
 verdict changed. The runs stay under DIR (default: a temporary directory, removed).
 """
 
@@ -22,7 +23,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from conformance.report.compare import observation_differences
+from conformance.report.compare import classify, observation_differences
+from conformance.testbench.observed import EVERY_CASE_CHOICES
 
 
 def one_run(target: str, out: Path, workers: int | None, select: str | None) -> dict[str, Any]:
@@ -51,6 +53,7 @@ def changes(runs: list[dict[str, Any]]) -> dict[str, Any]:
     the values seen."""
     verdicts: dict[str, list[str]] = defaultdict(list)
     observations: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    kinds: dict[str, set[str]] = defaultdict(set)
     every = set().union(*(run["cases"] for run in runs))
     first = runs[0]["cases"]
     for run in runs:
@@ -61,6 +64,11 @@ def changes(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 continue
             differences = observation_differences(first[case_id].get("observations") or {},
                                                   case.get("observations") or {})
+            if differences:
+                kinds[case_id].add(classify(
+                    first[case_id]["verdict"], case["verdict"], differences,
+                    level=case.get("level"),
+                    choices={*EVERY_CASE_CHOICES, *(case.get("choices") or ())})[0])
             for name, (seen_first, seen_here) in differences.items():
                 values = observations[case_id][name]
                 for value in (json.dumps(seen_first), json.dumps(seen_here)):
@@ -71,6 +79,8 @@ def changes(runs: list[dict[str, Any]]) -> dict[str, Any]:
                             if len(set(seen)) > 1},
         "observation_changes": {case_id: dict(names)
                                 for case_id, names in sorted(observations.items())},
+        # How `conformance compare` would call each such change against the first run.
+        "comparison_kinds": {case_id: sorted(seen) for case_id, seen in sorted(kinds.items())},
     }
 
 

@@ -302,7 +302,9 @@ def test_missing_namespace_is_reported_on_stderr() -> None:
             client.hello()
     finally:
         client.close()
+    # Kept after close, whose file is closed (not left to the garbage collector).
     assert "cannot enter network namespace" in client.stderr_text
+    assert client._stderr.closed
 
 
 STREAM_ID_OPTION = bytes([136, 4, 0x12, 0x34])  # RFC 791 Stream Identifier, one word

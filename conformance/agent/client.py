@@ -114,8 +114,9 @@ class AgentClient:
         self.name = name
         # Lines on stdout that break the protocol; the first one ends the session.
         self.protocol_faults: list[str] = []
-        # Kept open for the life of the client: stderr_text reads it after close().
+        # Open until close(), which keeps what it holds in _stderr_after_close.
         self._stderr = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115
+        self._stderr_after_close: str | None = None
         # O_APPEND: the agent's writes never land where our reads left the shared offset.
         flags = fcntl.fcntl(self._stderr.fileno(), fcntl.F_GETFL)
         fcntl.fcntl(self._stderr.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
@@ -155,6 +156,8 @@ class AgentClient:
 
     @property
     def stderr_text(self) -> str:
+        if self._stderr_after_close is not None:
+            return self._stderr_after_close
         size = os.fstat(self._stderr.fileno()).st_size
         return os.pread(self._stderr.fileno(), size, 0).decode(errors="replace")
 
@@ -202,8 +205,12 @@ class AgentClient:
             os.killpg(self._process.pid, signal.SIGKILL)
         self._reader.join(timeout)
         self._fail_all(f"agent closed (exit status {self._process.returncode})", gone=True)
-        if not self._reader.is_alive() and self._process.stdout is not None:
-            self._process.stdout.close()
+        if not self._reader.is_alive():  # else it may still read both
+            if self._process.stdout is not None:
+                self._process.stdout.close()
+            # The agent's process group is gone: nothing writes to its stderr any more.
+            self._stderr_after_close = self.stderr_text
+            self._stderr.close()
 
     # --- internals ----------------------------------------------------------------------
 

@@ -14,7 +14,9 @@ How pyshark crashed now and then, and what is done here instead:
   one that read nothing. Here tshark is waited for, and killed only if it does not end;
 * its close raises on a failed tshark before forgetting the process, so `__del__` closes
   again later, on an event loop that is gone ("Event loop is closed", "coroutine never
-  awaited"). Here the process is always forgotten;
+  awaited"), and before reading tshark's stderr to its end, so the pipe outlives the loop
+  (ResourceWarning: unclosed file). Here the process is always forgotten and its stderr
+  always read to the end;
 * without an event loop of its own it takes the thread's, and on the main thread swaps
   the process-wide child watcher. Here each capture has a loop of its own, closed after;
 * a read has no deadline unless asked: here it has one, and packets are not kept.
@@ -178,6 +180,9 @@ class _Capture(pyshark.FileCapture):  # type: ignore[misc]
             await super().close_async()
         finally:
             self._running_processes.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*self._stderr_handling_tasks,
+                                                      return_exceptions=True), EXIT_GRACE_S)
 
 
 def dissect(capture: Path, *, timeout_s: float = DEFAULT_TIMEOUT_S,
