@@ -98,6 +98,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "suites/expectations/<target>.toml)")
     group.addoption("--catalogue", help="requirement catalogue (default suites/requirements/)")
     group.addoption("--slow", action="store_true", help="also run cases marked slow")
+    group.addoption("--no-wireshark", action="store_true", help="do not read the cases' "
+                    "captures with Wireshark's dissectors (no wireshark.* observations)")
     group.addoption("--msl", type=float, default=30.0, metavar="SECONDS",
                     help="the Maximum Segment Lifetime TIME-WAIT is judged against "
                     "(default 30: Linux's 60 s TIME-WAIT; RFC 9293 suggests 120)")
@@ -138,7 +140,8 @@ def _spec_from_options(config: pytest.Config) -> RunSpec:
         out=Path(out) if out else layout.RUNS_DIRECTORY / layout.run_stamp(),
         slow=bool(config.getoption("slow")),
         expectations=Path(expectations) if expectations else None,
-        catalogue=Path(catalogue) if catalogue else None)
+        catalogue=Path(catalogue) if catalogue else None,
+        wireshark=not config.getoption("no_wireshark"))
 
 
 @dataclass(frozen=True)
@@ -412,7 +415,9 @@ def pytest_runtest_makereport(
         state.message = "\n".join(part for part in (
             f"DutFlooded: {state.flood}", state.message) if part)
     if call.when == "teardown":
-        verdict = _with_wireshark_view(run, state, state.verdict or Verdict.ERROR)
+        verdict = state.verdict or Verdict.ERROR
+        if run.spec.wireshark:
+            verdict = _with_wireshark_view(run, state, verdict)
         expectation, note = judge_expectation(state.record.case_id, verdict, run.deviations)
         if verdict == Verdict.INFO and not state.message:
             state.message = "observed: " + (describe_observations(state.record) or "nothing")
@@ -541,6 +546,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "ref_patch": list(run.spec.options.patches),
         "interrupted": bool(INTERRUPTED),
         "shard": None if run.spec.shard is None else "{}/{}".format(*run.spec.shard),
+        "wireshark": run.spec.wireshark,
     }
     results = gather_results(run.directory, run_info)
     write_results(run.directory, results)

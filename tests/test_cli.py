@@ -31,6 +31,7 @@ from conformance.lab.netns import LAB_PREFIX
 from conformance.report.console import RunProgress, case_line, render_run_summary
 from conformance.run import session
 from conformance.verdicts import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_OK, EXIT_USAGE
+from tests.suite_runner import REPOSITORY
 
 EXAMPLE_SUITE = "rfc1122/test_udp_icmp_errors.py"
 CONNECTED_ON_SEND = f"{EXAMPLE_SUITE}::test_connected_socket_reports_port_unreachable_on_send"
@@ -151,7 +152,7 @@ def test_run_rejects_a_sysctl_outside_net() -> None:
 
 
 def test_run_reports_a_missing_facility_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "environment_problem", lambda: "/dev/net/tun is missing")
+    monkeypatch.setattr(cli, "environment_problem", lambda **_: "/dev/net/tun is missing")
     result = invoke("run", "--target", "linux")
     assert result.exit_code == EXIT_ENVIRONMENT
     assert result.stderr == "conformance: environment problem: /dev/net/tun is missing\n"
@@ -171,6 +172,24 @@ def test_run_without_tshark_is_an_environment_problem(monkeypatch: pytest.Monkey
     assert result.stderr == ("conformance: environment problem: tshark not found: every "
                              "case's capture is read with Wireshark's dissectors "
                              "(apt install tshark)\n")
+
+
+@pytest.mark.privileged
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+def test_run_without_wireshark_needs_no_tshark(tmp_path: Path) -> None:
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    completed = subprocess.run(
+        [sys.executable, "-m", "conformance.cli", "run", "--target", "ref", "--no-wireshark",
+         "-k", "test_data_flows_both_ways", "--out", str(tmp_path / "run")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, **WIDE, "PATH": str(bare), "PYTHONPATH": str(REPOSITORY)})
+    assert completed.returncode == EXIT_OK, completed.stdout + completed.stderr
+    assert "Wireshark's dissectors did not read the captures (--no-wireshark)" in (
+        completed.stdout)
+    results = json.loads((tmp_path / "run" / "ref" / "results.json").read_text())
+    assert results["run"]["wireshark"] is False
+    assert [entry["verdict"] for entry in results["cases"]] == ["pass"]
 
 
 @pytest.mark.parametrize(

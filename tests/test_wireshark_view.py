@@ -245,3 +245,19 @@ def test_a_case_whose_capture_tshark_cannot_read_is_an_error(
     assert entry["verdict"] == "error"
     # (Which of pyshark's words come with it depends on when the fake tshark exits.)
     assert "Wireshark's view of the capture is missing: tshark failed" in entry["message"]
+
+
+@pytest.mark.privileged
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+def test_no_wireshark_reads_no_capture_and_records_no_view(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`--no-wireshark`: a tshark that fails every read is never asked (else: error)."""
+    monkeypatch.setenv("PATH", f"{fake_tshark(tmp_path / 'bin', BROKEN_TSHARK)}:"
+                               f"{os.environ['PATH']}")
+    name = "test_data_flows_both_ways"
+    results = run_suites(tmp_path / "run", "-k", name, "--no-wireshark", target="ref")
+    entry = case(results, name)
+    assert entry["verdict"] == "pass", entry["message"]
+    assert not [key for key in entry["observations"] if key.startswith("wireshark.")]
+    assert results["run"]["wireshark"] is False

@@ -224,6 +224,9 @@ def render_run_summary(console: Console, results: Mapping[str, Any], directory: 
         console.print(table)
     if run.get("interrupted"):
         console.print(Text("The run was interrupted: these results are partial.", style="bold"))
+    if run.get("wireshark") is False:
+        console.print(Text("Wireshark's dissectors did not read the captures (--no-wireshark): "
+                           "no wireshark.* observations, no frame rejected by them."))
     where = Text("Evidence: ")
     where.append(_relative(directory), style="bold")
     where.append(" (results.json, junit.xml, a .pcapng and a .json per case)")

@@ -59,10 +59,11 @@ def namespace_support_check() -> Check:
     return Check(name, "ok", "/proc/self/ns/net present", required=True)
 
 
-def environment_problem() -> str | None:
-    """Why this machine cannot build a lab or read its captures, or None; checked before
-    a run starts."""
-    for check in (privilege_check(), tun_check(), namespace_support_check(), tshark_check()):
+def environment_problem(*, wireshark: bool = True) -> str | None:
+    """Why this machine cannot build a lab or read its captures (with `wireshark`: with
+    Wireshark's dissectors), or None; checked before a run starts."""
+    checks = [privilege_check(), tun_check(), namespace_support_check()]
+    for check in checks + ([tshark_check()] if wireshark else []):
         if check.status == "missing":
             return check.detail
     return None

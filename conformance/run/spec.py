@@ -53,6 +53,9 @@ class RunSpec:
     catalogue: Path | None = None  # default: suites/requirements/
     shard: tuple[int, int] | None = None  # (K, N): the K-th of N shards of the selection
     suites: tuple[Path, ...] = ()  # the user's own case directories, run beside ours
+    # Each case's capture read with Wireshark's dissectors (evidence/wireshark.py): about
+    # 180 ms of tshark's CPU a case; off, a case has no wireshark.* observations.
+    wireshark: bool = True
 
     @property
     def directory(self) -> Path:
@@ -105,6 +108,7 @@ def build_spec(
     keyword: str | None = None, slow: bool = False, workers: int | None = None,
     expectations: Path | None = None, catalogue: Path | None = None,
     shard: tuple[int, int] | None = None, suites: tuple[Path, ...] = (),
+    wireshark: bool = True,
 ) -> RunSpec:
     """The run asked for, checked: a wrong request is wrong on any machine, so this comes
     before the environment is looked at. UsageError says what is wrong."""
@@ -112,7 +116,7 @@ def build_spec(
     spec = RunSpec(target, options, out.resolve() if out is not None else None, keyword,
                    slow, workers, expectations.resolve() if expectations else None,
                    catalogue.resolve() if catalogue else None, shard,
-                   tuple(suite.resolve() for suite in suites))
+                   tuple(suite.resolve() for suite in suites), wireshark)
     spec.load_catalogue()
     if expectations is not None:
         spec.load_deviations()
