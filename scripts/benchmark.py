@@ -1,7 +1,7 @@
 """Benchmarks of the tester and the reference stack (needs root).
 
     python scripts/benchmark.py [--labs 20] [--skip-suite] [--datagrams 20000]
-                                [--targets ref,linux] [--workers 2,4]
+                                [--targets ref,linux] [--workers 2,4] [--no-wireshark-too]
     python scripts/benchmark.py --bulk-mb 100 [--pair-mb 20]
 
 Prints the per-case overhead of setting up and removing a lab (namespace, TAP device,
@@ -9,7 +9,9 @@ Linux agent), broken down by step; the same for the reference stack (bare TAP, p
 socket, stack process); the reference stack's core rate (UDP datagrams received and
 sent per second, in process, no I/O); and for each target and worker count the default
 run's wall time, CPU per case, lab time per case, DUT-timer waits and wall time over
-those waits per worker (suite_run). Figures go in the notes; tests never assert on them.
+those waits per worker (suite_run); with ``--no-wireshark-too`` each run once more with
+``--no-wireshark`` (the captures not read by tshark). Figures go in the notes; tests never
+assert on them.
 
 With ``--bulk-mb`` or ``--pair-mb`` only the TCP bulk transfers run (scripts/bulk.py):
 N MB each way between the reference stack and the Linux kernel over a lab's TAP link,
@@ -147,15 +149,17 @@ def wireshark_read_cost(count: int) -> dict[str, float]:
             "pyshark_cpu_per_capture_ms": round(python / len(captures) * 1000, 1)}
 
 
-def suite_run(target: str, workers: int) -> dict[str, object]:
-    """The default run of `target` with `workers`: wall time, the CPU of every process it
-    started, per-case figures from results.json, and how close the wall time comes to
-    the DUT-timer waits spread over the workers."""
+def suite_run(target: str, workers: int, *, wireshark: bool = True) -> dict[str, object]:
+    """The default run of `target` with `workers` (and without Wireshark's reads unless
+    `wireshark`): wall time, the CPU of every process it started, per-case figures from
+    results.json, and how close the wall time comes to the DUT-timer waits spread over
+    the workers."""
     with tempfile.TemporaryDirectory() as out:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "conformance.cli", "run", "--target", target,
-                        "--workers", str(workers), "--out", out, "--json"],
+                        "--workers", str(workers), "--out", out, "--json",
+                        *(() if wireshark else ("--no-wireshark",))],
                        cwd=REPOSITORY, capture_output=True, check=False)
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -165,7 +169,8 @@ def suite_run(target: str, workers: int) -> dict[str, object]:
     bodies = [case["duration_s"] - case["lab_s"] for case in cases]
     timer_waits = sum(body for body in bodies if body >= TIMER_CASE_S)
     return {
-        "workers": workers, "cases": len(cases), "wall_s": round(wall, 2),
+        "workers": workers, "wireshark": wireshark, "cases": len(cases),
+        "wall_s": round(wall, 2),
         "cpu_s": round(cpu, 2), "cpu_per_case_ms": round(cpu / len(cases) * 1000, 1),
         "lab_per_case_median_ms": round(statistics.median(c["lab_s"] for c in cases) * 1000, 1),
         "longest_case_s": round(max(case["duration_s"] for case in cases), 2),
@@ -182,6 +187,8 @@ def main() -> int:
     parser.add_argument("--captures", type=int, default=50,
                         help="reference captures read with Wireshark's dissectors")
     parser.add_argument("--skip-suite", action="store_true")
+    parser.add_argument("--no-wireshark-too", action="store_true",
+                        help="each suite run once more with --no-wireshark")
     parser.add_argument("--targets", default="ref,linux", help="targets of the suite runs")
     parser.add_argument("--workers", default="", help="worker counts of the suite runs, "
                         "comma-separated [default: the default run's]")
@@ -210,7 +217,9 @@ def main() -> int:
     if not options.skip_suite:
         counts = [int(n) for n in options.workers.split(",") if n] or [default_workers()]
         for target in options.targets.split(","):
-            report[f"suite_{target}"] = [suite_run(target, n) for n in counts]
+            report[f"suite_{target}"] = [suite_run(target, n) for n in counts] + (
+                [suite_run(target, n, wireshark=False) for n in counts]
+                if options.no_wireshark_too else [])
     print(json.dumps(report, indent=2))
     return 0
 

@@ -11,7 +11,7 @@ pytestmark = privileged
 def test_every_case_passes_on_the_default_kernel(tmp_path: Path) -> None:
     # Four workers, as `conformance run` has on two cores: the cases wait more than they
     # compute (single cases elsewhere run serially).
-    results = run_suites(tmp_path, "-n", "4")
+    results = run_suites(tmp_path, "-n", "4", wireshark=True)
     verdicts = {entry["id"]: entry["verdict"] for entry in results["cases"]}
     assert len(verdicts) >= 90
     bad = {entry["id"]: entry["verdict"] for entry in results["cases"]

@@ -33,7 +33,7 @@ def by_case(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def normal_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("normal")
-    return out, run_suites(out, "-n", "4", target="ref")
+    return out, run_suites(out, "-n", "4", target="ref", wireshark=True)
 
 
 def test_every_case_passes_on_the_reference_stack(
@@ -70,7 +70,9 @@ def test_a_late_stack_is_judged_as_the_normal_one(
     tmp_path: Path, normal_run: tuple[Path, dict[str, Any]]
 ) -> None:
     normal = by_case(normal_run[1])
-    results = by_case(run_suites(tmp_path, "-n", "2", "--ref-patch", f"{VARIANTS}:late",
+    # Four workers: the late stack's cases mostly wait out its 0.6 s, and without
+    # Wireshark's reads (not what this judges) they cost the tester little CPU.
+    results = by_case(run_suites(tmp_path, "-n", "4", "--ref-patch", f"{VARIANTS}:late",
                                  target="ref"))
     assert set(results) == set(normal)
     # A case judging how soon the DUT answers may change its verdict, and must say why.

@@ -192,14 +192,15 @@ def test_many_reads_in_a_row_all_complete(caplog: pytest.LogCaptureFixture) -> N
 def test_a_broken_ref_is_warned_about_by_wireshark(tmp_path: Path, name: str, patch: str,
                                                    rejection: str) -> None:
     broken = case(run_suites(tmp_path / "broken", "-k", name, "--ref-patch",
-                             f"{PATCHES}:{patch}", target="ref"), name)
+                             f"{PATCHES}:{patch}", target="ref", wireshark=True), name)
     rejected = broken["observations"]["wireshark.dut_frames_rejected"]
     assert rejected and all(rejection in line for line in rejected), rejected
     # The case's own checks hold: Wireshark's view is what makes it warn, naming frames.
     assert broken["verdict"] == "warn", broken["message"]
     assert "Wireshark rejects frames of the DUT: frame " in broken["message"]
     # Positive control: the stack as it is passes the same case, nothing rejected.
-    intact = case(run_suites(tmp_path / "intact", "-k", name, target="ref"), name)
+    intact = case(run_suites(tmp_path / "intact", "-k", name, target="ref", wireshark=True),
+                  name)
     assert intact["verdict"] == "pass", intact["message"]
     assert intact["observations"]["wireshark.dut_frames_rejected"] == []
     assert intact["observations"]["wireshark.frames"] > 0
@@ -241,7 +242,7 @@ def test_a_case_whose_capture_tshark_cannot_read_is_an_error(
     monkeypatch.setenv("PATH", f"{fake_tshark(tmp_path / 'bin', BROKEN_TSHARK)}:"
                                f"{os.environ['PATH']}")
     name = "test_data_flows_both_ways"
-    entry = case(run_suites(tmp_path / "run", "-k", name, target="ref"), name)
+    entry = case(run_suites(tmp_path / "run", "-k", name, target="ref", wireshark=True), name)
     assert entry["verdict"] == "error"
     # (Which of pyshark's words come with it depends on when the fake tshark exits.)
     assert "Wireshark's view of the capture is missing: tshark failed" in entry["message"]
@@ -256,7 +257,7 @@ def test_no_wireshark_reads_no_capture_and_records_no_view(
     monkeypatch.setenv("PATH", f"{fake_tshark(tmp_path / 'bin', BROKEN_TSHARK)}:"
                                f"{os.environ['PATH']}")
     name = "test_data_flows_both_ways"
-    results = run_suites(tmp_path / "run", "-k", name, "--no-wireshark", target="ref")
+    results = run_suites(tmp_path / "run", "-k", name, target="ref", wireshark=False)
     entry = case(results, name)
     assert entry["verdict"] == "pass", entry["message"]
     assert not [key for key in entry["observations"] if key.startswith("wireshark.")]
