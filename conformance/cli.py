@@ -107,7 +107,8 @@ def _require_environment(*, wireshark: bool = True) -> None:
 @click.option("--slow", is_flag=True, help="Also run cases marked slow.")
 @click.option("--workers", type=click.IntRange(min=1),
               help="Cases run in parallel (pytest-xdist), each in its own lab, the longest "
-              f"first [default: {WORKERS_PER_CPU} per CPU, here {default_workers()}; fewer "
+              f"first [default: {WORKERS_PER_CPU} per CPU, here {default_workers()} (with "
+              f"--no-wireshark {default_workers(wireshark=False)}); fewer "
               f"for fewer than {CASES_PER_WORKER} cases a worker].")
 @click.option("--expectations", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Known deviations [default: suites/expectations/<target>.toml].")

@@ -2,7 +2,7 @@
 (needs root).
 
     python scripts/stability.py [--targets ref,linux] [--runs 10] [--workers N]
-                                [--out DIR] [-k EXPR] [--serial-too]
+                                [--out DIR] [-k EXPR] [--serial-too] [--no-wireshark]
 
 For each target: the runs' wall times, the cases whose verdict changed between runs
 (with the verdicts seen) and the cases whose observations changed as `conformance
@@ -27,9 +27,10 @@ from conformance.report.compare import classify, observation_differences
 from conformance.testbench.observed import EVERY_CASE_CHOICES
 
 
-def one_run(target: str, out: Path, workers: int | None, select: str | None) -> dict[str, Any]:
+def one_run(target: str, out: Path, workers: int | None, select: str | None,
+            wireshark: bool = True) -> dict[str, Any]:
     command = [sys.executable, "-m", "conformance.cli", "run", "--target", target,
-               "--out", str(out)]
+               "--out", str(out), *(() if wireshark else ("--no-wireshark",))]
     if workers is not None:
         command += ["--workers", str(workers)]
     if select:
@@ -91,6 +92,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--workers", type=int, help="default: the run's own choice")
     parser.add_argument("-k", dest="select", help="only the cases matching EXPR")
+    parser.add_argument("--no-wireshark", action="store_true",
+                        help="runs without Wireshark's reads (and their default workers)")
     parser.add_argument("--serial-too", action="store_true",
                         help="one more run with --workers 1, compared with the others")
     parser.add_argument("--out", type=Path, help="keep the runs here")
@@ -102,7 +105,7 @@ def main() -> int:
             runs = []
             for index in range(options.runs):
                 runs.append(one_run(target, root / f"{target}-{index + 1}", options.workers,
-                                    options.select))
+                                    options.select, not options.no_wireshark))
                 print(f"{target} run {index + 1}/{options.runs}: {runs[-1]['wall_s']} s",
                       file=sys.stderr)
             figures: dict[str, Any] = {
@@ -112,7 +115,8 @@ def main() -> int:
                 **changes(runs),
             }
             if options.serial_too:
-                serial = one_run(target, root / f"{target}-serial", 1, options.select)
+                serial = one_run(target, root / f"{target}-serial", 1, options.select,
+                                 not options.no_wireshark)
                 figures["serial_wall_s"] = serial["wall_s"]
                 # Against the first parallel run: verdicts, and the observations too.
                 figures["serial_differences"] = changes([serial, runs[0]])

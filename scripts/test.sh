@@ -9,4 +9,4 @@ fi
 ruff check .
 mypy
 conformance coverage --json > /dev/null  # exit 1 on a gap: a requirement with no case, no reason
-python3 -m pytest -p no:cacheprovider -p no:benchmark -n 3 tests "$@"
+python3 -m pytest -p no:cacheprovider -p no:benchmark -n 3 --durations=25 tests "$@"

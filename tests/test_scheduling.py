@@ -11,6 +11,7 @@ from conformance.run.session import workers_of
 from conformance.run.spec import (
     CASES_PER_WORKER,
     WORKERS_PER_CPU,
+    WORKERS_PER_CPU_WITHOUT_WIRESHARK,
     build_spec,
     default_workers,
     workers_for,
@@ -82,6 +83,9 @@ def test_workers_follow_the_cpus_and_the_cases_selected(monkeypatch: pytest.Monk
     assert [workers_for(cases) for cases in (0, 1, CASES_PER_WORKER - 1)] == [1, 1, 1]
     assert workers_for(2 * CASES_PER_WORKER) == 2
     assert workers_for(248) == default_workers()
+    # Without Wireshark's reads a case costs the tester a quarter of the CPU.
+    assert default_workers(wireshark=False) == 2 * WORKERS_PER_CPU_WITHOUT_WIRESHARK
+    assert workers_for(248, wireshark=False) == default_workers(wireshark=False) == 8
     monkeypatch.setattr(os, "cpu_count", lambda: None)
     assert default_workers() == 2
 
@@ -92,3 +96,5 @@ def test_a_run_of_one_case_is_serial_and_of_the_catalogue_parallel() -> None:
     assert workers_of(one) == 1
     assert workers_of(build_spec("ref", TargetOptions())) == default_workers()
     assert workers_of(build_spec("ref", TargetOptions(), workers=3)) == 3
+    assert workers_of(build_spec("ref", TargetOptions(), wireshark=False)) == default_workers(
+        wireshark=False)

@@ -267,7 +267,7 @@ def workers_of(spec: RunSpec) -> int:
     counter = _CountCases()
     pytest.main([*pytest_args(spec), "--collect-only", "-p", "no:terminal"],
                 plugins=[counter])
-    return workers_for(counter.cases)
+    return workers_for(counter.cases, wireshark=spec.wireshark)
 
 
 @dataclass

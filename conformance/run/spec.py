@@ -21,21 +21,25 @@ from conformance.targets import get_target
 from conformance.targets.base import TargetOptions
 
 # Cases wait on the DUT far more than they compute; beyond this many per CPU the harness's
-# own CPU is what the run waits for (scripts/benchmark.py --workers).
+# own CPU is what the run waits for (scripts/benchmark.py --workers): with Wireshark's
+# read of every capture (180 ms of tshark a case) 2; without it (--no-wireshark) 4.
 WORKERS_PER_CPU = 2
+WORKERS_PER_CPU_WITHOUT_WIRESHARK = 4
 # A worker costs a pytest process of its own (about a second of CPU to start): one for
 # each this many cases selected, so a run of a few cases stays serial.
 CASES_PER_WORKER = 8
 
 
-def default_workers() -> int:
-    """How many cases run at once in a full run: WORKERS_PER_CPU per CPU."""
-    return max(2, WORKERS_PER_CPU * (os.cpu_count() or 1))
+def default_workers(*, wireshark: bool = True) -> int:
+    """How many cases run at once in a full run: WORKERS_PER_CPU per CPU (without
+    Wireshark's reads, WORKERS_PER_CPU_WITHOUT_WIRESHARK)."""
+    per_cpu = WORKERS_PER_CPU if wireshark else WORKERS_PER_CPU_WITHOUT_WIRESHARK
+    return max(2, per_cpu * (os.cpu_count() or 1))
 
 
-def workers_for(cases: int) -> int:
+def workers_for(cases: int, *, wireshark: bool = True) -> int:
     """How many cases run at once when the user does not say, for `cases` selected."""
-    return max(1, min(default_workers(), cases // CASES_PER_WORKER))
+    return max(1, min(default_workers(wireshark=wireshark), cases // CASES_PER_WORKER))
 
 
 @dataclass(frozen=True)
