@@ -341,10 +341,13 @@ def _split_targets(
 @ref_setting_option("With --targets: set a reference-stack setting for the ref DUT.")
 @agent_option("With --targets: the agent of the external target.")
 @catalogue_option("With --targets: requirement catalogue")
+@click.option("--no-wireshark", is_flag=True, help="With --targets: the runs read no "
+              "capture with Wireshark's dissectors (compare leaves wireshark.* out anyway).")
 def compare(
     run_a: Path | None, run_b: Path | None, targets: list[str] | None, out: Path | None,
     keyword: str | None, slow: bool, workers: int | None, sysctls: dict[str, str],
     ref_settings: dict[str, str], agent: tuple[str, ...], catalogue: Path | None,
+    no_wireshark: bool,
 ) -> None:
     """Compare two runs case by case: verdicts, and the observations that differ.
 
@@ -373,7 +376,8 @@ def compare(
         given = [name for name, value in {
             "-k": keyword, "--slow": slow or None, "--workers": workers,
             "--sysctl": sysctls or None, "--ref-setting": ref_settings or None,
-            "--agent": agent or None, "--catalogue": catalogue}.items() if value is not None]
+            "--agent": agent or None, "--catalogue": catalogue,
+            "--no-wireshark": no_wireshark or None}.items() if value is not None]
         if run_a is None or run_b is None:
             raise click.UsageError("compare needs two runs (RUN_A RUN_B) or --targets A,B")
         if given:
@@ -386,8 +390,9 @@ def compare(
         specs = target_specs(targets, TargetOptions(sysctls, ref_settings, agent=agent),
                              out=out,
                              keyword=keyword, slow=slow, workers=workers,
-                             catalogue=catalogue)  # usage first, before any lab
-        _require_environment()
+                             catalogue=catalogue,
+                             wireshark=not no_wireshark)  # usage first, before any lab
+        _require_environment(wireshark=not no_wireshark)
         directory, comparison, erred = compare_targets(specs, out, click.echo)
         click.echo()
     json_path, markdown_path = write_comparison(directory, comparison)

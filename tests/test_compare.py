@@ -317,11 +317,16 @@ def test_a_stack_compared_with_itself_is_the_same_in_every_case(
     picks, streams and reads the DUT's timing splits, ISN distances) except where the case
     names the difference a choice the RFCs leave open (the window an ACK offers follows
     when the application read). So a deviation or an unexplained difference between two
-    stacks is never noise; noise in a choice moves a case between `same` and `allowed`."""
+    stacks is never noise; noise in a choice moves a case between `same` and `allowed`.
+    Without Wireshark's reads, which compare leaves out (the reference captures' test and
+    the runs of ref and linux as they are judge those), and with the 4 workers of a run
+    with them: with 8, beside the other tests, an agent's read came 35 ms late once, and
+    with it Linux's ACK of a pair of full segments (which it sends when the application
+    reads), a warn of the tester's making."""
     out = tmp_path / "run"
     completed = subprocess.run(
         [sys.executable, "-m", "conformance.cli", "compare", "--targets",
-         f"{target},{target}", "--out", str(out)],
+         f"{target},{target}", "--no-wireshark", "--workers", "4", "--out", str(out)],
         cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
         env={**os.environ, "COLUMNS": "400", "PYTHONPATH": str(REPOSITORY)},
     )
@@ -330,6 +335,7 @@ def test_a_stack_compared_with_itself_is_the_same_in_every_case(
     cases = {case["id"]: case
              for case in json.loads((out / target / "results.json").read_text())["cases"]}
     assert len(cases) > 200
+    assert json.loads((out / target / "results.json").read_text())["run"]["wireshark"] is False
     not_same = {}
     for compared in written["cases"]:
         if compared["kind"] == "same":

@@ -54,9 +54,9 @@ def test_every_case_passes_on_the_reference_stack(
 
 
 def test_no_case_passes_a_stack_that_hears_nothing(tmp_path: Path) -> None:
-    # Six workers: a deaf stack's cases do little but wait out their deadlines, and no
+    # Ten workers: a deaf stack's cases do little but wait out their deadlines, and no
     # verdict here depends on timing (every one must fail).
-    results = by_case(run_suites(tmp_path, "-n", "6", "--ref-patch", f"{VARIANTS}:mute",
+    results = by_case(run_suites(tmp_path, "-n", "10", "--ref-patch", f"{VARIANTS}:mute",
                                  target="ref"))
     praised = {case_id: (entry["verdict"], entry["message"][:200])
                for case_id, entry in results.items() if entry["verdict"] in ("pass", "info")}
@@ -70,9 +70,9 @@ def test_a_late_stack_is_judged_as_the_normal_one(
     tmp_path: Path, normal_run: tuple[Path, dict[str, Any]]
 ) -> None:
     normal = by_case(normal_run[1])
-    # Four workers: the late stack's cases mostly wait out its 0.6 s, and without
-    # Wireshark's reads (not what this judges) they cost the tester little CPU.
-    results = by_case(run_suites(tmp_path, "-n", "4", "--ref-patch", f"{VARIANTS}:late",
+    # Eight workers (a run's default without Wireshark's reads, which this does not
+    # judge): the late stack's cases mostly wait out its 0.6 s.
+    results = by_case(run_suites(tmp_path, "-n", "8", "--ref-patch", f"{VARIANTS}:late",
                                  target="ref"))
     assert set(results) == set(normal)
     # A case judging how soon the DUT answers may change its verdict, and must say why.

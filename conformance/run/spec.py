@@ -129,13 +129,14 @@ def build_spec(
 
 def target_specs(
     targets: list[str], offered: TargetOptions, *, out: Path | None, keyword: str | None,
-    slow: bool, workers: int | None, catalogue: Path | None,
+    slow: bool, workers: int | None, catalogue: Path | None, wireshark: bool = True,
 ) -> list[RunSpec]:
     """One spec per target of `compare --targets`, each with the options that apply to
     its target (`offered` holds those of both); all checked before any runs."""
     chosen = [get_target(target) for target in targets]
     return [build_spec(target.name, target.applicable(offered), out=out, keyword=keyword,
-                       slow=slow, workers=workers, catalogue=catalogue) for target in chosen]
+                       slow=slow, workers=workers, catalogue=catalogue, wireshark=wireshark)
+            for target in chosen]
 
 
 def parse_shard(text: str) -> tuple[int, int]:

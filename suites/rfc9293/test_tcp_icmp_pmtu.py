@@ -265,7 +265,7 @@ def test_datagram_too_big_lowers_the_segment_size(dut: Dut, tb: Testbench) -> No
     flow.rcv_nxt = lost_seq  # take the stream again from the lost segment
     retransmission = flow.expect(seq=lost_seq, within=ANSWER_S,
                                  why="the quoted data sent again, smaller")
-    tb.observe("retransmission_delay_s", round(retransmission.time_s - big.time_s, 3))
+    # How soon it came is not judged (and holds the tester's own reaction to the segment).
     tb.observe("retransmission_ip_len", retransmission[IP].len)
     assert retransmission[IP].len <= NEXT_HOP_MTU, (
         f"retransmitted in a {retransmission[IP].len}-octet datagram after MTU {NEXT_HOP_MTU}")
