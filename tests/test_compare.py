@@ -252,6 +252,7 @@ def test_targets_are_checked_before_anything_runs(tmp_path: Path) -> None:
     ([], "needs two runs (RUN_A RUN_B) or --targets A,B"),
     (["--targets", "linux,linux", "RUN"], "either RUN_A RUN_B or --targets"),
     (["-k", "x", "A", "B"], "-k: only with --targets"),
+    (["--no-wireshark", "A", "B"], "--no-wireshark: only with --targets"),
 ])
 def test_compare_usage_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                               args: list[str], says: str) -> None:
