@@ -140,7 +140,8 @@ def test_every_second_full_segment_is_acknowledged_without_delay(
 ) -> None:
     """Whenever two full-sized segments (the DUT's MSS), read by the application as they
     come, are unacknowledged, an ACK follows at once, not on the delayed-ACK timer: within
-    half the delay the DUT takes for a lone small segment (or 10 ms, whichever is longer)."""
+    half the delay the DUT takes for a lone small segment (or 10 ms, whichever is longer),
+    in every wait of five pairs but the longest."""
     connection = open_passive(dut, tb, PORT, sport=43302)
     flow = connection.flow
     mss = flow.dut_mss
@@ -178,15 +179,19 @@ def test_every_second_full_segment_is_acknowledged_without_delay(
             received += more
         assert received == b"x" * mss + b"y" * mss, f"pair {n + 1} read damaged"
     tb.observe("pairs_read_intact", 5)
-    lags = ack_lags(flow, start, mss)
+    lags = sorted(ack_lags(flow, start, mss), reverse=True)
     limit = max(0.010, lone / 2)
     # No lag at all: the DUT acknowledged every segment before the next one came. How
-    # many pairs waited at all is the DUT's timing; the longest wait is what is judged.
-    longest = max(lags, default=0.0)
-    tb.observe("longest_two_segment_ack_lag_s", longest)
-    assert longest <= limit, (
-        f"the ACK came late: two full segments waited up to {longest} s for it, the bound "
-        f"is {limit} s (a lone small segment {lone} s)")
+    # many pairs waited at all is the DUT's timing. Every wait but the longest is judged:
+    # one may hold a scheduling delay of the DUT's process or its application's read
+    # (Linux acknowledges when the application reads) on a CPU the tester shares (seen:
+    # 22 ms against a 20 ms bound under load); a DUT that waits for its timer waits in
+    # every pair.
+    judged = lags[1] if len(lags) > 1 else 0.0
+    tb.observe("second_longest_two_segment_ack_lag_s", judged)
+    assert judged <= limit, (
+        f"the ACK came late: two full segments waited {', '.join(map(str, lags))} s for "
+        f"it, the bound is {limit} s (a lone small segment {lone} s) for all but one wait")
 
 
 def small_write_unacknowledged(dut: Dut, tb: Testbench, sport: int, *,
