@@ -32,10 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyshark
-from pyshark.capture.capture import TSharkCrashException
-from pyshark.tshark.tshark import TSharkVersionException, get_tshark_version
-
 from conformance.evidence.pcapng import PcapFrame, write_pcapng
 from conformance.evidence.record import CaseRecord
 from conformance.evidence.writer import case_file_stem
@@ -162,27 +158,34 @@ def _bad_checksums(tree: Any, frame: int, *, in_quote: bool) -> Iterator[BadChec
                                       in_quote=in_quote or key in QUOTED_PROTOCOLS)
 
 
-class _Capture(pyshark.FileCapture):  # type: ignore[misc]
+@functools.cache
+def _capture_class() -> Any:
     """A FileCapture that keeps tshark's exit status, always forgets its process, and
-    asks tshark's version once per process (see the module's docstring)."""
+    asks tshark's version once per process (see the module's docstring). pyshark is
+    imported here, not with the module: its imports cost 120 ms, which a run without
+    Wireshark's reads (`--no-wireshark`) need not pay in every worker."""
+    import pyshark
 
-    def _get_tshark_version(self) -> Any:
-        return _tshark_version_once()
+    class Capture(pyshark.FileCapture):  # type: ignore[misc]
+        def _get_tshark_version(self) -> Any:
+            return _tshark_version_once()
 
-    async def _cleanup_subprocess(self, process: Any) -> None:
-        if process.returncode is None and self._eof_reached:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), EXIT_GRACE_S)
-        await super()._cleanup_subprocess(process)
+        async def _cleanup_subprocess(self, process: Any) -> None:
+            if process.returncode is None and self._eof_reached:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(process.wait(), EXIT_GRACE_S)
+            await super()._cleanup_subprocess(process)
 
-    async def close_async(self) -> None:
-        try:
-            await super().close_async()
-        finally:
-            self._running_processes.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*self._stderr_handling_tasks,
-                                                      return_exceptions=True), EXIT_GRACE_S)
+        async def close_async(self) -> None:
+            try:
+                await super().close_async()
+            finally:
+                self._running_processes.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.gather(
+                        *self._stderr_handling_tasks, return_exceptions=True), EXIT_GRACE_S)
+
+    return Capture
 
 
 def dissect(capture: Path, *, timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -193,6 +196,9 @@ def dissect(capture: Path, *, timeout_s: float = DEFAULT_TIMEOUT_S,
     read: no tshark, tshark failed, or it took longer than `timeout_s`."""
     if shutil.which("tshark") is None:
         raise WiresharkUnavailable("tshark not found (apt install tshark)")
+    from pyshark.capture.capture import TSharkCrashException
+    from pyshark.tshark.tshark import TSharkVersionException
+
     frames: list[dict[str, Any]] = []
 
     def on_packet(packet: Any) -> None:
@@ -204,9 +210,9 @@ def dissect(capture: Path, *, timeout_s: float = DEFAULT_TIMEOUT_S,
 
     loop = asyncio.new_event_loop()
     try:
-        with _Capture(str(capture), keep_packets=False, use_json=True, eventloop=loop,
-                      override_prefs=CHECKSUM_PREFERENCES if preferences is None
-                      else preferences) as packets:
+        with _capture_class()(str(capture), keep_packets=False, use_json=True,
+                              eventloop=loop, override_prefs=CHECKSUM_PREFERENCES
+                              if preferences is None else preferences) as packets:
             packets.apply_on_packets(on_packet, timeout=timeout_s)
     except TimeoutError as error:
         raise WiresharkUnavailable(f"tshark did not read {capture.name} within "
@@ -260,6 +266,8 @@ def _unique(items: list[Any]) -> list[Any]:
 @functools.cache
 def _tshark_version_once() -> Any:
     """`tshark -v` costs as much as reading a capture: asked once per process."""
+    from pyshark.tshark.tshark import get_tshark_version
+
     return get_tshark_version()
 
 
