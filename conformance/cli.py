@@ -29,6 +29,7 @@ from conformance.cli_options import (
     ref_setting_option,
     suite_option,
     sysctl_option,
+    wireshark_option,
 )
 from conformance.errors import EnvironmentProblem, UsageError
 from conformance.evidence.pcapng import read_pcapng
@@ -119,11 +120,10 @@ def _require_environment(*, wireshark: bool = True) -> None:
               if value is None else _shard(value),
               help="Run only the K-th of N shards of the selected cases (every N-th by "
               "case ID); `conformance merge` joins the shards' runs.")
-@click.option("--wireshark/--no-wireshark", default=True, show_default=True,
-              help="Read every case's capture with Wireshark's dissectors (tshark): its "
-              "expert information becomes the case's wireshark.* observations, and a DUT "
-              "frame it rejects makes the case warn. Off: about 180 ms of CPU less a case, "
-              "and no such check.")
+@wireshark_option("Read every case's capture with Wireshark's dissectors (tshark): its "
+                  "expert information becomes the case's wireshark.* observations, and a "
+                  "DUT frame it rejects makes the case warn. Off: about 180 ms of CPU less "
+                  "a case, and no such check.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print results.json on stdout instead of the summary.")
 @click.option("--spec", "spec_json", hidden=True, help="The whole run as RunSpec JSON "
@@ -341,13 +341,13 @@ def _split_targets(
 @ref_setting_option("With --targets: set a reference-stack setting for the ref DUT.")
 @agent_option("With --targets: the agent of the external target.")
 @catalogue_option("With --targets: requirement catalogue")
-@click.option("--no-wireshark", is_flag=True, help="With --targets: the runs read no "
-              "capture with Wireshark's dissectors (compare leaves wireshark.* out anyway).")
+@wireshark_option("With --targets: the runs read every capture with Wireshark's "
+                  "dissectors (compare leaves wireshark.* out anyway).")
 def compare(
     run_a: Path | None, run_b: Path | None, targets: list[str] | None, out: Path | None,
     keyword: str | None, slow: bool, workers: int | None, sysctls: dict[str, str],
     ref_settings: dict[str, str], agent: tuple[str, ...], catalogue: Path | None,
-    no_wireshark: bool,
+    wireshark: bool,
 ) -> None:
     """Compare two runs case by case: verdicts, and the observations that differ.
 
@@ -377,7 +377,7 @@ def compare(
             "-k": keyword, "--slow": slow or None, "--workers": workers,
             "--sysctl": sysctls or None, "--ref-setting": ref_settings or None,
             "--agent": agent or None, "--catalogue": catalogue,
-            "--no-wireshark": no_wireshark or None}.items() if value is not None]
+            "--no-wireshark": None if wireshark else True}.items() if value is not None]
         if run_a is None or run_b is None:
             raise click.UsageError("compare needs two runs (RUN_A RUN_B) or --targets A,B")
         if given:
@@ -391,8 +391,8 @@ def compare(
                              out=out,
                              keyword=keyword, slow=slow, workers=workers,
                              catalogue=catalogue,
-                             wireshark=not no_wireshark)  # usage first, before any lab
-        _require_environment(wireshark=not no_wireshark)
+                             wireshark=wireshark)  # usage first, before any lab
+        _require_environment(wireshark=wireshark)
         directory, comparison, erred = compare_targets(specs, out, click.echo)
         click.echo()
     json_path, markdown_path = write_comparison(directory, comparison)

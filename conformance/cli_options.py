@@ -83,6 +83,11 @@ def agent_option(help: str) -> Decorator:
                         help=help)
 
 
+def wireshark_option(help: str) -> Decorator:
+    return click.option("--wireshark/--no-wireshark", default=True, show_default=True,
+                        help=help)
+
+
 def keyword_option(help: str) -> Decorator:
     return click.option("-k", "keyword", metavar="EXPR", help=help)
 

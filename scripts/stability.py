@@ -23,8 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from conformance.report.compare import classify, observation_differences
-from conformance.testbench.observed import EVERY_CASE_CHOICES
+from conformance.report.compare import classify, comparison_choices, observation_differences
 
 
 def one_run(target: str, out: Path, workers: int | None, select: str | None,
@@ -68,8 +67,7 @@ def changes(runs: list[dict[str, Any]]) -> dict[str, Any]:
             if differences:
                 kinds[case_id].add(classify(
                     first[case_id]["verdict"], case["verdict"], differences,
-                    level=case.get("level"),
-                    choices={*EVERY_CASE_CHOICES, *(case.get("choices") or ())})[0])
+                    level=case.get("level"), choices=comparison_choices(first[case_id], case))[0])
             for name, (seen_first, seen_here) in differences.items():
                 values = observations[case_id][name]
                 for value in (json.dumps(seen_first), json.dumps(seen_here)):

@@ -11,9 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from conformance.cli import cli
-from conformance.report.compare import compare_results, is_choice, to_markdown
+from conformance.report.compare import (
+    compare_results,
+    comparison_choices,
+    is_choice,
+    to_markdown,
+)
 from conformance.run.layout import target_labels
-from conformance.testbench.observed import EVERY_CASE_CHOICES
 from tests.suite_runner import REPOSITORY
 
 SUITE = "rfc1122/test_udp_icmp_errors.py"
@@ -341,7 +345,7 @@ def test_a_stack_compared_with_itself_is_the_same_in_every_case(
     for compared in written["cases"]:
         if compared["kind"] == "same":
             continue
-        choices = {*EVERY_CASE_CHOICES, *(cases[compared["id"]].get("choices") or ())}
+        choices = comparison_choices(cases[compared["id"]])
         unexplained = {name: values for name, values in compared["differences"].items()
                        if not is_choice(name, values[0], values[1], choices)}
         if compared["verdict_a"] != compared["verdict_b"] or unexplained:

@@ -206,13 +206,14 @@ def test_a_broken_ref_is_warned_about_by_wireshark(tmp_path: Path, name: str, pa
     assert intact["observations"]["wireshark.frames"] > 0
 
 
-def fake_tshark(directory: Path, script: str) -> Path:
+def put_fake_tshark_first_on_path(monkeypatch: pytest.MonkeyPatch, directory: Path,
+                                  script: str) -> None:
     """A `tshark` first on PATH that behaves as `script` says."""
     directory.mkdir()
     tshark = directory / "tshark"
     tshark.write_text(f"#!/bin/sh\n{script}\n")
     tshark.chmod(0o755)
-    return directory
+    monkeypatch.setenv("PATH", f"{directory}:{os.environ['PATH']}")
 
 
 BROKEN_TSHARK = """case "$1" in -v) echo "TShark (Wireshark) 4.0.17."; exit 0;; esac
@@ -225,7 +226,7 @@ echo "tshark: the capture file appears to be damaged or corrupt." >&2; exit 2"""
 ])
 def test_a_tshark_that_fails_is_reported(tmp_path: Path, script: str,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", f"{fake_tshark(tmp_path / 'bin', script)}:{os.environ['PATH']}")
+    put_fake_tshark_first_on_path(monkeypatch, tmp_path / "bin", script)
     _tshark_version_once.cache_clear()
     monkeypatch.setattr("conformance.evidence.wireshark._tshark_version_once",
                         functools.cache(get_tshark_version))
@@ -239,8 +240,7 @@ def test_a_case_whose_capture_tshark_cannot_read_is_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The evidence is incomplete: never a pass, whatever the case's checks said."""
-    monkeypatch.setenv("PATH", f"{fake_tshark(tmp_path / 'bin', BROKEN_TSHARK)}:"
-                               f"{os.environ['PATH']}")
+    put_fake_tshark_first_on_path(monkeypatch, tmp_path / "bin", BROKEN_TSHARK)
     name = "test_data_flows_both_ways"
     entry = case(run_suites(tmp_path / "run", "-k", name, target="ref", wireshark=True), name)
     assert entry["verdict"] == "error"
@@ -254,8 +254,7 @@ def test_no_wireshark_reads_no_capture_and_records_no_view(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`--no-wireshark`: a tshark that fails every read is never asked (else: error)."""
-    monkeypatch.setenv("PATH", f"{fake_tshark(tmp_path / 'bin', BROKEN_TSHARK)}:"
-                               f"{os.environ['PATH']}")
+    put_fake_tshark_first_on_path(monkeypatch, tmp_path / "bin", BROKEN_TSHARK)
     name = "test_data_flows_both_ways"
     results = run_suites(tmp_path / "run", "-k", name, target="ref", wireshark=False)
     entry = case(results, name)

@@ -163,6 +163,12 @@ def _verb(verdict: str) -> str:
     return {"fail": "fails", "warn": "warns", "error": "errs"}.get(verdict, verdict)
 
 
+def comparison_choices(*cases: dict[str, Any]) -> set[str]:
+    """What a comparison of these runs of one case lets differ: the choices the case names
+    (in either run) and those open in every case."""
+    return {*EVERY_CASE_CHOICES, *(name for case in cases for name in case.get("choices") or ())}
+
+
 def compare_results(results_a: dict[str, Any], results_b: dict[str, Any]) -> Comparison:
     cases_a = {case["id"]: case for case in results_a["cases"]}
     cases_b = {case["id"]: case for case in results_b["cases"]}
@@ -181,8 +187,7 @@ def compare_results(results_a: dict[str, Any], results_b: dict[str, Any]) -> Com
                                               b.get("observations") or {})
         kind, note = classify(a["verdict"], b["verdict"], differences,
                               level=a.get("level") or b.get("level"),
-                              choices={*EVERY_CASE_CHOICES, *(a.get("choices") or ()),
-                                       *(b.get("choices") or ())})
+                              choices=comparison_choices(a, b))
         compared.append(CaseComparison(case_id, a.get("level"), a["verdict"], b["verdict"],
                                        kind, differences, note))
     return Comparison(run_label(results_a), run_label(results_b), compared)
