@@ -26,6 +26,7 @@ from conformance.report.compare import Comparison, compare_results
 from conformance.report.console import RunProgress
 from conformance.run import layout
 from conformance.run.spec import RunSpec, workers_for
+from conformance.run.workers import WorkerServer
 from conformance.verdicts import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_USAGE
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C
@@ -240,14 +241,18 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def pytest_args(spec: RunSpec, workers: int = 1) -> list[str]:
+def pytest_args(spec: RunSpec, workers: int = 1, server: WorkerServer | None = None) -> list[str]:
     """pytest's command line for `spec`: the suites, the plugin given the spec, and
-    pytest's own selection (-k) and parallelism (pytest-xdist, with `workers`)."""
+    pytest's own selection (-k) and parallelism (pytest-xdist, with `workers`: forked
+    from `server`, or new interpreters without one)."""
     args = [str(layout.SUITES_ROOT), *map(str, spec.suites), *PYTEST_ISOLATION,
             "--run-spec", spec.to_json()]
     if spec.keyword:
         args += ["-k", spec.keyword]
-    if workers > 1:
+    if workers > 1 and server is not None:
+        args += ["-p", "xdist.plugin", "--dist", "load",
+                 "--tx", f"{workers}*popen//python={server.python}"]
+    elif workers > 1:
         args += ["-p", "xdist.plugin", "-n", str(workers)]
     return args
 
@@ -262,15 +267,29 @@ class _CountCases:
         self.cases = len(session.items)
 
 
+def collect(spec: RunSpec) -> int:
+    """Collect the cases `spec` selects, in this process: how many. The suites and all
+    they import are imported then, for the run's own collection and its workers."""
+    counter = _CountCases()
+    pytest.main([*pytest_args(spec), "--collect-only", "-p", "no:terminal"],
+                plugins=[counter])
+    return counter.cases
+
+
 def workers_of(spec: RunSpec) -> int:
     """The workers the run uses: the spec's, or as many as the selected cases keep busy
     (collected once here, in this process, which the run's own collection then reuses)."""
     if spec.workers is not None:
         return spec.workers
-    counter = _CountCases()
-    pytest.main([*pytest_args(spec), "--collect-only", "-p", "no:terminal"],
-                plugins=[counter])
-    return workers_for(counter.cases, wireshark=spec.wireshark)
+    return workers_for(collect(spec), wireshark=spec.wireshark)
+
+
+def start_worker_server(spec: RunSpec, workers: int) -> WorkerServer | None:
+    """The process the run's pytest-xdist workers fork from (conformance.run.workers),
+    forked from this one once the suites are imported; None for a serial run."""
+    if workers <= 1:
+        return None
+    return WorkerServer.start(None if spec.workers is None else lambda: collect(spec))
 
 
 @dataclass
@@ -294,14 +313,19 @@ def run_suites(spec: RunSpec, console: Console) -> Outcome:
         raise UsageError(f"cannot create {directory}: {error.strerror}") from error
     monitor = RunMonitor(RunProgress(console))
     status: int = pytest.ExitCode.INTERNAL_ERROR
+    server: WorkerServer | None = None
     try:
+        workers = workers_of(spec)
+        server = start_worker_server(spec, workers)
         with _sigint_handled_by(monitor):
-            status = int(pytest.main(pytest_args(spec, workers_of(spec)), plugins=[monitor]))
+            status = int(pytest.main(pytest_args(spec, workers, server), plugins=[monitor]))
     except KeyboardInterrupt:  # before the session began or after it ended
         status = pytest.ExitCode.INTERRUPTED
     finally:
         monitor.stop()
         with _sigint_ignored():  # a second Ctrl-C must not leave a lab behind
+            if server is not None:
+                server.close()  # its workers ended first: their labs are stale now
             remove_leftover_labs(interrupted=status not in (
                 pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED))
     outcome = Outcome(run_exit_status(status, monitor), monitor.collection_errors)

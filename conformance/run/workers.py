@@ -1,0 +1,294 @@
+"""pytest-xdist workers forked from a process that has imported and collected the suites.
+
+A worker started as a new interpreter spends about 1.8 s of CPU before its first case
+(pytest, scapy, pyroute2 and the tester imported, then the suites collected), and a
+parallel run starts all its workers at once, on two cores here. Instead the run forks a
+worker server once it has collected the suites itself, and execnet starts each worker
+through worker_launcher.py, which hands its standard streams to the server over a Unix
+socket: the server forks a worker onto them that runs execnet's bootstrap as
+`python -u -c` would, with everything imported already.
+
+A worker starts as a new interpreter would: descriptors 0-2 only, the signal
+dispositions of a new process, no exit handlers but its own, its own random state, the
+launcher's working directory. Its launcher stands in for it towards execnet (see
+worker_launcher.py); a launcher that goes away takes its worker with it (SIGKILL, as
+execnet kills a worker that does not stop). The server ends when the run closes it, is
+sent SIGTERM or loses the run: workers still running are sent SIGTERM (they remove
+their labs), and SIGKILL after a grace.
+"""
+
+import atexit
+import contextlib
+import fcntl
+import gc
+import importlib
+import json
+import os
+import random
+import selectors
+import shlex
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from conformance.run import worker_launcher
+
+LAUNCHER = Path(worker_launcher.__file__)
+# What a worker imports beyond the suites (xdist's worker code arrives as source).
+PRELOADED_MODULES = ("execnet", "xdist.plugin", "xdist.remote")
+MAX_MESSAGE = worker_launcher.MAX_MESSAGE
+STOP_GRACE_S = 2.0  # for workers sent SIGTERM to end, before SIGKILL
+CLOSE_TIMEOUT_S = 10.0  # for the server to end once closed
+
+
+class WorkerServer:
+    """The process a run's pytest-xdist workers are forked from."""
+
+    def __init__(self, pid: int, control: int, directory: Path) -> None:
+        self.pid = pid
+        self._control = control  # the server ends when this closes
+        self._directory = directory
+
+    @property
+    def socket_path(self) -> Path:
+        return self._directory / "socket"
+
+    @property
+    def python(self) -> str:
+        """What execnet is to start as a worker's Python (`popen//python=...`)."""
+        return shlex.join([sys.executable, "-I", "-S", str(LAUNCHER), str(self.socket_path)])
+
+    @classmethod
+    def start(cls, prepare: Callable[[], object] | None = None) -> "WorkerServer | None":
+        """Fork the server from this process, which must have imported what workers need;
+        `prepare` runs first in the server (a collection, to import the suites). None when
+        this process runs threads: a fork would copy locks they hold."""
+        if threading.active_count() > 1:
+            return None
+        directory = Path(tempfile.mkdtemp(prefix="conformance-workers-"))
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        listener.bind(str(directory / "socket"))
+        listener.listen(64)
+        control_read, control_write = os.pipe2(os.O_CLOEXEC)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(control_write)
+                code = _serve(listener, control_read, prepare)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.close(control_read)
+        listener.close()
+        return cls(pid, control_write, directory)
+
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """End the server (its workers still running first) and wait for it."""
+        if self._control < 0:
+            return
+        os.close(self._control)
+        self._control = -1
+        pidfd = os.pidfd_open(self.pid)
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(pidfd, selectors.EVENT_READ)
+                ended = bool(selector.select(timeout_s))
+            if not ended:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        finally:
+            os.close(pidfd)
+            with contextlib.suppress(OSError):
+                self.socket_path.unlink()
+                self._directory.rmdir()
+
+
+# --- the server's side -------------------------------------------------------------------
+
+
+def _serve(listener: socket.socket, control: int,
+           prepare: Callable[[], object] | None) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the run and its workers
+    if prepare is not None:
+        prepare()
+    for module in PRELOADED_MODULES:
+        importlib.import_module(module)
+    atexit._clear()  # the run's exit handlers are neither the server's nor its workers'
+    gc.freeze()  # the workers share these pages instead of copying them at their first gc
+    wakeup_read, wakeup_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wakeup_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    selector.register(control, selectors.EVENT_READ)
+    selector.register(wakeup_read, selectors.EVENT_READ)
+    workers: dict[socket.socket, int] = {}  # a launcher's connection: its worker's pid
+    pidfds: dict[int, int] = {}
+    while not stopping:
+        for key, _ in selector.select():
+            if key.fileobj is listener:
+                connection, _ = listener.accept()
+                selector.register(connection, selectors.EVENT_READ)
+            elif key.fileobj == control:
+                stopping.append(0)  # closed: the run is done with its workers, or gone
+            elif key.fileobj == wakeup_read:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wakeup_read, 4096)
+            else:
+                launcher = key.fileobj
+                assert isinstance(launcher, socket.socket)
+                if launcher in workers:  # readable again: the launcher is gone
+                    _signal(pidfds, workers.pop(launcher), signal.SIGKILL)
+                    selector.unregister(launcher)
+                    launcher.close()
+                    continue
+                pid = _start_worker(launcher, pidfds)
+                if pid is None:
+                    selector.unregister(launcher)
+                    launcher.close()
+                else:
+                    workers[launcher] = pid
+        _reap(workers, pidfds, selector)
+    _stop(workers, pidfds, selector)
+    return 0
+
+
+def _start_worker(connection: socket.socket, pidfds: dict[int, int]) -> int | None:
+    """Fork a worker onto the streams a launcher sent; tell the launcher its pid."""
+    try:
+        message, fds, _, _ = socket.recv_fds(connection, MAX_MESSAGE, 3)
+    except OSError:
+        return None
+    if not message or len(fds) != 3:
+        for fd in fds:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            connection.send(json.dumps({"error": f"expected 3 streams, got {len(fds)}"})
+                            .encode())
+        return None
+    pid = os.fork()
+    if pid == 0:
+        _run_worker(json.loads(message), fds)
+    for fd in fds:
+        os.close(fd)
+    pidfds[pid] = os.pidfd_open(pid)  # before any reaping: it cannot name another process
+    with contextlib.suppress(OSError):
+        socket.send_fds(connection, [json.dumps({"pid": pid}).encode()], [pidfds[pid]])
+    return pid
+
+
+def _signal(pidfds: dict[int, int], pid: int, signum: int) -> None:
+    with contextlib.suppress(KeyError, ProcessLookupError):
+        signal.pidfd_send_signal(pidfds[pid], signum)
+
+
+def _reap(workers: dict[socket.socket, int], pidfds: dict[int, int],
+          selector: selectors.BaseSelector) -> None:
+    """Collect ended workers and report each one's exit status to its launcher."""
+    launchers = {pid: connection for connection, pid in workers.items()}
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        with contextlib.suppress(KeyError):
+            os.close(pidfds.pop(pid))
+        connection = launchers.get(pid)
+        if connection is not None:
+            del workers[connection]
+            with contextlib.suppress(OSError):
+                connection.send(json.dumps(
+                    {"returncode": os.waitstatus_to_exitcode(status)}).encode())
+            selector.unregister(connection)
+            connection.close()
+
+
+def _stop(workers: dict[socket.socket, int], pidfds: dict[int, int],
+          selector: selectors.BaseSelector) -> None:
+    """SIGTERM to the workers still running, SIGKILL to those that outlast the grace."""
+    for pid in list(pidfds):
+        _signal(pidfds, pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    killed = False
+    while pidfds:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 and not killed:
+            for pid in list(pidfds):
+                _signal(pidfds, pid, signal.SIGKILL)
+            killed = True
+        with selectors.DefaultSelector() as waiting:
+            for pidfd in pidfds.values():
+                waiting.register(pidfd, selectors.EVENT_READ)
+            waiting.select(max(remaining, 0.0) if not killed else None)
+        _reap(workers, pidfds, selector)
+
+
+def _run_worker(request: dict[str, Any], fds: list[int]) -> None:
+    """In the forked worker: the launcher's streams as 0-2, then execnet's bootstrap."""
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGCHLD, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # Above every number in use first, so that no dup2 overwrites a stream yet to move.
+        floor = max([*fds, 2]) + 1
+        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, floor) for fd in fds]
+        for number, fd in enumerate(moved):
+            os.dup2(fd, number)
+        for open_fd in map(int, os.listdir("/proc/self/fd")):
+            if open_fd > 2:
+                with contextlib.suppress(OSError):  # the listing's own, closed already
+                    os.close(open_fd)
+        # New stream objects: nothing the server buffered (execnet reads its bootstrap
+        # from sys.stdin).
+        sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
+        sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", encoding="utf-8", buffering=1,  # noqa: SIM115
+                          errors="backslashreplace", closefd=False)
+        random.seed()  # not the server's state: each worker draws its own ports and ISNs
+        os.chdir(request["cwd"])
+        argv: list[str] = request["argv"]
+        source = argv[argv.index("-c") + 1]
+        sys.argv = ["-c", *argv[argv.index("-c") + 2:]]
+        exec(compile(source, "<string>", "exec"), {"__name__": "__main__"})
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except KeyboardInterrupt:
+        code = -signal.SIGINT  # as an interpreter ends on an uncaught Ctrl-C
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        _exit_as_an_interpreter(code)
+
+
+def _exit_as_an_interpreter(code: int) -> None:
+    """End as a Python process ends: its threads joined, its exit handlers run, its
+    streams flushed; an uncaught Ctrl-C as death by SIGINT."""
+    with contextlib.suppress(BaseException):
+        getattr(threading, "_shutdown", lambda: None)()
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
+    with contextlib.suppress(BaseException):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    if code == -signal.SIGINT:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(code & 0xFF)
