@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +125,42 @@ def test_closing_the_server_stops_its_running_workers() -> None:
         out["worker_gone"] = gone(worker, within=0.1)
         out["launcher_exit"] = launcher_of(gw).wait(timeout=30)
         out["server_gone"] = not os.path.exists(f"/proc/{server.pid}")
+        out["socket_left"] = os.path.exists(server.socket_path.parent)
     """)
     assert out["worker_gone"], "close() returns once its workers have ended"
     assert out["launcher_exit"] == -15
     assert out["server_gone"]
+    assert not out["socket_left"]
+
+
+def test_a_server_whose_run_is_gone_stops_its_workers_and_removes_its_socket() -> None:
+    """The run killed (SIGKILL: no close): the server sees its control pipe close."""
+    program = PROLOGUE + textwrap.dedent("""
+        gw = gateway()
+        channel = gw.remote_exec("import os; channel.send(os.getpid()); channel.receive()")
+        print(json.dumps({"server": server.pid, "worker": channel.receive(timeout=30),
+                          "socket": str(server.socket_path)}), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    run = subprocess.Popen([sys.executable, "-c", program], cwd=REPOSITORY,
+                           stdout=subprocess.PIPE, text=True)
+    assert run.stdout is not None
+    seen = json.loads(run.stdout.readline())
+    assert run.wait(timeout=30) == -9
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and not (ended(seen["server"]) and ended(seen["worker"])):
+        time.sleep(0.01)  # bounded poll: no event tells a stranger's process has ended
+    assert ended(seen["worker"])
+    assert ended(seen["server"])
+    assert not Path(seen["socket"]).exists()
+
+
+def ended(pid: int) -> bool:
+    """No process `pid`, or only its zombie (an orphan's reaper may be slow)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def test_no_server_is_forked_from_a_process_running_threads() -> None:

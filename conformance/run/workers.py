@@ -163,6 +163,10 @@ def _serve(listener: socket.socket, control: int,
                     workers[launcher] = pid
         _reap(workers, pidfds, selector)
     _stop(workers, pidfds, selector)
+    path = Path(listener.getsockname())  # gone with the server, even if the run is gone
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()
     return 0
 
 
