@@ -30,6 +30,7 @@ from conformance.evidence.wireshark import (
 )
 from conformance.evidence.writer import (
     UNFINISHED,
+    case_file_stem,
     discard_unfinished_cases,
     mark_unfinished_case,
     read_case_documents,
@@ -484,10 +485,9 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
 def write_cases_never_run(run: RunConfig, selected: list[str]) -> None:
     """A case pytest-xdist never handed out (it gave up replacing dead workers) is still a
     case of the run: an error, so that results.json lists every selected case."""
-    finished = {document["id"] for document in read_case_documents(run.directory)}
     for identifier in selected:
-        if identifier in finished:
-            continue
+        if (run.directory / f"{case_file_stem(identifier)}.json").exists():
+            continue  # its document: a verdict, or unfinished (an error already)
         record = CaseRecord(case_id=identifier, target=run.target, requirements=[], level="")
         write_case_evidence(run.directory, record, {
             "doc": "", "verdict": Verdict.ERROR.value, "expectation": None,
@@ -510,13 +510,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     layout.purge_run_files(run.directory)
 
 
-def target_facts(run: RunConfig) -> dict[str, Any]:
+def target_facts(run: RunConfig, documents: list[dict[str, Any]]) -> dict[str, Any]:
     """The target's own description, with what its agent said of itself in `hello`
     (lwIP's build options, ...) as the first case that started it recorded."""
     facts = get_target(run.target).describe()
     if run.spec.options.agent:
         facts["agent_command"] = list(run.spec.options.agent)
-    for document in read_case_documents(run.directory):
+    for document in documents:
         hello = document.get("environment", {}).get("agent_hello")
         if hello:
             facts["agent_hello"] = hello
@@ -534,13 +534,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         discard_unfinished_cases(run.directory)
     else:
         write_cases_never_run(run, session.config.stash.get(SELECTED_KEY, []))
+    documents = read_case_documents(run.directory)  # once: 5 MB of JSON in a full run
     run_info = {
         "target": run.target,
         "started": session.config.stash.get(STARTED_KEY, None),
         "finished": datetime.datetime.now(datetime.UTC).isoformat(),
         "tool_version": __version__,
         "kernel_release": os.uname().release,
-        "target_facts": target_facts(run),
+        "target_facts": target_facts(run, documents),
         "sysctls_applied": run.spec.options.sysctls,
         "ref_settings_applied": run.spec.options.settings,
         "ref_patch": list(run.spec.options.patches),
@@ -548,7 +549,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "shard": None if run.spec.shard is None else "{}/{}".format(*run.spec.shard),
         "wireshark": run.spec.wireshark,
     }
-    results = gather_results(run.directory, run_info)
+    results = gather_results(run_info, documents)
     write_results(run.directory, results)
     write_junit(run.directory, results)
     if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):

@@ -93,7 +93,7 @@ def test_results_and_junit_follow_the_verdicts(tmp_path: Path) -> None:
         write_case_evidence(tmp_path, record, {"verdict": verdict, "message": f"m {name}",
                                                "expectation": expectation,
                                                "duration_s": 0.1, "doc": ""})
-    results = gather_results(tmp_path, {"target": "linux"})
+    results = gather_results({"target": "linux"}, read_case_documents(tmp_path))
     assert results["run"]["verdicts"] == {"pass": 1, "fail": 2, "n/a": 1, "error": 1, "warn": 1}
     required = {"id", "requirements", "level", "verdict", "message", "observations",
                 "evidence", "duration_s"}

@@ -6,14 +6,16 @@ from pathlib import Path
 from typing import Any
 
 from conformance.errors import UsageError
-from conformance.evidence.writer import RESULT_KEYS, read_case_documents
+from conformance.evidence.writer import RESULT_KEYS
 
 RESULTS_FORMAT = 1
 
 
-def gather_results(directory: Path, run: dict[str, Any]) -> dict[str, Any]:
+def gather_results(run: dict[str, Any], documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """results.json of a run: `run`'s facts and each case document's result fields
+    (`read_case_documents` of the run's directory)."""
     cases: list[dict[str, Any]] = [{key: document.get(key) for key in RESULT_KEYS}
-             for document in read_case_documents(directory)]
+                                   for document in documents]
     cases.sort(key=lambda case: case["id"])
     counts: dict[str, int] = {}
     for case in cases:

@@ -74,7 +74,7 @@ def merge_runs(runs: list[Path], out: Path) -> Merged:
             total = counts.pop()
             merged.missing[label] = [f"{k}/{total}" for k in range(1, total + 1)
                                      if f"{k}/{total}" not in shards]
-        results = gather_results(destination, info)
+        results = gather_results(info, read_case_documents(destination))
         write_results(destination, results)
         write_junit(destination, results)
         merged.cases[label] = len(results["cases"])
