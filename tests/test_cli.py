@@ -454,7 +454,8 @@ def labs_of(pid: int) -> list[str]:
 def agents_of(pid: int) -> list[int]:
     """Agent processes serving a lab of `pid`: Linux agents by their --netns argument,
     external agents (lwIP's) by the TAP device named in their CF_TAP, and the fork server
-    of any tester process of the run with every agent it forked, by their --tester."""
+    of any tester process of the run with every agent it forked, by their --tester (or,
+    forked from the run's worker server, by their name, cfa<pid>)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -462,12 +463,14 @@ def agents_of(pid: int) -> list[int]:
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
             environment = (entry / "environ").read_bytes().split(b"\0")
+            name = (entry / "comm").read_text().strip()
         except OSError:
             continue
         linux_agent = b"conformance.agent.linux" in argv and any(
             argument.startswith(f"{LAB_PREFIX}{pid}-".encode()) for argument in argv)
         external_agent = f"CF_TAP=cf{pid}t".encode() in b"\0".join(environment)
-        forked = b"conformance.agent.forkserver" in argv and str(pid).encode() in argv
+        forked = ((b"conformance.agent.forkserver" in argv and str(pid).encode() in argv)
+                  or name == f"cfa{pid}"[:15])
         if linux_agent or external_agent or forked:
             found.append(int(entry.name))
     return found

@@ -83,6 +83,34 @@ def test_a_worker_is_forked_from_the_server_with_its_imports_and_a_new_process_s
     assert first["random"] != second["random"], "each worker draws its own random state"
 
 
+def test_a_workers_agent_fork_server_is_forked_by_the_server_and_ends_with_it() -> None:
+    out = probe("""
+        gw = gateway()
+        channel = gw.remote_exec('''
+            import os
+            from conformance.agent.forkserver import ForkServer
+            agents = ForkServer()
+            channel.send((os.getpid(), agents.server_pid))
+            channel.receive()
+            agents.close()
+            channel.send("closed")
+        ''')
+        worker, agents = channel.receive(timeout=30)
+        with open(f"/proc/{agents}/stat") as stat:
+            out["agents_parent"] = int(stat.read().rpartition(")")[2].split()[1])
+        with open(f"/proc/{agents}/comm") as comm:
+            out["agents_name"] = comm.read().strip()
+        out["worker"] = worker
+        channel.send("close")
+        out["closed"] = channel.receive(timeout=30)
+        out["agents_gone"] = gone(agents)
+        gw.exit()
+    """)
+    assert out["agents_parent"] == out["server"], "forked by the worker server"
+    assert out["agents_name"] == f"cfa{out['worker']}"[:15]
+    assert out["closed"] == "closed" and out["agents_gone"]
+
+
 def test_the_launcher_ends_as_its_worker_ends() -> None:
     out = probe("""
         codes = {}

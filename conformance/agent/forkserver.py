@@ -14,8 +14,11 @@ end with their stdin as they do when started by `subprocess`.
 
 Run as `python -m conformance.agent.forkserver FD --tester PID`, PID the tester's pid: it
 names the server and, since a fork keeps the command line, every agent it forked, so
-that a leak check finds them (`ps -ef | grep 'forkserver.*--tester PID'`). `launch` is
-the tester's side.
+that a leak check finds them (`ps -ef | grep 'forkserver.*--tester PID'`). A tester
+forked by a run's worker server (conformance.run.workers) has its fork server forked
+from that server instead, where these modules are imported already (`start_servers_with`):
+named `cfa<PID>` (its comm, as `ps -o comm` shows), and so is every agent it forks.
+`launch` is the tester's side.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import subprocess
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from typing import IO, Any, Protocol
 
 # The agents a fork server serves: their modules are imported before the first fork.
@@ -122,17 +126,35 @@ class ForkedProcess:
         os.close(self.pidfd)
 
 
+class ServerProcess(Protocol):
+    """What `ForkServer` needs of its server's process."""
+
+    pid: int
+
+    def wait(self, timeout: float | None = None) -> object: ...
+    def kill(self) -> None: ...
+
+
+# Starts a fork server on the given end of its socket, in a process already importing
+# the agents' modules (set in the workers a run's worker server forks); None: a new
+# interpreter per tester process.
+ServerStarter = Callable[[socket.socket], ServerProcess]
+_server_starter: ServerStarter | None = None
+
+
+def start_servers_with(starter: ServerStarter | None) -> None:
+    """How this process starts its fork server (see the module's docstring)."""
+    global _server_starter
+    _server_starter = starter
+
+
 class ForkServer:
     """One fork server process and the reader of its reports."""
 
     def __init__(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with theirs:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "conformance.agent.forkserver", str(theirs.fileno()),
-                 "--tester", str(os.getpid())],
-                stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
-            )
+            self._process = _start_server(theirs)
         self._socket = ours
         self._owner = os.getpid()
         self._spawn_lock = threading.Lock()  # one spawn at a time: replies come in order
@@ -143,6 +165,10 @@ class ForkServer:
         self._gone: str | None = None
         self._reader = threading.Thread(target=self._read, name="forkserver", daemon=True)
         self._reader.start()
+
+    @property
+    def server_pid(self) -> int:
+        return self._process.pid
 
     def spawn(self, module: str, argv: list[str], *, stderr: IO[bytes],
               pass_fds: tuple[int, ...]) -> ForkedProcess:
@@ -227,6 +253,17 @@ class ForkServer:
                 child.exited(-signal.SIGKILL)
             self._children.clear()
             self.exits.notify_all()
+
+
+def _start_server(theirs: socket.socket) -> ServerProcess:
+    if _server_starter is not None:
+        with contextlib.suppress(OSError):  # the run's worker server is gone: a new one
+            return _server_starter(theirs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "conformance.agent.forkserver", str(theirs.fileno()),
+         "--tester", str(os.getpid())],
+        stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
+    )
 
 
 _server: ForkServer | None = None

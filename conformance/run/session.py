@@ -284,12 +284,14 @@ def workers_of(spec: RunSpec) -> int:
     return workers_for(collect(spec), wireshark=spec.wireshark)
 
 
-def start_worker_server(spec: RunSpec, workers: int) -> WorkerServer | None:
-    """The process the run's pytest-xdist workers fork from (conformance.run.workers),
-    forked from this one once the suites are imported; None for a serial run."""
-    if workers <= 1:
+def start_worker_server(spec: RunSpec) -> WorkerServer | None:
+    """The process a parallel run's pytest-xdist workers fork from
+    (conformance.run.workers), forked before this process collects the suites: it
+    collects them too, on the other core, at the same time. None when the spec asks for
+    one worker."""
+    if spec.workers == 1:
         return None
-    return WorkerServer.start(None if spec.workers is None else lambda: collect(spec))
+    return WorkerServer.start(lambda: collect(spec))
 
 
 @dataclass
@@ -315,8 +317,11 @@ def run_suites(spec: RunSpec, console: Console) -> Outcome:
     status: int = pytest.ExitCode.INTERNAL_ERROR
     server: WorkerServer | None = None
     try:
+        server = start_worker_server(spec)
         workers = workers_of(spec)
-        server = start_worker_server(spec, workers)
+        if workers <= 1 and server is not None:
+            server.kill()  # not needed: too few cases to share
+            server = None
         with _sigint_handled_by(monitor):
             status = int(pytest.main(pytest_args(spec, workers, server), plugins=[monitor]))
     except KeyboardInterrupt:  # before the session began or after it ended

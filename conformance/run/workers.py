@@ -19,7 +19,9 @@ their labs), and SIGKILL after a grace.
 
 import atexit
 import contextlib
+import ctypes
 import fcntl
+import functools
 import gc
 import importlib
 import json
@@ -29,6 +31,7 @@ import selectors
 import shlex
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -38,11 +41,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from conformance.agent import forkserver
 from conformance.run import worker_launcher
 
 LAUNCHER = Path(worker_launcher.__file__)
-# What a worker imports beyond the suites (xdist's worker code arrives as source).
-PRELOADED_MODULES = ("execnet", "xdist.plugin", "xdist.remote")
+# What a worker imports beyond the suites (xdist's worker code arrives as source), and
+# what its agent fork server does.
+PRELOADED_MODULES = ("execnet", "xdist.plugin", "xdist.remote", *forkserver.PRELOADED_MODULES)
+PR_SET_NAME = 15  # linux/prctl.h
 MAX_MESSAGE = worker_launcher.MAX_MESSAGE
 STOP_GRACE_S = 2.0  # for workers sent SIGTERM to end, before SIGKILL
 CLOSE_TIMEOUT_S = 10.0  # for the server to end once closed
@@ -92,6 +98,11 @@ class WorkerServer:
         os.close(control_read)
         listener.close()
         return cls(pid, control_write, directory)
+
+    def kill(self) -> None:
+        """End a server that never served a worker at once (SIGKILL), and wait for it."""
+        os.kill(self.pid, signal.SIGKILL)
+        self.close()
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         """End the server (its workers still running first) and wait for it."""
@@ -155,7 +166,7 @@ def _serve(listener: socket.socket, control: int,
                     selector.unregister(launcher)
                     launcher.close()
                     continue
-                pid = _start_worker(launcher, pidfds)
+                pid = _start(launcher, pidfds, listener.getsockname())
                 if pid is None:
                     selector.unregister(launcher)
                     launcher.close()
@@ -170,28 +181,40 @@ def _serve(listener: socket.socket, control: int,
     return 0
 
 
-def _start_worker(connection: socket.socket, pidfds: dict[int, int]) -> int | None:
-    """Fork a worker onto the streams a launcher sent; tell the launcher its pid."""
+def _start(connection: socket.socket, pidfds: dict[int, int], server_path: str) -> int | None:
+    """Fork what a connection's first message asks for and send back its pid and a
+    pidfd: a worker onto the streams a launcher sent (its pid returned, to report its
+    end to the launcher), or a worker's agent fork server on the socket end it sent."""
     try:
         message, fds, _, _ = socket.recv_fds(connection, MAX_MESSAGE, 3)
-    except OSError:
+        request = json.loads(message) if message else {}
+    except (OSError, ValueError):
         return None
-    if not message or len(fds) != 3:
+    wanted = 1 if "agent_server_for" in request else 3
+    if len(fds) != wanted:
         for fd in fds:
             os.close(fd)
         with contextlib.suppress(OSError):
-            connection.send(json.dumps({"error": f"expected 3 streams, got {len(fds)}"})
-                            .encode())
+            connection.send(json.dumps({"error": f"expected {wanted} descriptors, got "
+                                                 f"{len(fds)}"}).encode())
         return None
+    if wanted == 1:
+        # Named before the fork, so that the child is never seen unnamed.
+        own_name = Path("/proc/self/comm").read_text().strip()
+        _set_process_name(f"cfa{int(request['agent_server_for'])}")
     pid = os.fork()
     if pid == 0:
-        _run_worker(json.loads(message), fds)
+        if wanted == 1:
+            _run_agent_server(fds[0])
+        _run_worker(request, fds, server_path)
+    if wanted == 1:
+        _set_process_name(own_name)
     for fd in fds:
         os.close(fd)
     pidfds[pid] = os.pidfd_open(pid)  # before any reaping: it cannot name another process
     with contextlib.suppress(OSError):
         socket.send_fds(connection, [json.dumps({"pid": pid}).encode()], [pidfds[pid]])
-    return pid
+    return pid if wanted == 3 else None
 
 
 def _signal(pidfds: dict[int, int], pid: int, signum: int) -> None:
@@ -242,7 +265,86 @@ def _stop(workers: dict[socket.socket, int], pidfds: dict[int, int],
         _reap(workers, pidfds, selector)
 
 
-def _run_worker(request: dict[str, Any], fds: list[int]) -> None:
+def _keep_only(fds: list[int]) -> None:
+    """Descriptors 0, 1, 2 become `fds` (when given), and every other one is closed."""
+    if fds:
+        # Above every number in use first, so that no dup2 overwrites a stream yet to move.
+        floor = max([*fds, 2]) + 1
+        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, floor) for fd in fds]
+        for number, fd in enumerate(moved):
+            os.dup2(fd, number)
+    for open_fd in map(int, os.listdir("/proc/self/fd")):
+        if open_fd > 2:
+            with contextlib.suppress(OSError):  # the listing's own, closed already
+                os.close(open_fd)
+
+
+def _run_agent_server(control: int) -> None:
+    """In a forked child: the agent fork server of a worker, on `control`."""
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # SIGINT stays ignored: the tester's
+        kept = fcntl.fcntl(control, fcntl.F_DUPFD, 3)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        for open_fd in map(int, os.listdir("/proc/self/fd")):
+            if open_fd > 2 and open_fd != kept:
+                with contextlib.suppress(OSError):
+                    os.close(open_fd)
+        forkserver.serve(socket.socket(fileno=kept))
+        code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _set_process_name(name: str) -> None:
+    """This process's comm (prctl PR_SET_NAME, 15 characters): what `ps -o comm` shows,
+    and what a leak check finds it and the agents it forks by."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+
+
+class ForkedAgentServer:
+    """A worker's agent fork server, forked by the worker server (its parent): waited for
+    through a pidfd; its exit status is its parent's to know."""
+
+    def __init__(self, pid: int, pidfd: int) -> None:
+        self.pid = pid
+        self._pidfd = pidfd
+
+    def wait(self, timeout: float | None = None) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._pidfd, selectors.EVENT_READ)
+            if not selector.select(timeout):
+                raise subprocess.TimeoutExpired(f"agent fork server {self.pid}", timeout or 0.0)
+        os.close(self._pidfd)
+        self._pidfd = -1
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, OSError):
+            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+
+
+def _agent_server_from(server_path: str, theirs: socket.socket) -> ForkedAgentServer:
+    """Ask the worker server at `server_path` for an agent fork server on `theirs`."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as connection:
+        connection.settimeout(forkserver.START_TIMEOUT_S)
+        connection.connect(server_path)
+        socket.send_fds(connection, [json.dumps({"agent_server_for": os.getpid()}).encode()],
+                        [theirs.fileno()])
+        message, fds, _, _ = socket.recv_fds(connection, MAX_MESSAGE, 1)
+    reply = json.loads(message) if message else {}
+    if "pid" not in reply or not fds:
+        for fd in fds:
+            os.close(fd)
+        raise OSError(f"the worker server did not start an agent fork server: {reply}")
+    return ForkedAgentServer(int(reply["pid"]), fds[0])
+
+
+def _run_worker(request: dict[str, Any], fds: list[int], server_path: str) -> None:
     """In the forked worker: the launcher's streams as 0-2, then execnet's bootstrap."""
     code = 1
     try:
@@ -250,15 +352,8 @@ def _run_worker(request: dict[str, Any], fds: list[int]) -> None:
         for signum in (signal.SIGCHLD, signal.SIGTERM):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        # Above every number in use first, so that no dup2 overwrites a stream yet to move.
-        floor = max([*fds, 2]) + 1
-        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, floor) for fd in fds]
-        for number, fd in enumerate(moved):
-            os.dup2(fd, number)
-        for open_fd in map(int, os.listdir("/proc/self/fd")):
-            if open_fd > 2:
-                with contextlib.suppress(OSError):  # the listing's own, closed already
-                    os.close(open_fd)
+        _keep_only(fds)
+        forkserver.start_servers_with(functools.partial(_agent_server_from, server_path))
         # New stream objects: nothing the server buffered (execnet reads its bootstrap
         # from sys.stdin).
         sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
