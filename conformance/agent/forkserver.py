@@ -38,7 +38,7 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any, Protocol
 
 # The agents a fork server serves: their modules are imported before the first fork.
@@ -325,7 +325,9 @@ def _spawn(control: socket.socket, request: dict[str, Any], fds: list[int]) -> N
         os.close(fd)
 
 
-def _reap(control: socket.socket) -> None:
+def reaped_children() -> Iterator[tuple[int, int]]:
+    """The children of this process that have ended, reaped as they are yielded: their
+    pid and exit status (negative: the signal that ended it, as subprocess has it)."""
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -333,7 +335,12 @@ def _reap(control: socket.socket) -> None:
             return
         if pid == 0:
             return
-        _send(control, {"exited": pid, "returncode": os.waitstatus_to_exitcode(status)})
+        yield pid, os.waitstatus_to_exitcode(status)
+
+
+def _reap(control: socket.socket) -> None:
+    for pid, returncode in reaped_children():
+        _send(control, {"exited": pid, "returncode": returncode})
 
 
 def _send(control: socket.socket, report: dict[str, Any], fds: list[int] | None = None) -> None:

@@ -226,21 +226,14 @@ def _reap(workers: dict[socket.socket, int], pidfds: dict[int, int],
           selector: selectors.BaseSelector) -> None:
     """Collect ended workers and report each one's exit status to its launcher."""
     launchers = {pid: connection for connection, pid in workers.items()}
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    for pid, returncode in forkserver.reaped_children():
         with contextlib.suppress(KeyError):
             os.close(pidfds.pop(pid))
         connection = launchers.get(pid)
         if connection is not None:
             del workers[connection]
             with contextlib.suppress(OSError):
-                connection.send(json.dumps(
-                    {"returncode": os.waitstatus_to_exitcode(status)}).encode())
+                connection.send(json.dumps({"returncode": returncode}).encode())
             selector.unregister(connection)
             connection.close()
 
