@@ -49,6 +49,7 @@ LAUNCHER = Path(worker_launcher.__file__)
 # what its agent fork server does.
 PRELOADED_MODULES = ("execnet", "xdist.plugin", "xdist.remote", *forkserver.PRELOADED_MODULES)
 PR_SET_NAME = 15  # linux/prctl.h
+_libc = ctypes.CDLL(None, use_errno=True)
 MAX_MESSAGE = worker_launcher.MAX_MESSAGE
 STOP_GRACE_S = 2.0  # for workers sent SIGTERM to end, before SIGKILL
 CLOSE_TIMEOUT_S = 10.0  # for the server to end once closed
@@ -258,8 +259,9 @@ def _stop(workers: dict[socket.socket, int], pidfds: dict[int, int],
         _reap(workers, pidfds, selector)
 
 
-def _keep_only(fds: list[int]) -> None:
-    """Descriptors 0, 1, 2 become `fds` (when given), and every other one is closed."""
+def _keep_only(fds: list[int], *, also: int = -1) -> None:
+    """Descriptors 0, 1, 2 become `fds` (when given), and every other one but `also` is
+    closed."""
     if fds:
         # Above every number in use first, so that no dup2 overwrites a stream yet to move.
         floor = max([*fds, 2]) + 1
@@ -267,7 +269,7 @@ def _keep_only(fds: list[int]) -> None:
         for number, fd in enumerate(moved):
             os.dup2(fd, number)
     for open_fd in map(int, os.listdir("/proc/self/fd")):
-        if open_fd > 2:
+        if open_fd > 2 and open_fd != also:
             with contextlib.suppress(OSError):  # the listing's own, closed already
                 os.close(open_fd)
 
@@ -279,12 +281,8 @@ def _run_agent_server(control: int) -> None:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # SIGINT stays ignored: the tester's
         kept = fcntl.fcntl(control, fcntl.F_DUPFD, 3)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        for open_fd in map(int, os.listdir("/proc/self/fd")):
-            if open_fd > 2 and open_fd != kept:
-                with contextlib.suppress(OSError):
-                    os.close(open_fd)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        _keep_only([], also=kept)
         forkserver.serve(socket.socket(fileno=kept))
         code = 0
     except BaseException:
@@ -296,8 +294,7 @@ def _run_agent_server(control: int) -> None:
 def _set_process_name(name: str) -> None:
     """This process's comm (prctl PR_SET_NAME, 15 characters): what `ps -o comm` shows,
     and what a leak check finds it and the agents it forks by."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    _libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
 class ForkedAgentServer:
